@@ -1,0 +1,314 @@
+//! collectd `exec` plugin protocol: `PUTVAL "host/acceptq-<instance>/<type>-<instance>"`.
+//!
+//! collectd's rules, enforced here: plugin and type names have no `-`; no part has `/`; each
+//! part is at most 127 bytes; the type exists in the standard types.db; a line of 1199 bytes or
+//! more stalls collectd's reader, so every line stays below 1198. Instances keep to
+//! `[A-Za-z0-9._-]` because they become file names (csv, rrdtool).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::Encoder;
+use crate::metric::{field_spec, Metric, Value, LISTENER};
+
+pub const PLUGIN: &str = "acceptq";
+pub const MAX_PART: usize = 127;
+pub const MAX_LINE: usize = 1197;
+
+pub struct Collectd {
+    host: String,
+    interval: Duration,
+}
+
+impl Collectd {
+    pub fn new(host: &str, interval: Duration) -> Self {
+        Collectd {
+            host: part(host),
+            interval,
+        }
+    }
+}
+
+/// Makes `s` a valid identifier part: anything outside `[A-Za-z0-9._-]` becomes `_` (IPv6
+/// colons included), cut to [`MAX_PART`] bytes.
+pub fn part(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    out.truncate(MAX_PART);
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
+/// The plugin instance of a metric: `127.0.0.1-8080`, `__1-8080` for `::1`, prefixed with the
+/// namespace and suffixed with the socket rank when those tags are present; `netns` or
+/// `netns-NAME` for namespace counters.
+pub fn plugin_instance(m: &Metric) -> String {
+    let mut s = String::new();
+    if m.name == LISTENER {
+        if let Some(ns) = m.tag("netns") {
+            s.push_str(ns);
+            s.push('-');
+        }
+        s.push_str(m.tag("address").unwrap_or("unknown"));
+        s.push('-');
+        s.push_str(m.tag("port").unwrap_or("0"));
+        if let Some(i) = m.tag("socket") {
+            s.push_str("-s");
+            s.push_str(i);
+        }
+    } else {
+        s.push_str("netns");
+        if let Some(ns) = m.tag("netns") {
+            s.push('-');
+            s.push_str(ns);
+        }
+    }
+    part(&s)
+}
+
+impl Encoder for Collectd {
+    fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
+        let mut line = String::with_capacity(256);
+        for m in metrics {
+            let pinst = plugin_instance(m);
+            let secs = m.timestamp as f64 / 1e9;
+            for (name, value) in &m.fields {
+                let Some((kind, tinst)) = field_spec(m.name, name).and_then(|f| f.collectd) else {
+                    continue;
+                };
+                let value = match value {
+                    Value::Int(i) => i.to_string(),
+                    Value::Float(f) if f.is_finite() => f.to_string(),
+                    Value::Float(_) => continue,
+                };
+                line.clear();
+                let _ = writeln!(
+                    line,
+                    "PUTVAL \"{}/{PLUGIN}-{pinst}/{kind}-{tinst}\" interval={:.3} {secs:.3}:{value}",
+                    self.host,
+                    self.interval.as_secs_f64(),
+                );
+                // Parts are capped, so this holds; a line that did not would stall collectd.
+                if line.len() <= MAX_LINE + 1 {
+                    out.extend_from_slice(line.as_bytes());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::metric::{Kind, SCHEMA};
+
+    /// Types of collectd 5.12's types.db that acceptq may use, with their data source type.
+    const TYPES_DB: [(&str, &str); 5] = [
+        ("queue_length", "GAUGE"),
+        ("gauge", "GAUGE"),
+        ("count", "GAUGE"),
+        ("derive", "DERIVE"),
+        ("percent", "GAUGE"),
+    ];
+
+    #[derive(Debug)]
+    pub struct PutVal {
+        pub host: String,
+        pub plugin: String,
+        pub plugin_instance: String,
+        pub type_: String,
+        pub type_instance: String,
+        pub value: String,
+    }
+
+    /// Parses a PUTVAL line as collectd's exec plugin does (cmd_putval + parse_identifier),
+    /// rejecting what collectd would reject.
+    pub fn parse_putval(line: &str) -> Result<PutVal, String> {
+        if line.len() >= 1198 {
+            return Err(format!("line of {} bytes", line.len()));
+        }
+        let rest = line.strip_prefix("PUTVAL ").ok_or("not PUTVAL")?;
+        let (ident, rest) = if let Some(r) = rest.strip_prefix('"') {
+            let end = r.find('"').ok_or("unterminated quote")?;
+            (&r[..end], r[end + 1..].trim_start())
+        } else {
+            rest.split_once(' ').ok_or("no value")?
+        };
+        let mut parts = ident.splitn(3, '/');
+        let (host, plugin, type_) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(h), Some(p), Some(t)) => (h, p, t),
+            _ => return Err(format!("identifier {ident:?} is not host/plugin/type")),
+        };
+        if type_.contains('/') {
+            return Err("type contains /".into());
+        }
+        let (plugin, pinst) = plugin.split_once('-').unwrap_or((plugin, ""));
+        let (type_, tinst) = type_.split_once('-').unwrap_or((type_, ""));
+        for p in [host, plugin, pinst, type_, tinst] {
+            if p.len() > MAX_PART {
+                return Err(format!("part {p:?} longer than {MAX_PART}"));
+            }
+            if !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                return Err(format!("part {p:?} has characters unsafe in file names"));
+            }
+        }
+        let dstype = TYPES_DB
+            .iter()
+            .find(|(t, _)| *t == type_)
+            .map(|(_, d)| *d)
+            .ok_or(format!("type {type_} not in types.db"))?;
+        let mut value = None;
+        for opt in rest.split_whitespace() {
+            if let Some(i) = opt.strip_prefix("interval=") {
+                i.parse::<f64>().map_err(|_| format!("interval {i:?}"))?;
+            } else {
+                let (time, v) = opt.split_once(':').ok_or(format!("value {opt:?}"))?;
+                if time != "N" {
+                    time.parse::<f64>().map_err(|_| format!("time {time:?}"))?;
+                }
+                let ok = if dstype == "DERIVE" {
+                    v.parse::<i64>().is_ok()
+                } else {
+                    v.parse::<f64>().is_ok()
+                };
+                if !ok {
+                    return Err(format!("{v:?} is no {dstype}"));
+                }
+                value = Some(v.to_string());
+            }
+        }
+        Ok(PutVal {
+            host: host.into(),
+            plugin: plugin.into(),
+            plugin_instance: pinst.into(),
+            type_: type_.into(),
+            type_instance: tinst.into(),
+            value: value.ok_or("no value")?,
+        })
+    }
+
+    fn listener(tags: Vec<(&'static str, String)>) -> Metric {
+        let fields = SCHEMA[0]
+            .fields
+            .iter()
+            .map(|f| {
+                (
+                    f.name,
+                    if f.float {
+                        Value::Float(0.5)
+                    } else {
+                        Value::Int(7)
+                    },
+                )
+            })
+            .collect();
+        Metric {
+            name: LISTENER,
+            tags,
+            fields,
+            timestamp: 1_700_000_000_500_000_000,
+        }
+    }
+
+    fn encode(m: &Metric, host: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        Collectd::new(host, Duration::from_secs(10)).encode(std::slice::from_ref(m), &mut out);
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn every_line_parses_as_collectd_would() {
+        let m = listener(vec![
+            ("address", "::1".into()),
+            ("port", "8080".into()),
+            ("process", "nginx".into()),
+        ]);
+        let lines = encode(&m, "web-1.example");
+        let collectd_fields = SCHEMA[0]
+            .fields
+            .iter()
+            .filter(|f| f.collectd.is_some())
+            .count();
+        assert_eq!(lines.len(), collectd_fields);
+        for l in &lines {
+            let p = parse_putval(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+            assert_eq!(
+                (p.host.as_str(), p.plugin.as_str()),
+                ("web-1.example", "acceptq")
+            );
+            assert_eq!(p.plugin_instance, "__1-8080");
+            assert!(
+                ["queue_length", "gauge", "count", "derive"].contains(&p.type_.as_str()),
+                "{}",
+                p.type_
+            );
+            assert!(
+                !p.type_instance.is_empty() && p.value == "7" || p.value == "0.5",
+                "{l}"
+            );
+        }
+        assert_eq!(lines[0], "PUTVAL \"web-1.example/acceptq-__1-8080/queue_length-depth\" interval=10.000 1700000000.500:7");
+    }
+
+    #[test]
+    fn deltas_are_left_to_collectds_derive() {
+        for m in &SCHEMA {
+            for f in m.fields {
+                assert_eq!(
+                    f.kind == Kind::Delta,
+                    f.collectd.is_none() && f.name != "pid",
+                    "{}",
+                    f.name
+                );
+                if f.kind == Kind::Counter {
+                    assert_eq!(f.collectd.map(|c| c.0), Some("derive"), "{}", f.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_tags_and_hosts_stay_within_collectds_limits() {
+        let long = "x/y\"z-".repeat(100);
+        let m = listener(vec![
+            ("address", "0.0.0.0".into()),
+            ("port", "1".into()),
+            ("netns", long.clone()),
+            ("socket", "3".into()),
+        ]);
+        for l in encode(&m, &long) {
+            let p = parse_putval(&l).unwrap_or_else(|e| panic!("{l}: {e}"));
+            assert!(p.plugin_instance.len() <= MAX_PART && p.host.len() <= MAX_PART);
+            assert!(l.len() < 1198);
+        }
+        assert_eq!(part(""), "_");
+    }
+
+    #[test]
+    fn the_parser_rejects_what_collectd_rejects() {
+        assert!(parse_putval("PUTVAL h/p/nosuchtype-x N:1").is_err());
+        assert!(parse_putval("PUTVAL h/p-a/derive-x N:1.5").is_err());
+        assert!(parse_putval("PUTVAL h/p N:1").is_err());
+        assert!(parse_putval(&format!("PUTVAL h/p-{}/gauge N:1", "a".repeat(128))).is_err());
+        assert!(parse_putval(&format!("PUTVAL \"h/p/gauge-{}\" N:1", "a".repeat(1200))).is_err());
+        assert!(parse_putval("PUTVAL \"h/p-a:b/gauge\" N:1").is_err());
+        assert!(parse_putval("PUTVAL h/p-a/gauge interval=10 N:1").is_ok());
+    }
+}

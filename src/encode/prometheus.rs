@@ -1,0 +1,173 @@
+//! Prometheus text exposition format 0.0.4, for node_exporter's textfile collector: one family
+//! per field (`acceptq_listener_queue_depth`), `_total` on counters, HELP and TYPE lines, and no
+//! timestamps (the textfile collector rejects them). Deltas are left out: `rate()` does that.
+
+use std::fmt::Write as _;
+
+use super::{clean, Encoder};
+use crate::metric::{Kind, Metric, Value, SCHEMA};
+
+pub struct Prometheus;
+
+/// The family name of a field: `<measurement>_<field>`, `_total` for counters.
+pub fn family(measurement: &str, field: &str, kind: Kind) -> String {
+    let mut name = format!("{measurement}_{field}");
+    if kind == Kind::Counter {
+        name.push_str("_total");
+    }
+    name
+}
+
+fn escape_label(v: &str, out: &mut String) {
+    for c in clean(v).chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+impl Encoder for Prometheus {
+    fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
+        let mut text = String::new();
+        // Families are written in schema order, each with all its samples together, as the
+        // format requires.
+        for m in &SCHEMA {
+            for f in m.fields.iter().filter(|f| f.kind != Kind::Delta) {
+                let mut samples = String::new();
+                for metric in metrics.iter().filter(|x| x.name == m.name) {
+                    let Some(v) = metric.field(f.name) else {
+                        continue;
+                    };
+                    let value = match v {
+                        Value::Int(i) => i.to_string(),
+                        Value::Float(x) if x.is_finite() => x.to_string(),
+                        Value::Float(_) => continue,
+                    };
+                    samples.push_str(&family(m.name, f.name, f.kind));
+                    let tags: Vec<_> = metric
+                        .tags
+                        .iter()
+                        .filter(|(_, v)| !clean(v).is_empty())
+                        .collect();
+                    if !tags.is_empty() {
+                        samples.push('{');
+                        for (i, (k, v)) in tags.iter().enumerate() {
+                            if i > 0 {
+                                samples.push(',');
+                            }
+                            samples.push_str(k);
+                            samples.push_str("=\"");
+                            escape_label(v, &mut samples);
+                            samples.push('"');
+                        }
+                        samples.push('}');
+                    }
+                    let _ = writeln!(samples, " {value}");
+                }
+                if samples.is_empty() {
+                    continue;
+                }
+                let name = family(m.name, f.name, f.kind);
+                let unit = if f.unit.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", f.unit)
+                };
+                let _ = writeln!(text, "# HELP {name} {}{unit}", escape_help(f.help));
+                let kind = if f.kind == Kind::Counter {
+                    "counter"
+                } else {
+                    "gauge"
+                };
+                let _ = writeln!(text, "# TYPE {name} {kind}");
+                text.push_str(&samples);
+            }
+        }
+        out.extend_from_slice(text.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::{LISTENER, NETNS};
+
+    fn report() -> Vec<Metric> {
+        vec![
+            Metric {
+                name: LISTENER,
+                tags: vec![
+                    ("address", "::1".into()),
+                    ("port", "80".into()),
+                    ("process", "we\"ird\\name".into()),
+                ],
+                fields: vec![
+                    ("queue_depth", Value::Int(3)),
+                    ("queue_full_ratio", Value::Float(0.5)),
+                    ("drops", Value::Int(14)),
+                    ("drops_delta", Value::Int(2)),
+                ],
+                timestamp: 1,
+            },
+            Metric {
+                name: NETNS,
+                tags: vec![],
+                fields: vec![("listen_overflows", Value::Int(9))],
+                timestamp: 1,
+            },
+        ]
+    }
+
+    /// Checks the text format's rules this encoder must keep: every sample's family declared
+    /// once by TYPE before its samples, no family split, valid names, escaped label values.
+    pub fn check_exposition(text: &str) -> Result<usize, String> {
+        let mut declared: Vec<String> = Vec::new();
+        let mut current: Option<String> = None;
+        let mut samples = 0;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').ok_or(format!("bad TYPE {line}"))?;
+                if !["counter", "gauge"].contains(&kind) || declared.contains(&name.to_string()) {
+                    return Err(format!("bad or repeated TYPE: {line}"));
+                }
+                declared.push(name.to_string());
+                current = Some(name.to_string());
+            } else if line.starts_with("# HELP ") {
+                continue;
+            } else {
+                let name_end = line.find(['{', ' ']).ok_or(format!("no value: {line}"))?;
+                let name = &line[..name_end];
+                if current.as_deref() != Some(name) {
+                    return Err(format!("sample outside its family: {line}"));
+                }
+                if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(format!("bad name {name}"));
+                }
+                let value = line.rsplit(' ').next().ok_or("no value")?;
+                value
+                    .parse::<f64>()
+                    .map_err(|_| format!("bad value in {line}"))?;
+                samples += 1;
+            }
+        }
+        Ok(samples)
+    }
+
+    #[test]
+    fn exposition_is_well_formed() {
+        let mut out = Vec::new();
+        Prometheus.encode(&report(), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(check_exposition(&text), Ok(4), "{text}");
+        assert!(text.contains("# TYPE acceptq_listener_drops_total counter\n"));
+        assert!(text.contains("acceptq_listener_queue_depth{address=\"::1\",port=\"80\",process=\"we\\\"ird\\\\name\"} 3\n"), "{text}");
+        assert!(text.contains("acceptq_netns_listen_overflows_total 9\n"));
+        assert!(!text.contains("delta"));
+    }
+}

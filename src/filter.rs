@@ -1,0 +1,104 @@
+//! Which listeners are reported: `--port`, `--exclude-port`, `--address`, `--process`.
+
+use std::net::IpAddr;
+
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub ports: Vec<u16>,
+    pub exclude_ports: Vec<u16>,
+    /// Globs over the canonical address text (`127.0.0.1`, `::`, `10.*`).
+    pub addresses: Vec<String>,
+    /// Globs over the process name; a listener whose process is unknown does not match.
+    pub processes: Vec<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, addr: &IpAddr, port: u16, process: Option<&str>) -> bool {
+        if !self.ports.is_empty() && !self.ports.contains(&port) {
+            return false;
+        }
+        if self.exclude_ports.contains(&port) {
+            return false;
+        }
+        if !self.addresses.is_empty() {
+            let text = addr.to_string();
+            if !self.addresses.iter().any(|g| glob(g, &text)) {
+                return false;
+            }
+        }
+        if !self.processes.is_empty() {
+            match process {
+                Some(p) if self.processes.iter().any(|g| glob(g, p)) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Shell-style match with `*` (any run) and `?` (one character); everything else literal.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_like_a_shell() {
+        assert!(glob("nginx", "nginx"));
+        assert!(glob("ngi*", "nginx"));
+        assert!(glob("*x", "nginx"));
+        assert!(glob("n?inx", "nginx"));
+        assert!(glob("*", ""));
+        assert!(glob("10.*.1", "10.0.0.1"));
+        assert!(!glob("ngi", "nginx"));
+        assert!(!glob("*y", "nginx"));
+        assert!(glob("::*", "::1"));
+    }
+
+    #[test]
+    fn filters_combine() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let f = Filter {
+            ports: vec![80, 443],
+            exclude_ports: vec![443],
+            ..Default::default()
+        };
+        assert!(f.matches(&lo, 80, None));
+        assert!(!f.matches(&lo, 443, None));
+        assert!(!f.matches(&lo, 22, None));
+        let f = Filter {
+            addresses: vec!["127.*".into()],
+            processes: vec!["py*".into()],
+            ..Default::default()
+        };
+        assert!(f.matches(&lo, 1, Some("python3")));
+        assert!(!f.matches(&lo, 1, Some("nginx")));
+        assert!(
+            !f.matches(&lo, 1, None),
+            "unknown process does not match --process"
+        );
+        assert!(!f.matches(&"::1".parse().unwrap(), 1, Some("python3")));
+    }
+}

@@ -1,0 +1,211 @@
+//! The neutral metric model every encoder reads, and the schema: every measurement, tag and
+//! field acceptq emits, with its type and unit. The README's Metrics reference is this table.
+
+/// A field value. Everything acceptq measures is non-negative.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value {
+    Int(u64),
+    Float(f64),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metric {
+    pub name: &'static str,
+    /// Tags in schema order; encoders drop none, so builders leave out unknown tags.
+    pub tags: Vec<(&'static str, String)>,
+    pub fields: Vec<(&'static str, Value)>,
+    /// Nanoseconds since the Unix epoch.
+    pub timestamp: i64,
+}
+
+impl Metric {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn field(&self, key: &str) -> Option<Value> {
+        self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A level now (or a peak over the interval).
+    Gauge,
+    /// Cumulative since the kernel started counting; never reset by acceptq.
+    Counter,
+    /// The increase of a counter since the previous report; absent without a valid previous value.
+    Delta,
+}
+
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub float: bool,
+    pub unit: &'static str,
+    pub help: &'static str,
+    /// collectd `type` and `type_instance`; `None`: not sent to collectd (deltas: collectd's
+    /// DERIVE types compute rates from the counter itself).
+    pub collectd: Option<(&'static str, &'static str)>,
+}
+
+pub struct TagSpec {
+    pub name: &'static str,
+    pub help: &'static str,
+}
+
+pub struct MeasurementSpec {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub tags: &'static [TagSpec],
+    pub fields: &'static [FieldSpec],
+}
+
+pub const LISTENER: &str = "acceptq_listener";
+pub const NETNS: &str = "acceptq_netns";
+
+const fn f(
+    name: &'static str,
+    kind: Kind,
+    unit: &'static str,
+    help: &'static str,
+    collectd: Option<(&'static str, &'static str)>,
+) -> FieldSpec {
+    FieldSpec {
+        name,
+        kind,
+        float: false,
+        unit,
+        help,
+        collectd,
+    }
+}
+
+pub const SCHEMA: [MeasurementSpec; 2] = [
+    MeasurementSpec {
+        name: LISTENER,
+        help: "one per listening address (netns, address, port); SO_REUSEPORT sockets summed unless --per-socket",
+        tags: &[
+            TagSpec { name: "address", help: "local address, canonical text: 0.0.0.0, ::, 127.0.0.1, ::1" },
+            TagSpec { name: "port", help: "local TCP port" },
+            TagSpec { name: "process", help: "comm of the lowest pid holding the socket; absent when unknown" },
+            TagSpec { name: "socket", help: "with --per-socket: rank 0..n-1 of the socket by inode within its SO_REUSEPORT group" },
+            TagSpec { name: "netns", help: "namespace name (`default` for acceptq's own); only when more than one is watched" },
+        ],
+        fields: &[
+            f("queue_depth", Kind::Gauge, "connections", "connections waiting in the accept queue now (idiag_rqueue)", Some(("queue_length", "depth"))),
+            f("queue_depth_max", Kind::Gauge, "connections", "peak accept-queue depth since the previous report, over every sample", Some(("queue_length", "depth_max"))),
+            f("queue_limit", Kind::Gauge, "connections", "accept-queue limit: min(listen backlog, net.core.somaxconn) (idiag_wqueue); the queue holds limit + 1", Some(("queue_length", "limit"))),
+            FieldSpec {
+                name: "queue_full_ratio",
+                kind: Kind::Gauge,
+                float: true,
+                unit: "ratio 0..1",
+                help: "share of samples since the previous report with the queue full (depth > limit); the fullest socket's with SO_REUSEPORT",
+                collectd: Some(("gauge", "full_ratio")),
+            },
+            f("drops", Kind::Counter, "packets", "sk_drops of the socket(s): SYNs and ACKs dropped by the listener (tracks ListenDrops)", Some(("derive", "drops"))),
+            f("drops_delta", Kind::Delta, "packets", "drops since the previous report", None),
+            f("syn_queue_depth", Kind::Gauge, "requests", "half-open requests (TCP_NEW_SYN_RECV) for this address and port", Some(("queue_length", "syn_depth"))),
+            f("sockets", Kind::Gauge, "sockets", "sockets behind this row (SO_REUSEPORT group size)", Some(("count", "sockets"))),
+            f("pid", Kind::Gauge, "", "pid of the process named in `process`", None),
+        ],
+    },
+    MeasurementSpec {
+        name: NETNS,
+        help: "one per watched network namespace: TcpExt counters of /proc/net/netstat and the sysctls bounding the queues",
+        tags: &[TagSpec { name: "netns", help: "as on acceptq_listener; only when more than one namespace is watched" }],
+        fields: &[
+            f("listen_overflows", Kind::Counter, "events", "TcpExt ListenOverflows: connections dropped because an accept queue was full", Some(("derive", "listen_overflows"))),
+            f("listen_overflows_delta", Kind::Delta, "events", "ListenOverflows since the previous report", None),
+            f("listen_drops", Kind::Counter, "events", "TcpExt ListenDrops: every drop by a listener, overflows included", Some(("derive", "listen_drops"))),
+            f("listen_drops_delta", Kind::Delta, "events", "ListenDrops since the previous report", None),
+            f("reqq_full_drop", Kind::Counter, "events", "TcpExt TCPReqQFullDrop: SYNs dropped, SYN queue full and no syncookies", Some(("derive", "reqq_full_drop"))),
+            f("reqq_full_drop_delta", Kind::Delta, "events", "TCPReqQFullDrop since the previous report", None),
+            f("reqq_full_do_cookies", Kind::Counter, "events", "TcpExt TCPReqQFullDoCookies: SYN queue full, answered with a syncookie", Some(("derive", "reqq_full_do_cookies"))),
+            f("reqq_full_do_cookies_delta", Kind::Delta, "events", "TCPReqQFullDoCookies since the previous report", None),
+            f("syncookies_sent", Kind::Counter, "events", "TcpExt SyncookiesSent", Some(("derive", "syncookies_sent"))),
+            f("syncookies_sent_delta", Kind::Delta, "events", "SyncookiesSent since the previous report", None),
+            f("syncookies_recv", Kind::Counter, "events", "TcpExt SyncookiesRecv", Some(("derive", "syncookies_recv"))),
+            f("syncookies_recv_delta", Kind::Delta, "events", "SyncookiesRecv since the previous report", None),
+            f("syncookies_failed", Kind::Counter, "events", "TcpExt SyncookiesFailed", Some(("derive", "syncookies_failed"))),
+            f("syncookies_failed_delta", Kind::Delta, "events", "SyncookiesFailed since the previous report", None),
+            f("migrate_req_success", Kind::Counter, "events", "TcpExt TCPMigrateReqSuccess (5.14+): requests moved to another SO_REUSEPORT socket", Some(("derive", "migrate_req_success"))),
+            f("migrate_req_success_delta", Kind::Delta, "events", "TCPMigrateReqSuccess since the previous report", None),
+            f("migrate_req_failure", Kind::Counter, "events", "TcpExt TCPMigrateReqFailure (5.14+)", Some(("derive", "migrate_req_failure"))),
+            f("migrate_req_failure_delta", Kind::Delta, "events", "TCPMigrateReqFailure since the previous report", None),
+            f("somaxconn", Kind::Gauge, "connections", "net.core.somaxconn: ceiling of every accept-queue limit", Some(("gauge", "somaxconn"))),
+            f("tcp_max_syn_backlog", Kind::Gauge, "requests", "net.ipv4.tcp_max_syn_backlog", Some(("gauge", "tcp_max_syn_backlog"))),
+            f("tcp_syncookies", Kind::Gauge, "", "net.ipv4.tcp_syncookies (0 off, 1 when the SYN queue overflows, 2 always)", Some(("gauge", "tcp_syncookies"))),
+            f("tcp_abort_on_overflow", Kind::Gauge, "", "net.ipv4.tcp_abort_on_overflow (1: reset instead of dropping)", Some(("gauge", "tcp_abort_on_overflow"))),
+            f("listeners", Kind::Gauge, "rows", "acceptq_listener rows in this namespace after filters, before --max-listeners", Some(("count", "listeners"))),
+            f("listeners_omitted", Kind::Gauge, "rows", "rows left out by --max-listeners in this report", Some(("count", "listeners_omitted"))),
+        ],
+    },
+];
+
+/// The schema entry of a field, for the encoders' type mapping.
+pub fn field_spec(measurement: &str, field: &str) -> Option<&'static FieldSpec> {
+    SCHEMA
+        .iter()
+        .find(|m| m.name == measurement)?
+        .fields
+        .iter()
+        .find(|f| f.name == field)
+}
+
+/// The TcpExt counter behind each `acceptq_netns` counter field, in `netstat::COUNTERS` order.
+pub const NETNS_COUNTER_FIELDS: [(&str, &str); 9] = [
+    ("listen_overflows", "listen_overflows_delta"),
+    ("listen_drops", "listen_drops_delta"),
+    ("reqq_full_drop", "reqq_full_drop_delta"),
+    ("reqq_full_do_cookies", "reqq_full_do_cookies_delta"),
+    ("syncookies_sent", "syncookies_sent_delta"),
+    ("syncookies_recv", "syncookies_recv_delta"),
+    ("syncookies_failed", "syncookies_failed_delta"),
+    ("migrate_req_success", "migrate_req_success_delta"),
+    ("migrate_req_failure", "migrate_req_failure_delta"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_netns_counter_field_is_in_the_schema_with_its_delta() {
+        for (counter, delta) in NETNS_COUNTER_FIELDS {
+            assert_eq!(
+                field_spec(NETNS, counter).map(|f| f.kind),
+                Some(Kind::Counter),
+                "{counter}"
+            );
+            assert_eq!(
+                field_spec(NETNS, delta).map(|f| f.kind),
+                Some(Kind::Delta),
+                "{delta}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_snake_case_and_unique() {
+        for m in &SCHEMA {
+            let mut seen = std::collections::HashSet::new();
+            for name in m
+                .fields
+                .iter()
+                .map(|f| f.name)
+                .chain(m.tags.iter().map(|t| t.name))
+            {
+                assert!(
+                    name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                    "{name}"
+                );
+                assert!(seen.insert(name), "{name} twice in {}", m.name);
+            }
+        }
+    }
+}

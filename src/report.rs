@@ -1,0 +1,568 @@
+//! Turns one reading (per-namespace snapshots, the interval's peaks, the owner cache) plus the
+//! previous report's counters into metrics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use crate::filter::Filter;
+use crate::metric::{Metric, Value, LISTENER, NETNS, NETNS_COUNTER_FIELDS};
+use crate::snapshot::{Endpoint, NetnsSnapshot, Socket};
+use crate::source::owners::OwnerCache;
+use crate::state::{delta, fingerprint, Peaks, Previous, RowKey};
+
+pub struct ReportOptions {
+    pub per_socket: bool,
+    pub max_listeners: usize,
+    /// Add the `netns` tag (more than one namespace watched).
+    pub netns_tag: bool,
+}
+
+/// A namespace's reading, with the name the `netns` tag uses.
+pub struct NsReading<'a> {
+    pub name: &'a str,
+    pub snap: &'a NetnsSnapshot,
+}
+
+/// One `acceptq_listener` row before it becomes a metric.
+struct Row<'a> {
+    key: RowKey,
+    sockets: Vec<&'a Socket>,
+    depth: u64,
+    depth_max: u64,
+    limit: Option<u64>,
+    full_ratio: Option<f64>,
+    drops: Option<u64>,
+    drops_delta: Option<u64>,
+    syn: Option<u64>,
+    owner: Option<(i32, &'a str)>,
+}
+
+pub struct Built {
+    pub metrics: Vec<Metric>,
+    /// Rows left out by `--max-listeners`.
+    pub omitted: usize,
+}
+
+/// Builds the report's metrics and replaces `prev` with this report's counters.
+pub fn build(
+    readings: &[NsReading],
+    peaks: &Peaks,
+    owners: &OwnerCache,
+    filter: &Filter,
+    opts: &ReportOptions,
+    prev: &mut Previous,
+    timestamp: i64,
+) -> Built {
+    let mut next = Previous::default();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut per_ns_rows = vec![0usize; readings.len()];
+    for (ns, reading) in readings.iter().enumerate() {
+        let ns = ns as u16;
+        let syn = reading
+            .snap
+            .syn_queue
+            .as_ref()
+            .map(|c| attribute_syn(c, &reading.snap.sockets));
+        for (endpoint, mut group) in group_sockets(&reading.snap.sockets) {
+            group.sort_by_key(|s| s.inode);
+            let owner = group
+                .iter()
+                .find_map(|s| owners.get(s.inode))
+                .map(|o| (o.pid, o.comm.as_str()));
+            let syn_depth = syn
+                .as_ref()
+                .map(|m| u64::from(m.get(&endpoint).copied().unwrap_or(0)));
+            for s in &group {
+                if let Some(d) = s.drops {
+                    next.socket_drops.insert((ns, s.inode), d);
+                }
+            }
+            let candidates: Vec<(Option<u16>, Vec<&Socket>)> = if opts.per_socket {
+                group
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (Some(i as u16), vec![*s]))
+                    .collect()
+            } else {
+                vec![(None, group)]
+            };
+            for (socket, members) in candidates {
+                let key = RowKey {
+                    ns,
+                    addr: endpoint.0,
+                    port: endpoint.1,
+                    socket,
+                };
+                let fp = fingerprint(members.iter().map(|s| s.inode));
+                let pairs: Vec<(u32, Option<u32>)> =
+                    members.iter().map(|s| (s.inode, s.drops)).collect();
+                let drops_delta = prev.row_drops_delta(&key, fp, &pairs);
+                next.rows.insert(key, fp);
+                let row = make_row(
+                    key,
+                    members,
+                    peaks,
+                    drops_delta,
+                    if socket.unwrap_or(0) == 0 {
+                        syn_depth
+                    } else {
+                        None
+                    },
+                    owner,
+                );
+                if filter.matches(&row.key.addr, row.key.port, row.owner.map(|o| o.1)) {
+                    per_ns_rows[ns as usize] += 1;
+                    rows.push(row);
+                }
+            }
+        }
+    }
+
+    let omitted = rows.len().saturating_sub(opts.max_listeners);
+    let mut omitted_per_ns = vec![0usize; readings.len()];
+    if omitted > 0 {
+        // Keep the rows an operator needs to see: the deepest and most-dropping.
+        rows.sort_by_key(|r| std::cmp::Reverse(rank(r)));
+        for r in rows.drain(opts.max_listeners..) {
+            omitted_per_ns[r.key.ns as usize] += 1;
+        }
+        rows.sort_by(|a, b| {
+            (a.key.ns, a.key.addr, a.key.port, a.key.socket).cmp(&(
+                b.key.ns,
+                b.key.addr,
+                b.key.port,
+                b.key.socket,
+            ))
+        });
+    }
+
+    let mut metrics = Vec::with_capacity(rows.len() + readings.len());
+    for row in &rows {
+        metrics.push(listener_metric(
+            row,
+            readings[row.key.ns as usize].name,
+            opts,
+            timestamp,
+        ));
+    }
+    for (ns, reading) in readings.iter().enumerate() {
+        metrics.push(netns_metric(
+            reading,
+            prev,
+            opts,
+            per_ns_rows[ns],
+            omitted_per_ns[ns],
+            timestamp,
+        ));
+        if let Some(t) = reading.snap.tcpext {
+            next.counters.insert(reading.name.to_string(), t);
+        }
+    }
+    *prev = next;
+    Built { metrics, omitted }
+}
+
+fn group_sockets(sockets: &[Socket]) -> BTreeMap<Endpoint, Vec<&Socket>> {
+    let mut groups: BTreeMap<Endpoint, Vec<&Socket>> = BTreeMap::new();
+    for s in sockets {
+        groups.entry((s.addr, s.port)).or_default().push(s);
+    }
+    groups
+}
+
+/// Assigns request sockets (counted by the local address the client reached) to the listener
+/// that took the SYN: the one bound to that address, else the same family's wildcard, else for
+/// IPv4 a dual-stack `[::]` listener.
+pub fn attribute_syn(
+    counts: &HashMap<Endpoint, u32>,
+    listeners: &[Socket],
+) -> HashMap<Endpoint, u32> {
+    let bound = |e: &Endpoint| listeners.iter().any(|s| (s.addr, s.port) == *e);
+    let mut out: HashMap<Endpoint, u32> = HashMap::new();
+    for (&(addr, port), &n) in counts {
+        let wildcard = match addr {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        let v6_any = (IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), port);
+        let target = [(addr, port), (wildcard, port), v6_any]
+            .into_iter()
+            .find(bound);
+        if let Some(t) = target {
+            *out.entry(t).or_insert(0) += n;
+        }
+    }
+    out
+}
+
+fn make_row<'a>(
+    key: RowKey,
+    members: Vec<&'a Socket>,
+    peaks: &Peaks,
+    drops_delta: Option<u64>,
+    syn: Option<u64>,
+    owner: Option<(i32, &'a str)>,
+) -> Row<'a> {
+    let depth: u64 = members.iter().map(|s| u64::from(s.depth)).sum();
+    let limit = members
+        .iter()
+        .map(|s| s.limit.map(u64::from))
+        .sum::<Option<u64>>();
+    let drops = members
+        .iter()
+        .map(|s| s.drops.map(u64::from))
+        .sum::<Option<u64>>();
+    let peak = if key.socket.is_some() {
+        members
+            .first()
+            .and_then(|s| peaks.socket(key.ns, s.inode))
+            .map(|p| u64::from(p.max_depth))
+    } else {
+        peaks
+            .listener_max(key.ns, key.addr, key.port)
+            .map(u64::from)
+    };
+    let full_ratio = if members.iter().all(|s| s.limit.is_some()) {
+        members
+            .iter()
+            .filter_map(|s| peaks.socket(key.ns, s.inode).and_then(|p| p.full_ratio()))
+            .fold(None, |acc: Option<f64>, r| {
+                Some(acc.map_or(r, |a| a.max(r)))
+            })
+    } else {
+        None
+    };
+    Row {
+        key,
+        sockets: members,
+        depth,
+        // The report's own reading is one of the samples, so the peak is never below `depth`.
+        depth_max: peak.unwrap_or(depth).max(depth),
+        limit,
+        full_ratio,
+        drops,
+        drops_delta,
+        syn,
+        owner,
+    }
+}
+
+fn rank(r: &Row) -> (u64, u64, u64, u64) {
+    (
+        r.depth_max,
+        r.drops_delta.unwrap_or(0),
+        r.drops.unwrap_or(0),
+        r.depth,
+    )
+}
+
+fn listener_metric(row: &Row, ns_name: &str, opts: &ReportOptions, timestamp: i64) -> Metric {
+    let mut tags = vec![
+        ("address", row.key.addr.to_string()),
+        ("port", row.key.port.to_string()),
+    ];
+    if let Some((_, comm)) = row.owner {
+        tags.push(("process", comm.to_string()));
+    }
+    if let Some(i) = row.key.socket {
+        tags.push(("socket", i.to_string()));
+    }
+    if opts.netns_tag {
+        tags.push(("netns", ns_name.to_string()));
+    }
+    let mut fields = vec![
+        ("queue_depth", Value::Int(row.depth)),
+        ("queue_depth_max", Value::Int(row.depth_max)),
+    ];
+    if let Some(l) = row.limit {
+        fields.push(("queue_limit", Value::Int(l)));
+    }
+    if let Some(r) = row.full_ratio {
+        fields.push(("queue_full_ratio", Value::Float(r)));
+    }
+    if let Some(d) = row.drops {
+        fields.push(("drops", Value::Int(d)));
+    }
+    if let Some(d) = row.drops_delta {
+        fields.push(("drops_delta", Value::Int(d)));
+    }
+    if let Some(s) = row.syn {
+        fields.push(("syn_queue_depth", Value::Int(s)));
+    }
+    fields.push(("sockets", Value::Int(row.sockets.len() as u64)));
+    if let Some((pid, _)) = row.owner {
+        fields.push(("pid", Value::Int(pid as u64)));
+    }
+    Metric {
+        name: LISTENER,
+        tags,
+        fields,
+        timestamp,
+    }
+}
+
+fn netns_metric(
+    reading: &NsReading,
+    prev: &Previous,
+    opts: &ReportOptions,
+    rows: usize,
+    omitted: usize,
+    timestamp: i64,
+) -> Metric {
+    let tags = if opts.netns_tag {
+        vec![("netns", reading.name.to_string())]
+    } else {
+        Vec::new()
+    };
+    let mut fields = Vec::new();
+    if let Some(cur) = reading.snap.tcpext {
+        let before = prev.counters.get(reading.name);
+        for (i, (counter, delta_name)) in NETNS_COUNTER_FIELDS.iter().enumerate() {
+            let Some(v) = cur.0[i] else { continue };
+            fields.push((*counter, Value::Int(v)));
+            if let Some(d) = delta(before.and_then(|b| b.0[i]), Some(v)) {
+                fields.push((*delta_name, Value::Int(d)));
+            }
+        }
+    }
+    let s = &reading.snap.sysctls;
+    for (name, v) in [
+        ("somaxconn", s.somaxconn),
+        ("tcp_max_syn_backlog", s.tcp_max_syn_backlog),
+        ("tcp_syncookies", s.tcp_syncookies),
+        ("tcp_abort_on_overflow", s.tcp_abort_on_overflow),
+    ] {
+        if let Some(v) = v {
+            fields.push((name, Value::Int(v)));
+        }
+    }
+    fields.push(("listeners", Value::Int(rows as u64)));
+    fields.push(("listeners_omitted", Value::Int(omitted as u64)));
+    Metric {
+        name: NETNS,
+        tags,
+        fields,
+        timestamp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::netstat::TcpExt;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    const ANY4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    const ANY6: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+
+    fn sock(addr: IpAddr, port: u16, inode: u32, depth: u32, limit: u32, drops: u32) -> Socket {
+        Socket {
+            addr,
+            port,
+            inode,
+            uid: 0,
+            depth,
+            limit: Some(limit),
+            drops: Some(drops),
+        }
+    }
+
+    fn opts() -> ReportOptions {
+        ReportOptions {
+            per_socket: false,
+            max_listeners: 1000,
+            netns_tag: false,
+        }
+    }
+
+    fn run(snap: &NetnsSnapshot, prev: &mut Previous, o: &ReportOptions) -> Vec<Metric> {
+        let readings = [NsReading {
+            name: "default",
+            snap,
+        }];
+        build(
+            &readings,
+            &Peaks::default(),
+            &OwnerCache::default(),
+            &Filter::default(),
+            o,
+            prev,
+            1,
+        )
+        .metrics
+    }
+
+    #[test]
+    fn first_report_has_no_deltas_second_has_them() {
+        let mut snap = NetnsSnapshot {
+            sockets: vec![sock(LO, 80, 1, 3, 2, 14)],
+            ..Default::default()
+        };
+        snap.tcpext = Some(TcpExt([
+            Some(10),
+            Some(12),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ]));
+        let mut prev = Previous::default();
+        let m = run(&snap, &mut prev, &opts());
+        assert_eq!(m[0].field("queue_depth"), Some(Value::Int(3)));
+        assert_eq!(m[0].field("queue_limit"), Some(Value::Int(2)));
+        assert_eq!(m[0].field("drops"), Some(Value::Int(14)));
+        assert_eq!(m[0].field("drops_delta"), None);
+        assert_eq!(m[1].field("listen_overflows_delta"), None);
+        snap.sockets[0].drops = Some(20);
+        snap.tcpext = Some(TcpExt([
+            Some(16),
+            Some(18),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ]));
+        let m = run(&snap, &mut prev, &opts());
+        assert_eq!(m[0].field("drops_delta"), Some(Value::Int(6)));
+        assert_eq!(m[1].field("listen_overflows_delta"), Some(Value::Int(6)));
+        assert_eq!(
+            m[1].field("reqq_full_drop"),
+            None,
+            "absent counter is absent, not 0"
+        );
+    }
+
+    #[test]
+    fn replaced_or_reset_gets_no_delta() {
+        let mut snap = NetnsSnapshot {
+            sockets: vec![sock(LO, 80, 1, 0, 2, 14)],
+            ..Default::default()
+        };
+        snap.tcpext = Some(TcpExt([Some(10); 9]));
+        let mut prev = Previous::default();
+        run(&snap, &mut prev, &opts());
+        snap.sockets[0] = sock(LO, 80, 2, 0, 2, 15); // same port, new inode
+        snap.tcpext = Some(TcpExt([Some(3); 9])); // namespace counters went back
+        let m = run(&snap, &mut prev, &opts());
+        assert_eq!(m[0].field("drops_delta"), None);
+        assert_eq!(m[1].field("listen_overflows_delta"), None);
+        assert_eq!(m[1].field("listen_overflows"), Some(Value::Int(3)));
+        // Gone listeners leave nothing behind.
+        snap.sockets.clear();
+        run(&snap, &mut prev, &opts());
+        assert!(prev.rows.is_empty() && prev.socket_drops.is_empty());
+    }
+
+    #[test]
+    fn reuseport_group_sums_or_splits() {
+        let snap = NetnsSnapshot {
+            sockets: vec![
+                sock(LO, 80, 30, 0, 4, 0),
+                sock(LO, 80, 10, 5, 4, 9),
+                sock(LO, 80, 20, 0, 4, 0),
+            ],
+            ..Default::default()
+        };
+        let mut prev = Previous::default();
+        let m = run(&snap, &mut prev, &opts());
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].field("sockets"), Some(Value::Int(3)));
+        assert_eq!(m[0].field("queue_depth"), Some(Value::Int(5)));
+        assert_eq!(m[0].field("queue_limit"), Some(Value::Int(12)));
+        assert_eq!(m[0].field("drops"), Some(Value::Int(9)));
+        let m = run(
+            &snap,
+            &mut prev,
+            &ReportOptions {
+                per_socket: true,
+                ..opts()
+            },
+        );
+        let rows: Vec<(&str, Option<Value>)> = m[..3]
+            .iter()
+            .map(|m| (m.tag("socket").unwrap(), m.field("drops")))
+            .collect();
+        // Ranked by inode: inode 10 (the full one) is socket 0.
+        assert_eq!(
+            rows,
+            vec![
+                ("0", Some(Value::Int(9))),
+                ("1", Some(Value::Int(0))),
+                ("2", Some(Value::Int(0)))
+            ]
+        );
+    }
+
+    #[test]
+    fn syn_requests_go_to_the_listener_that_took_them() {
+        let listeners = [
+            sock(ANY4, 80, 1, 0, 1, 0),
+            sock(LO, 81, 2, 0, 1, 0),
+            sock(ANY6, 82, 3, 0, 1, 0),
+        ];
+        let counts = HashMap::from([((LO, 80), 2), ((LO, 81), 3), ((LO, 82), 4), ((LO, 99), 7)]);
+        let got = attribute_syn(&counts, &listeners);
+        assert_eq!(
+            got,
+            HashMap::from([((ANY4, 80), 2), ((LO, 81), 3), ((ANY6, 82), 4)])
+        );
+    }
+
+    #[test]
+    fn max_listeners_keeps_the_deepest_and_counts_the_rest() {
+        let sockets = (0..10)
+            .map(|i| sock(LO, 1000 + i, u32::from(i) + 1, u32::from(i % 4), 8, 0))
+            .collect();
+        let snap = NetnsSnapshot {
+            sockets,
+            ..Default::default()
+        };
+        let mut prev = Previous::default();
+        let readings = [NsReading {
+            name: "default",
+            snap: &snap,
+        }];
+        let o = ReportOptions {
+            max_listeners: 3,
+            ..opts()
+        };
+        let built = build(
+            &readings,
+            &Peaks::default(),
+            &OwnerCache::default(),
+            &Filter::default(),
+            &o,
+            &mut prev,
+            1,
+        );
+        assert_eq!(built.omitted, 7);
+        // Depths are 0,1,2,3,0,1,2,3,0,1: the two 3s and one 2 stay.
+        let mut depths: Vec<_> = built.metrics[..3]
+            .iter()
+            .map(|m| m.field("queue_depth"))
+            .collect();
+        depths.sort_by_key(|d| format!("{d:?}"));
+        assert_eq!(
+            depths,
+            vec![
+                Some(Value::Int(2)),
+                Some(Value::Int(3)),
+                Some(Value::Int(3))
+            ]
+        );
+        assert_eq!(built.metrics[3].field("listeners"), Some(Value::Int(10)));
+        assert_eq!(
+            built.metrics[3].field("listeners_omitted"),
+            Some(Value::Int(7))
+        );
+        // Omitted rows still keep their counters, so their delta is right when they return.
+        assert_eq!(prev.rows.len(), 10);
+    }
+}

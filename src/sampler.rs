@@ -1,0 +1,97 @@
+//! The peak sampler: between reports, dumps LISTEN sockets every `--sample` and records each
+//! socket's depth into the shared [`Peaks`], so a queue that filled for 200 ms between two
+//! scrapes still shows in `queue_depth_max` and `queue_full_ratio`.
+//!
+//! It runs on its own thread with its own sock_diag sockets, so a slow sample never delays a
+//! report. It asks for no extension (depth and limit are in the message header), touches no
+//! `/proc/<pid>`, and reuses its sockets, record buffer and table slots: in steady state a
+//! sample allocates nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::source::inet_diag::{Record, STATE_LISTEN};
+use crate::source::sock_diag::DiagSocket;
+use crate::state::Peaks;
+use crate::warn::Warnings;
+
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sampler {
+    /// Starts sampling the namespaces of `sockets` (index = namespace index) every `every`.
+    pub fn start(
+        mut sockets: Vec<(String, DiagSocket)>,
+        every: Duration,
+        peaks: Arc<Mutex<Peaks>>,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("acceptq-sampler".into())
+            .spawn(move || {
+                let mut records: Vec<Record> = Vec::with_capacity(1024);
+                let mut warnings = Warnings::default();
+                let mut next = Instant::now() + every;
+                while !flag.load(Ordering::Relaxed) {
+                    let now = Instant::now();
+                    if next > now {
+                        std::thread::park_timeout(next - now);
+                        continue;
+                    }
+                    // After a stall, skip the missed ticks instead of sampling in a burst.
+                    while next <= now {
+                        next += every;
+                    }
+                    sample_once(&mut sockets, &mut records, &peaks, &mut warnings);
+                }
+            })?;
+        Ok(Sampler {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// One sample of every namespace: dump outside the lock, record under it.
+pub fn sample_once(
+    sockets: &mut [(String, DiagSocket)],
+    records: &mut Vec<Record>,
+    peaks: &Mutex<Peaks>,
+    warnings: &mut Warnings,
+) {
+    let mut first = true;
+    for (ns, (name, sock)) in sockets.iter_mut().enumerate() {
+        if let Err(e) = sock.dump_into(STATE_LISTEN, false, records) {
+            warnings.once(
+                &format!("sampler-{name}"),
+                format!(
+                    "sampler: netns {name}: {e}; peaks come from reports only until it recovers"
+                ),
+            );
+            continue;
+        }
+        let Ok(mut p) = peaks.lock() else { return };
+        if first {
+            p.begin_sample();
+            first = false;
+        }
+        for r in records.iter() {
+            p.observe(ns as u16, r.addr, r.port, r.inode, r.rqueue, Some(r.wqueue));
+        }
+    }
+}

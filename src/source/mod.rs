@@ -1,0 +1,190 @@
+//! Kernel sources, one file each; this file bundles what one watched namespace needs.
+
+pub mod inet_diag;
+pub mod netns;
+pub mod netstat;
+pub mod owners;
+pub mod proc_tcp;
+pub mod sock_diag;
+pub mod sysctl;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+use crate::snapshot::{NetnsSnapshot, Socket};
+use crate::warn::Warnings;
+use inet_diag::{Record, STATE_LISTEN, STATE_NEW_SYN_RECV};
+use netns::Netns;
+use sock_diag::DiagSocket;
+
+/// Under a SYN flood the request-socket dump could run long; past this the count is dropped
+/// for that report rather than delaying it.
+const SYN_DUMP_CAP: Duration = Duration::from_millis(250);
+
+/// Reads a whole `/proc` or `/sys` file from offset 0 into `buf`, reusing it. The file stays
+/// bound to the namespace it was opened in, so re-reading it needs no `setns`.
+pub fn read_file_at_start(file: &File, buf: &mut String) -> io::Result<()> {
+    let mut bytes = std::mem::take(buf).into_bytes();
+    bytes.clear();
+    let mut chunk = [0u8; 8192];
+    let mut at = 0u64;
+    loop {
+        let n = match file.read_at(&mut chunk, at) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+        at += n as u64;
+    }
+    *buf = String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(())
+}
+
+/// Everything opened in one namespace: the sock_diag socket for reports and the `/proc` files.
+pub struct NsSources {
+    pub netns: Netns,
+    diag: Option<DiagSocket>,
+    netstat: Option<File>,
+    sysctls: [Option<File>; 4],
+    proc_tcp: [Option<File>; 2],
+    records: Vec<Record>,
+    text: String,
+}
+
+pub struct Options {
+    pub syn_queue: bool,
+}
+
+impl NsSources {
+    /// Opens every source of `netns`, warning once for each that is missing.
+    pub fn open(netns: Netns, warnings: &mut Warnings) -> io::Result<Self> {
+        let diag = match DiagSocket::open(netns.file.clone()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                warnings.once(
+                    "sock_diag",
+                    format!("sock_diag unavailable ({e}); reading /proc/net/tcp instead: accept-queue limit and drops will be missing"),
+                );
+                None
+            }
+        };
+        let (netstat, sysctls, proc_tcp) = netns::run_in(netns.file.as_deref(), || {
+            (
+                File::open("/proc/thread-self/net/netstat"),
+                sysctl::open(),
+                proc_tcp::open(),
+            )
+        })?;
+        let netstat = match netstat {
+            Ok(f) => Some(f),
+            Err(e) => {
+                warnings.once(
+                    "netstat",
+                    format!(
+                        "cannot open /proc/net/netstat ({e}): namespace counters will be missing"
+                    ),
+                );
+                None
+            }
+        };
+        Ok(NsSources {
+            netns,
+            diag,
+            netstat,
+            sysctls,
+            proc_tcp,
+            records: Vec::new(),
+            text: String::new(),
+        })
+    }
+
+    /// Takes one reading of this namespace. Each source that fails is warned about and left out;
+    /// the rest of the reading stands.
+    pub fn read(&mut self, opts: &Options, warnings: &mut Warnings, out: &mut NetnsSnapshot) {
+        out.sockets.clear();
+        self.read_listeners(warnings, &mut out.sockets);
+        out.syn_queue = if opts.syn_queue {
+            self.read_syn_queue(warnings)
+        } else {
+            None
+        };
+        out.tcpext = match &self.netstat {
+            Some(f) => match netstat::read(f, &mut self.text) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    warnings.once(
+                        "netstat-read",
+                        format!("/proc/net/netstat of netns {}: {e}", self.netns.name),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        out.sysctls = sysctl::read(&self.sysctls, &mut self.text);
+    }
+
+    fn read_listeners(&mut self, warnings: &mut Warnings, out: &mut Vec<Socket>) {
+        if let Some(diag) = &mut self.diag {
+            match diag.dump_into(STATE_LISTEN, true, &mut self.records) {
+                Ok(()) => {
+                    out.extend(self.records.iter().map(|r| Socket {
+                        addr: r.addr,
+                        port: r.port,
+                        inode: r.inode,
+                        uid: r.uid,
+                        depth: r.rqueue,
+                        limit: Some(r.wqueue),
+                        drops: r.drops,
+                    }));
+                    if self.records.iter().any(|r| r.drops.is_none()) {
+                        warnings.once("skmeminfo", "this kernel's SK_MEMINFO has no drops counter: per-listener drops will be missing".to_string());
+                    }
+                    return;
+                }
+                Err(e) => warnings.once(
+                    "sock_diag-dump",
+                    format!(
+                        "sock_diag dump failed in netns {} ({e}); falling back to /proc/net/tcp",
+                        self.netns.name
+                    ),
+                ),
+            }
+        }
+        if let Err(e) = proc_tcp::read(&self.proc_tcp, out) {
+            warnings.once(
+                "proc_tcp",
+                format!("/proc/net/tcp of netns {}: {e}", self.netns.name),
+            );
+        }
+    }
+
+    /// Counts request sockets by local endpoint without storing them, within [`SYN_DUMP_CAP`].
+    fn read_syn_queue(
+        &mut self,
+        warnings: &mut Warnings,
+    ) -> Option<HashMap<crate::snapshot::Endpoint, u32>> {
+        let diag = self.diag.as_mut()?;
+        let mut counts: HashMap<crate::snapshot::Endpoint, u32> = HashMap::new();
+        let deadline = Instant::now() + SYN_DUMP_CAP;
+        match diag.dump(STATE_NEW_SYN_RECV, false, Some(deadline), &mut |r| {
+            *counts.entry((r.addr, r.port)).or_insert(0) += 1;
+        }) {
+            Ok(()) => Some(counts),
+            Err(e) => {
+                warnings.once(
+                    "syn-dump",
+                    format!("SYN queue not counted in netns {}: {e}", self.netns.name),
+                );
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! `/proc/net/netstat`, section `TcpExt`: the namespace-wide listen-queue counters.
+//!
+//! Counters are matched by name, never by column: kernels add, move and drop columns (procfs
+//! issue #310 broke on one missing section). A counter the kernel does not have is `None`.
+
+use std::fs::File;
+use std::io;
+
+use super::read_file_at_start;
+
+/// The TcpExt counters acceptq reports, in the order of the schema.
+pub const COUNTERS: [&str; 9] = [
+    "ListenOverflows",
+    "ListenDrops",
+    "TCPReqQFullDrop",
+    "TCPReqQFullDoCookies",
+    "SyncookiesSent",
+    "SyncookiesRecv",
+    "SyncookiesFailed",
+    "TCPMigrateReqSuccess",
+    "TCPMigrateReqFailure",
+];
+
+/// Values of [`COUNTERS`], index for index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpExt(pub [Option<u64>; COUNTERS.len()]);
+
+impl TcpExt {
+    pub fn get(&self, name: &str) -> Option<u64> {
+        COUNTERS
+            .iter()
+            .position(|c| *c == name)
+            .and_then(|i| self.0[i])
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// No `TcpExt:` header and value line pair.
+    NoTcpExt,
+    /// The header and value lines have different lengths.
+    ColumnMismatch { names: usize, values: usize },
+    /// A value that is not an unsigned integer.
+    BadValue { name: String, value: String },
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParseError::NoTcpExt => write!(f, "no TcpExt section"),
+            ParseError::ColumnMismatch { names, values } => {
+                write!(f, "TcpExt has {names} names but {values} values")
+            }
+            ParseError::BadValue { name, value } => {
+                write!(f, "TcpExt {name}: {value:?} is not a counter")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Parses the text of `/proc/net/netstat` (or `/proc/net/snmp`-style pairs) for TcpExt.
+pub fn parse(text: &str) -> Result<TcpExt, ParseError> {
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return Err(ParseError::NoTcpExt);
+    };
+    let names: Vec<&str> = names.split_whitespace().skip(1).collect();
+    let values: Vec<&str> = values.split_whitespace().skip(1).collect();
+    if names.len() != values.len() {
+        return Err(ParseError::ColumnMismatch {
+            names: names.len(),
+            values: values.len(),
+        });
+    }
+    let mut out = TcpExt::default();
+    for (name, value) in names.iter().zip(&values) {
+        let Some(i) = COUNTERS.iter().position(|c| c == name) else {
+            continue;
+        };
+        let v = value.parse::<u64>().map_err(|_| ParseError::BadValue {
+            name: name.to_string(),
+            value: value.to_string(),
+        })?;
+        out.0[i] = Some(v);
+    }
+    Ok(out)
+}
+
+/// Reads and parses an open `/proc/<...>/net/netstat`, reusing `buf`.
+pub fn read(file: &File, buf: &mut String) -> io::Result<TcpExt> {
+    read_file_at_start(file, buf)?;
+    parse(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINUX_6_18: &str = include_str!("../../tests/fixtures/linux-6.18/proc/net/netstat");
+    // The TcpExt column set of a 3.10-era kernel (before TCPMigrateReq*, 5.14): the header is the
+    // 3.10 list of names in the kernel's order, the values are made up.
+    const LINUX_3_10: &str = include_str!("../../tests/fixtures/linux-3.10/proc/net/netstat");
+
+    #[test]
+    fn new_kernel_has_every_counter() {
+        let t = parse(LINUX_6_18).unwrap();
+        for (i, name) in COUNTERS.iter().enumerate() {
+            assert!(t.0[i].is_some(), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn old_kernel_lacks_migrate_counters_as_absent_not_zero() {
+        let t = parse(LINUX_3_10).unwrap();
+        assert_eq!(t.get("ListenOverflows"), Some(17));
+        assert_eq!(t.get("ListenDrops"), Some(19));
+        assert_eq!(t.get("TCPReqQFullDrop"), Some(3));
+        assert_eq!(t.get("TCPReqQFullDoCookies"), Some(2));
+        assert_eq!(t.get("SyncookiesFailed"), Some(5));
+        assert_eq!(t.get("TCPMigrateReqSuccess"), None);
+        assert_eq!(t.get("TCPMigrateReqFailure"), None);
+    }
+
+    #[test]
+    fn matches_by_name_whatever_the_column_order() {
+        let text =
+            "IpExt: InNoRoutes\nIpExt: 0\nTcpExt: ListenDrops Foo ListenOverflows\nTcpExt: 9 1 7\n";
+        let t = parse(text).unwrap();
+        assert_eq!(
+            (t.get("ListenOverflows"), t.get("ListenDrops")),
+            (Some(7), Some(9))
+        );
+        assert_eq!(t.get("SyncookiesSent"), None);
+    }
+
+    #[test]
+    fn malformed_input_is_an_error() {
+        assert_eq!(parse(""), Err(ParseError::NoTcpExt));
+        assert_eq!(parse("TcpExt: A B\n"), Err(ParseError::NoTcpExt));
+        assert_eq!(
+            parse("TcpExt: A B\nTcpExt: 1\n"),
+            Err(ParseError::ColumnMismatch {
+                names: 2,
+                values: 1
+            })
+        );
+        assert!(matches!(
+            parse("TcpExt: ListenDrops\nTcpExt: -1\n"),
+            Err(ParseError::BadValue { .. })
+        ));
+        // A column we do not read may hold anything.
+        assert!(parse("TcpExt: Other ListenDrops\nTcpExt: x 1\n").is_ok());
+    }
+
+    #[test]
+    fn full_u64_range() {
+        let t = parse("TcpExt: ListenOverflows\nTcpExt: 18446744073709551615\n").unwrap();
+        assert_eq!(t.get("ListenOverflows"), Some(u64::MAX));
+    }
+}

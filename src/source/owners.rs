@@ -1,0 +1,181 @@
+//! Socket inode → owning process, from the `socket:[inode]` links in `/proc/<pid>/fd`.
+//!
+//! Walking every process's fds is the most expensive thing acceptq does (≈ 200 ms with 42 k
+//! socket fds), so results are cached by inode and `/proc` is walked again only when a listener
+//! appears whose inode was never looked up. The cache holds only inodes still listening.
+
+use std::collections::{HashMap, HashSet};
+
+use procfs::process::FDTarget;
+use procfs::ProcError;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: i32,
+    /// `comm`: the kernel's 15-byte process name.
+    pub comm: String,
+}
+
+/// What one walk of `/proc` found for the inodes asked about.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub found: HashMap<u32, Owner>,
+    /// Processes whose fd directory we may not read (other users', without capabilities).
+    pub denied: usize,
+}
+
+#[derive(Default)]
+pub struct OwnerCache {
+    /// `None`: looked up and not found (kept so it is not looked up again every report).
+    known: HashMap<u32, Option<Owner>>,
+}
+
+impl OwnerCache {
+    /// Resolves `inodes`, calling `scan` (at most once) for those never looked up before, and
+    /// forgets inodes no longer listening. Returns how many processes could not be read during
+    /// the scan, if one ran.
+    pub fn refresh(
+        &mut self,
+        inodes: &[u32],
+        scan: impl FnOnce(&HashSet<u32>) -> Scan,
+    ) -> Option<usize> {
+        let live: HashSet<u32> = inodes.iter().copied().filter(|i| *i != 0).collect();
+        self.known.retain(|inode, _| live.contains(inode));
+        let wanted: HashSet<u32> = live
+            .iter()
+            .copied()
+            .filter(|i| !self.known.contains_key(i))
+            .collect();
+        if wanted.is_empty() {
+            return None;
+        }
+        let mut result = scan(&wanted);
+        for inode in wanted {
+            self.known.insert(inode, result.found.remove(&inode));
+        }
+        Some(result.denied)
+    }
+
+    pub fn get(&self, inode: u32) -> Option<&Owner> {
+        self.known.get(&inode).and_then(|o| o.as_ref())
+    }
+
+    /// Inodes remembered (found or not).
+    pub fn remembered(&self) -> usize {
+        self.known.len()
+    }
+}
+
+/// Walks `/proc` for the owners of `wanted`. When several processes share a socket (a forking
+/// server's master and workers), the lowest pid wins: usually the master, and stable.
+pub fn scan_proc(wanted: &HashSet<u32>) -> Scan {
+    let mut scan = Scan::default();
+    let Ok(procs) = procfs::process::all_processes() else {
+        return scan;
+    };
+    for proc in procs {
+        let Ok(proc) = proc else { continue };
+        let fds = match proc.fd() {
+            Ok(fds) => fds,
+            Err(ProcError::PermissionDenied(_)) => {
+                scan.denied += 1;
+                continue;
+            }
+            Err(_) => continue, // gone meanwhile: an expected race
+        };
+        let mut comm: Option<String> = None;
+        for fd in fds.flatten() {
+            let FDTarget::Socket(inode) = fd.target else {
+                continue;
+            };
+            let Ok(inode) = u32::try_from(inode) else {
+                continue;
+            };
+            if !wanted.contains(&inode) {
+                continue;
+            }
+            if scan.found.get(&inode).is_some_and(|o| o.pid <= proc.pid()) {
+                continue;
+            }
+            let name = comm
+                .get_or_insert_with(|| proc.stat().map(|s| s.comm).unwrap_or_default())
+                .clone();
+            scan.found.insert(
+                inode,
+                Owner {
+                    pid: proc.pid(),
+                    comm: name,
+                },
+            );
+        }
+    }
+    scan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(pid: i32) -> Owner {
+        Owner {
+            pid,
+            comm: format!("p{pid}"),
+        }
+    }
+
+    #[test]
+    fn scans_only_for_new_inodes_and_forgets_gone_ones() {
+        let mut cache = OwnerCache::default();
+        let mut calls = Vec::new();
+        let denied = cache.refresh(&[10, 11], |w| {
+            calls.push(w.clone());
+            Scan {
+                found: HashMap::from([(10, owner(1))]),
+                denied: 2,
+            }
+        });
+        assert_eq!(denied, Some(2));
+        assert_eq!(cache.get(10), Some(&owner(1)));
+        assert_eq!(cache.get(11), None);
+        // Same inodes: no scan, even for the one not found.
+        assert_eq!(cache.refresh(&[10, 11], |_| panic!("rescanned")), None);
+        // A new inode scans for it alone; a vanished one is forgotten.
+        cache.refresh(&[10, 12], |w| {
+            calls.push(w.clone());
+            Scan {
+                found: HashMap::from([(12, owner(3))]),
+                denied: 0,
+            }
+        });
+        assert_eq!(calls[1], HashSet::from([12]));
+        assert_eq!(cache.remembered(), 2);
+        assert_eq!(cache.get(12), Some(&owner(3)));
+    }
+
+    #[test]
+    fn inode_zero_is_never_looked_up() {
+        let mut cache = OwnerCache::default();
+        assert_eq!(
+            cache.refresh(&[0, 0], |_| panic!("scanned for inode 0")),
+            None
+        );
+    }
+
+    #[test]
+    fn finds_a_socket_of_this_process() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let inode = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&listener)
+        ))
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("socket:[")
+        .trim_end_matches(']')
+        .parse::<u32>()
+        .unwrap();
+        let scan = scan_proc(&HashSet::from([inode]));
+        let found = scan.found.get(&inode).expect("own socket found");
+        assert_eq!(found.pid, std::process::id() as i32);
+    }
+}

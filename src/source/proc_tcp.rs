@@ -1,0 +1,45 @@
+//! Fallback listener source: `/proc/net/tcp` and `/proc/net/tcp6` through procfs, used only when
+//! sock_diag is unavailable. They hold the accept-queue depth (`rx_queue`) of a listener but not
+//! its limit nor its drops, which stay absent.
+
+use std::fs::File;
+use std::io::{self, BufReader, Seek};
+
+use procfs::net::{TcpNetEntries, TcpState};
+use procfs::FromBufReadSI;
+
+use super::inet_diag::canonical;
+use crate::snapshot::Socket;
+
+/// Opens `tcp` and `tcp6` of the calling thread's namespace.
+pub fn open() -> [Option<File>; 2] {
+    ["tcp", "tcp6"].map(|f| File::open(format!("/proc/thread-self/net/{f}")).ok())
+}
+
+/// Reads listeners from the open tables into `out` (cleared first).
+pub fn read(files: &[Option<File>; 2], out: &mut Vec<Socket>) -> io::Result<()> {
+    out.clear();
+    let info = procfs::current_system_info();
+    for file in files.iter().flatten() {
+        let mut file = file;
+        file.rewind()?;
+        let entries = TcpNetEntries::from_buf_read(BufReader::new(file), info)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        out.extend(
+            entries
+                .0
+                .into_iter()
+                .filter(|e| e.state == TcpState::Listen)
+                .map(|e| Socket {
+                    addr: canonical(e.local_address.ip()),
+                    port: e.local_address.port(),
+                    inode: e.inode as u32,
+                    uid: e.uid,
+                    depth: e.rx_queue,
+                    limit: None,
+                    drops: None,
+                }),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! The sock_diag netlink socket: one per watched namespace and user (report, sampler), kept open
+//! and reused, with its buffers, for every dump.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
+
+use super::inet_diag::{self, DecodeError, Record, Step, FAMILIES};
+use super::netns;
+
+/// 64 KiB: the kernel sizes dump datagrams up to 32 KiB; a smaller buffer truncates them.
+const RECV_BUF: usize = 64 * 1024;
+/// A dump that stalls this long is broken; netlink-sys has no timeout of its own.
+const RECV_TIMEOUT: Duration = Duration::from_secs(2);
+/// A dump the kernel could not deliver whole is tried again this many times.
+const RETRIES: usize = 3;
+
+#[derive(Debug)]
+pub enum DiagError {
+    Io(io::Error),
+    Decode(DecodeError),
+    /// The caller's deadline passed mid-dump; the socket was left with a dump in flight and must
+    /// be replaced before the next one (`DiagSocket::is_poisoned`).
+    Deadline {
+        records: usize,
+    },
+}
+
+impl std::fmt::Display for DiagError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DiagError::Io(e) => write!(f, "sock_diag: {e}"),
+            DiagError::Decode(e) => write!(f, "{e}"),
+            DiagError::Deadline { records } => write!(
+                f,
+                "sock_diag dump cut short after {records} records (time cap)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DiagError {}
+
+pub struct DiagSocket {
+    sock: Socket,
+    /// The namespace the socket lives in (`None`: ours), kept to open a replacement.
+    netns: Option<Arc<File>>,
+    buf: Vec<u8>,
+    req: Vec<u8>,
+    seq: u32,
+    poisoned: bool,
+}
+
+impl DiagError {
+    /// Errors after which a fresh dump is worth trying: the kernel dropped part of the reply, or
+    /// a datagram was larger than our buffer (now grown).
+    fn retryable(&self) -> bool {
+        match self {
+            DiagError::Io(e) => {
+                e.raw_os_error() == Some(libc::ENOBUFS) || e.kind() == io::ErrorKind::InvalidData
+            }
+            _ => false,
+        }
+    }
+}
+
+impl DiagSocket {
+    /// Opens a sock_diag socket in `netns` (or ours); sock_diag sees only the namespace a socket
+    /// was created in, for the socket's whole life.
+    pub fn open(netns: Option<Arc<File>>) -> io::Result<Self> {
+        let sock = netns::run_in(netns.as_deref(), open_socket)??;
+        Ok(DiagSocket {
+            sock,
+            netns,
+            buf: vec![0; RECV_BUF],
+            req: Vec::with_capacity(128),
+            seq: 0,
+            poisoned: false,
+        })
+    }
+
+    fn reopen(&mut self) -> Result<(), DiagError> {
+        self.sock = netns::run_in(self.netns.as_deref(), open_socket)
+            .and_then(|r| r)
+            .map_err(DiagError::Io)?;
+        self.poisoned = false;
+        Ok(())
+    }
+
+    /// Dumps TCP sockets in `states` into `out` (cleared first), IPv4 then IPv6, retrying a dump
+    /// the kernel could not deliver whole. Allocates nothing once `out` has grown.
+    pub fn dump_into(
+        &mut self,
+        states: u32,
+        with_meminfo: bool,
+        out: &mut Vec<Record>,
+    ) -> Result<(), DiagError> {
+        let mut attempt = 0;
+        loop {
+            out.clear();
+            match self.dump(states, with_meminfo, None, &mut |r| out.push(*r)) {
+                Err(e) if attempt < RETRIES && e.retryable() => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// Dumps TCP sockets in `states`, IPv4 then IPv6, calling `on_record` for each without
+    /// storing them. Past `deadline` the dump is abandoned and the socket replaced next time.
+    pub fn dump(
+        &mut self,
+        states: u32,
+        with_meminfo: bool,
+        deadline: Option<Instant>,
+        on_record: &mut dyn FnMut(&Record),
+    ) -> Result<(), DiagError> {
+        if self.poisoned {
+            self.reopen()?;
+        }
+        for family in FAMILIES {
+            self.dump_family(family, states, with_meminfo, deadline, on_record)?;
+        }
+        Ok(())
+    }
+
+    fn dump_family(
+        &mut self,
+        family: u8,
+        states: u32,
+        with_meminfo: bool,
+        deadline: Option<Instant>,
+        on_record: &mut dyn FnMut(&Record),
+    ) -> Result<(), DiagError> {
+        self.seq = self.seq.wrapping_add(1);
+        inet_diag::build_request(&mut self.req, family, states, with_meminfo, self.seq);
+        loop {
+            match self.sock.send(&self.req, 0) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.poisoned = true;
+                    return Err(DiagError::Io(e));
+                }
+            }
+        }
+        let mut records = 0usize;
+        loop {
+            if deadline.is_some_and(|d| Instant::now() > d) {
+                self.poisoned = true;
+                return Err(DiagError::Deadline { records });
+            }
+            let n = match self.sock.recv(&mut &mut self.buf[..], libc::MSG_TRUNC) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Whatever the error, the kernel may still hold the rest of this dump.
+                    self.poisoned = true;
+                    return Err(DiagError::Io(e));
+                }
+            };
+            if n > self.buf.len() {
+                self.buf.resize(n.next_power_of_two(), 0);
+                self.poisoned = true;
+                return Err(DiagError::Io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("sock_diag datagram of {n} bytes was truncated"),
+                )));
+            }
+            let step = inet_diag::decode_datagram(&self.buf[..n], self.seq, &mut |r| {
+                records += 1;
+                on_record(r)
+            });
+            match step {
+                Ok(Step::Done) => return Ok(()),
+                Ok(Step::More) => {}
+                Err(e) => {
+                    // After NLMSG_ERROR the kernel ends the dump; after garbage we cannot tell.
+                    self.poisoned = !matches!(e, DecodeError::Kernel(_));
+                    return Err(DiagError::Decode(e));
+                }
+            }
+        }
+    }
+}
+
+fn open_socket() -> io::Result<Socket> {
+    let mut sock = Socket::new(NETLINK_SOCK_DIAG)?;
+    sock.bind_auto()?;
+    sock.connect(&SocketAddr::new(0, 0))?;
+    set_recv_timeout(&sock, RECV_TIMEOUT)?;
+    Ok(sock)
+}
+
+fn set_recv_timeout(sock: &Socket, timeout: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: setsockopt reads a timeval of the size we pass from a live stack value.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -1,0 +1,291 @@
+//! What carries over between reports: previous counters (for deltas) and the peaks the sampler
+//! saw since the last report. Plain data and pure functions; no I/O.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+
+/// The increase of a cumulative u64 counter, or `None` when there is no previous value or the
+/// counter went backwards (a reset: the namespace was recreated). Never negative, never invented.
+pub fn delta(prev: Option<u64>, cur: Option<u64>) -> Option<u64> {
+    match (prev, cur) {
+        (Some(p), Some(c)) if c >= p => Some(c - p),
+        _ => None,
+    }
+}
+
+/// The increase of the kernel's 32-bit `sk_drops` of one socket (same inode, so it can only
+/// grow): a smaller value means it wrapped past 2^32.
+pub fn delta_u32(prev: u32, cur: u32) -> u64 {
+    u64::from(cur.wrapping_sub(prev))
+}
+
+/// A listener row's identity: namespace index, address, port, and with `--per-socket` the
+/// socket's rank by inode within its SO_REUSEPORT group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RowKey {
+    pub ns: u16,
+    pub addr: IpAddr,
+    pub port: u16,
+    pub socket: Option<u16>,
+}
+
+/// One listener row's sockets as (inode, drops) pairs.
+pub fn fingerprint(inodes: impl Iterator<Item = u32>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for i in inodes {
+        i.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Counters of the previous report. Rebuilt whole every report, so rows and sockets that
+/// vanished leave nothing behind.
+#[derive(Default, Debug)]
+pub struct Previous {
+    /// (namespace, inode) → sk_drops.
+    pub socket_drops: HashMap<(u16, u32), u32>,
+    /// Row → fingerprint of its inode set: a replaced socket changes it.
+    pub rows: HashMap<RowKey, u64>,
+    /// Namespace name → TcpExt counters.
+    pub counters: HashMap<String, crate::source::netstat::TcpExt>,
+}
+
+impl Previous {
+    /// The drops a row gained since the previous report: `None` for a row that is new, whose
+    /// socket set changed (replaced: same port, new inode), or whose drops are unknown.
+    pub fn row_drops_delta(
+        &self,
+        key: &RowKey,
+        fingerprint: u64,
+        sockets: &[(u32, Option<u32>)],
+    ) -> Option<u64> {
+        if self.rows.get(key) != Some(&fingerprint) {
+            return None;
+        }
+        let mut sum = 0u64;
+        for (inode, drops) in sockets {
+            let prev = self.socket_drops.get(&(key.ns, *inode))?;
+            sum += delta_u32(*prev, (*drops)?);
+        }
+        Some(sum)
+    }
+}
+
+/// Peak tracking for one socket over a report interval.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketPeak {
+    pub max_depth: u32,
+    /// Samples in which the queue was full (depth > limit, as `sk_acceptq_is_full`).
+    pub full: u32,
+    pub samples: u32,
+}
+
+impl SocketPeak {
+    pub fn full_ratio(&self) -> Option<f64> {
+        (self.samples > 0).then(|| f64::from(self.full) / f64::from(self.samples))
+    }
+}
+
+/// Peak of a listener's summed depth (all its SO_REUSEPORT sockets in one sample).
+#[derive(Clone, Copy, Debug, Default)]
+struct ListenerPeak {
+    sample: u64,
+    current: u32,
+    max: u32,
+}
+
+/// Beyond this many sockets in one interval (listener churn), new ones are not tracked: memory
+/// stays bounded and the report still has their current depth.
+pub const MAX_TRACKED: usize = 65_536;
+
+/// Peaks since the last report, fed by every sample (the sampler's and the report's own).
+#[derive(Default, Debug)]
+pub struct Peaks {
+    sample: u64,
+    sockets: HashMap<(u16, u32), SocketPeak>,
+    listeners: HashMap<(u16, IpAddr, u16), ListenerPeak>,
+}
+
+impl Peaks {
+    /// Starts a new sample: summed depths restart from zero.
+    pub fn begin_sample(&mut self) {
+        self.sample += 1;
+    }
+
+    /// Records one socket of the current sample. Allocates only when a socket or listener is
+    /// seen for the first time in this interval.
+    pub fn observe(
+        &mut self,
+        ns: u16,
+        addr: IpAddr,
+        port: u16,
+        inode: u32,
+        depth: u32,
+        limit: Option<u32>,
+    ) {
+        let room = self.sockets.len() < MAX_TRACKED;
+        if let Some(s) = lookup(&mut self.sockets, (ns, inode), room) {
+            s.max_depth = s.max_depth.max(depth);
+            s.samples += 1;
+            if limit.is_some_and(|l| depth > l) {
+                s.full += 1;
+            }
+        }
+        let room = self.listeners.len() < MAX_TRACKED;
+        if let Some(l) = lookup(&mut self.listeners, (ns, addr, port), room) {
+            if l.sample != self.sample {
+                l.sample = self.sample;
+                l.current = 0;
+            }
+            l.current = l.current.saturating_add(depth);
+            l.max = l.max.max(l.current);
+        }
+    }
+
+    pub fn socket(&self, ns: u16, inode: u32) -> Option<&SocketPeak> {
+        self.sockets.get(&(ns, inode))
+    }
+
+    pub fn listener_max(&self, ns: u16, addr: IpAddr, port: u16) -> Option<u32> {
+        self.listeners.get(&(ns, addr, port)).map(|l| l.max)
+    }
+
+    /// Moves everything recorded into `into` (whose old content is dropped) and leaves `self`
+    /// empty, keeping both tables' capacity unless churn inflated it.
+    pub fn take_into(&mut self, into: &mut Peaks) {
+        std::mem::swap(self, into);
+        self.sample = into.sample;
+        self.sockets.clear();
+        self.listeners.clear();
+        shrink(&mut self.sockets);
+        shrink(&mut self.listeners);
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.sockets.len()
+    }
+}
+
+fn lookup<K: Hash + Eq, V: Default>(map: &mut HashMap<K, V>, key: K, room: bool) -> Option<&mut V> {
+    if room {
+        Some(map.entry(key).or_default())
+    } else {
+        map.get_mut(&key)
+    }
+}
+
+/// After a burst of churn a table may have grown far past its usual size; give it back.
+fn shrink<K: Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 4096 && map.capacity() > 4 * map.len() {
+        map.shrink_to(1024);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn delta_needs_a_previous_value_and_never_goes_negative() {
+        assert_eq!(delta(None, Some(5)), None);
+        assert_eq!(delta(Some(5), None), None);
+        assert_eq!(delta(Some(5), Some(3)), None);
+        assert_eq!(delta(Some(5), Some(5)), Some(0));
+        assert_eq!(delta(Some(u64::MAX - 1), Some(u64::MAX)), Some(1));
+    }
+
+    #[test]
+    fn drops_wrap_at_32_bits() {
+        assert_eq!(delta_u32(u32::MAX - 2, 4), 7);
+        assert_eq!(delta_u32(10, 10), 0);
+    }
+
+    fn key() -> RowKey {
+        RowKey {
+            ns: 0,
+            addr: A,
+            port: 80,
+            socket: None,
+        }
+    }
+
+    #[test]
+    fn row_delta_only_for_the_same_sockets() {
+        let mut prev = Previous::default();
+        prev.rows.insert(key(), fingerprint([1, 2].into_iter()));
+        prev.socket_drops.insert((0, 1), 10);
+        prev.socket_drops.insert((0, 2), u32::MAX);
+        let same = fingerprint([1, 2].into_iter());
+        assert_eq!(
+            prev.row_drops_delta(&key(), same, &[(1, Some(15)), (2, Some(1))]),
+            Some(5 + 2)
+        );
+        // Replaced: same port, another inode.
+        let replaced = fingerprint([1, 3].into_iter());
+        assert_eq!(
+            prev.row_drops_delta(&key(), replaced, &[(1, Some(15)), (3, Some(0))]),
+            None
+        );
+        // New row.
+        let other = RowKey { port: 81, ..key() };
+        assert_eq!(
+            prev.row_drops_delta(&other, same, &[(1, Some(15)), (2, Some(1))]),
+            None
+        );
+        // Drops unknown now.
+        assert_eq!(
+            prev.row_drops_delta(&key(), same, &[(1, None), (2, Some(1))]),
+            None
+        );
+    }
+
+    #[test]
+    fn peaks_sum_sockets_within_a_sample_and_track_full_share() {
+        let mut p = Peaks::default();
+        for (d1, d2) in [(1, 2), (5, 0), (3, 3)] {
+            p.begin_sample();
+            p.observe(0, A, 80, 1, d1, Some(4));
+            p.observe(0, A, 80, 2, d2, Some(2));
+        }
+        assert_eq!(p.listener_max(0, A, 80), Some(6));
+        assert_eq!(
+            p.socket(0, 1),
+            Some(&SocketPeak {
+                max_depth: 5,
+                full: 1,
+                samples: 3
+            })
+        );
+        assert_eq!(p.socket(0, 2).and_then(|s| s.full_ratio()), Some(1.0 / 3.0));
+        let mut taken = Peaks::default();
+        p.take_into(&mut taken);
+        assert_eq!(taken.listener_max(0, A, 80), Some(6));
+        assert_eq!(p.listener_max(0, A, 80), None);
+        // A new sample after the swap starts from zero, not from the old sum.
+        p.begin_sample();
+        p.observe(0, A, 80, 1, 1, Some(4));
+        assert_eq!(p.listener_max(0, A, 80), Some(1));
+    }
+
+    #[test]
+    fn tracking_is_bounded_under_churn() {
+        let mut p = Peaks::default();
+        p.begin_sample();
+        for inode in 0..(MAX_TRACKED as u32 + 1000) {
+            p.observe(0, A, (inode % 60_000) as u16, inode, 1, Some(1));
+        }
+        assert_eq!(p.tracked(), MAX_TRACKED);
+        // The table that held the burst is handed back empty and small.
+        let mut handed_back = Peaks::default();
+        handed_back.take_into(&mut p);
+        assert!(
+            handed_back.sockets.capacity() <= 4096,
+            "capacity {} kept",
+            handed_back.sockets.capacity()
+        );
+    }
+}
