@@ -1,0 +1,225 @@
+//! Small helpers shared by the integration tests: the e2e gate, throwaway network namespaces,
+//! the Python driver that holds listeners and clients, and running acceptq.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn acceptq() -> &'static str {
+    env!("CARGO_BIN_EXE_acceptq")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `ACCEPTQ_E2E=require` turns every skip into a failure (CI).
+pub fn required() -> bool {
+    std::env::var("ACCEPTQ_E2E").is_ok_and(|v| v == "require")
+}
+
+/// Returns false (and says why) when a test cannot run here; panics instead under
+/// `ACCEPTQ_E2E=require`.
+pub fn skip_unless(ok: bool, test: &str, reason: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if required() {
+        panic!("{test}: cannot run ({reason}) and ACCEPTQ_E2E=require");
+    }
+    eprintln!("SKIP {test}: {reason}");
+    false
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn have(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+        || Path::new(program).is_file()
+}
+
+/// Gate for tests that make a network namespace: root, `ip` and `python3`.
+pub fn netns_gate(test: &str) -> bool {
+    skip_unless(is_root(), test, "needs root to create a network namespace")
+        && skip_unless(have("ip"), test, "needs `ip` (iproute2)")
+        && skip_unless(have("python3"), test, "needs python3 for the test driver")
+}
+
+/// A network namespace made for one test, with loopback up; removed (with every process still
+/// in it) on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("aq-{tag}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        run_ok(&mut ns.cmd("ip", &["link", "set", "lo", "up"]));
+        ns
+    }
+
+    /// A command that runs `program args` inside this namespace.
+    pub fn cmd(&self, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]).args(args);
+        c
+    }
+
+    pub fn sysctl(&self, key: &str, value: &str) {
+        run_ok(&mut self.cmd("sysctl", &["-qw", &format!("{key}={value}")]));
+    }
+
+    /// A TcpExt counter read in this namespace, straight from the kernel.
+    pub fn tcpext(&self, name: &str) -> u64 {
+        let text = output_ok(&mut self.cmd("cat", &["/proc/net/netstat"]));
+        let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+        let names: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        let values: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        let i = names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("no TcpExt {name}"));
+        values[i].parse().unwrap()
+    }
+
+    /// `sk_drops` of the listener(s) on `port`, as `ss -tlnm` prints it (`d<N>`): the kernel's
+    /// word, to compare acceptq with.
+    pub fn ss_drops(&self, port: u16) -> u64 {
+        let text = output_ok(&mut self.cmd("ss", &["-tlnmH", &format!("sport = :{port}")]));
+        text.split(|c: char| c == ',' || c == ')' || c.is_whitespace())
+            .filter_map(|t| t.strip_prefix('d'))
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum()
+    }
+
+    pub fn driver(&self) -> Driver {
+        Driver::start(self.cmd("python3", &[repo().join("tests/support/driver.py").to_str().unwrap()]))
+    }
+
+    /// Runs acceptq inside the namespace and returns its output.
+    pub fn acceptq(&self, args: &[&str]) -> Output {
+        self.cmd(acceptq(), args).output().expect("run acceptq")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+pub fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+pub fn output_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The Python driver (tests/support/driver.py) holding listeners and clients.
+pub struct Driver {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Driver {
+    pub fn start(mut cmd: Command) -> Driver {
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start driver");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Driver { child, stdin, stdout }
+    }
+
+    /// Sends one command and returns the words after `ok`.
+    pub fn send(&mut self, command: &str) -> Vec<String> {
+        writeln!(self.stdin, "{command}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        let words: Vec<String> = line.split_whitespace().map(String::from).collect();
+        assert_eq!(words.first().map(String::as_str), Some("ok"), "driver: {command} -> {line}");
+        words[1..].to_vec()
+    }
+
+    /// Opens a listener and returns (id, port).
+    pub fn listen(&mut self, addr: &str, port: u16, backlog: u32, reuseport: bool) -> (usize, u16) {
+        let extra = if reuseport { " reuseport" } else { "" };
+        let w = self.send(&format!("listen {addr} {port} {backlog}{extra}"));
+        (w[0].parse().unwrap(), w[1].parse().unwrap())
+    }
+
+    pub fn connect(&mut self, id: usize, n: usize) {
+        self.send(&format!("connect {id} {n}"));
+    }
+
+    pub fn accept(&mut self, id: usize) -> usize {
+        self.send(&format!("accept {id}"))[0].parse().unwrap()
+    }
+
+    pub fn pid(&mut self) -> u32 {
+        self.send("pid")[0].parse().unwrap()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One JSON report line, parsed.
+pub type Json = serde_json::Value;
+
+pub fn json_lines(stdout: &[u8]) -> Vec<Json> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+/// The `acceptq_listener` row for `port` (and optional extra tag) in a JSON report.
+pub fn listener<'a>(report: &'a [Json], port: u16) -> &'a Json {
+    report
+        .iter()
+        .find(|m| m["name"] == "acceptq_listener" && m["tags"]["port"] == port.to_string())
+        .unwrap_or_else(|| panic!("no listener on port {port} in {report:?}"))
+}
+
+pub fn netns_row(report: &[Json]) -> &Json {
+    report.iter().find(|m| m["name"] == "acceptq_netns").expect("acceptq_netns row")
+}
+
+/// Polls `f` every 20 ms until it returns Some or `limit` passes.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

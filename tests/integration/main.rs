@@ -1,0 +1,11 @@
+//! All integration tests, built as one binary. Tests that need root, a network namespace or a
+//! daemon skip with a printed reason, and fail instead under `ACCEPTQ_E2E=require`.
+
+mod common;
+
+mod agents;
+mod cli;
+mod listeners;
+mod peaks;
+mod sampler_cost;
+mod who;
