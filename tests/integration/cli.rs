@@ -1,1 +1,251 @@
-//! (filled in below)
+//! Run modes driven as the agents drive them, and bad input. These need no privilege: they
+//! read acceptq's own namespace.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+fn reports_in(text: &str) -> usize {
+    text.lines()
+        .filter(|l| l.starts_with("acceptq_netns"))
+        .count()
+}
+
+#[test]
+fn three_newlines_three_reports_then_exit_on_eof() {
+    let mut child = Command::new(acceptq())
+        .args(["--signal", "stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    for n in 1..=3 {
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+        // Each report ends with its acceptq_netns line.
+        loop {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "report {n} cut short"
+            );
+            if line.starts_with("acceptq_netns") {
+                break;
+            }
+        }
+    }
+    let closed = Instant::now();
+    drop(stdin);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        closed.elapsed() < Duration::from_secs(1),
+        "took {:?} to exit after EOF",
+        closed.elapsed()
+    );
+    assert!(status.success(), "{status}");
+    assert_eq!(reports_in(&rest), 0, "no report without a newline");
+}
+
+#[test]
+fn default_mode_reports_at_once() {
+    let mut child = Command::new(acceptq())
+        .args(["--interval", "1h"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let start = Instant::now();
+    let mut line = String::new();
+    while !line.starts_with("acceptq_netns") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0);
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "first report took {:?}",
+        start.elapsed()
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn collectd_mode_ignores_closed_stdin_and_keeps_reporting() {
+    let mut child = Command::new(acceptq())
+        .args(["--format", "collectd"])
+        .env("COLLECTD_INTERVAL", "0.200")
+        .env("COLLECTD_HOSTNAME", "test-host.example")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut netns_lines = 0;
+    let start = Instant::now();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        assert!(
+            line.starts_with("PUTVAL \"test-host.example/acceptq-"),
+            "{line}"
+        );
+        assert!(line.contains(" interval=0.200 "), "{line}");
+        assert!(line.len() < 1198);
+        if line.contains("/acceptq-netns/gauge-somaxconn") {
+            netns_lines += 1;
+            if netns_lines == 4 {
+                break;
+            }
+        }
+    }
+    assert_eq!(netns_lines, 4);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running with stdin closed"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(550),
+        "reports follow COLLECTD_INTERVAL"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn closed_stdout_exits_zero_without_a_panic() {
+    // `acceptq --format json | head -n 1`
+    let mut child = Command::new(acceptq())
+        .args(["--format", "json", "--interval", "50ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with('{'));
+    drop(stdout);
+    let end = Instant::now() + Duration::from_secs(3);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < end,
+            "acceptq kept running with stdout closed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "stderr: {err}");
+}
+
+fn fails_with(args: &[&str], code: i32, needle: &str) {
+    let out = Command::new(acceptq()).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    assert!(
+        err.lines().all(|l| l.starts_with("E! ")),
+        "{args:?}: every line has a level prefix: {err}"
+    );
+    assert!(err.contains(needle), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    fails_with(&["--bogus"], 2, "--bogus");
+    fails_with(&["--interval", "ten"], 2, "--interval");
+    fails_with(&["--sample", "5 parsecs"], 2, "unknown unit");
+    fails_with(&["--format", "xml"], 2, "xml");
+    fails_with(&["--window", "5s"], 2, "--once");
+    fails_with(
+        &["--once", "--output", "/nonexistent-dir-acceptq/x.prom"],
+        1,
+        "--output /nonexistent-dir-acceptq/x.prom",
+    );
+}
+
+#[test]
+fn help_and_version_go_to_stdout() {
+    let out = Command::new(acceptq()).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--signal"));
+    let out = Command::new(acceptq()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("acceptq "));
+}
+
+#[test]
+fn window_reports_deltas_over_the_window() {
+    let start = Instant::now();
+    let out = Command::new(acceptq())
+        .args(["--once", "--window", "300ms", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    let report = json_lines(&out.stdout);
+    let n = netns_row(&report);
+    assert!(
+        n["fields"].get("listen_overflows_delta").is_some(),
+        "window gives deltas: {n}"
+    );
+    assert_eq!(
+        report
+            .iter()
+            .filter(|m| m["name"] == "acceptq_netns")
+            .count(),
+        1,
+        "one report"
+    );
+}
+
+#[test]
+fn output_file_is_replaced_whole() {
+    let dir = std::env::temp_dir().join(format!("acceptq-out-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("acceptq.prom");
+    let out = Command::new(acceptq())
+        .args([
+            "--once",
+            "--format",
+            "prometheus",
+            "--output",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("# TYPE acceptq_netns_somaxconn gauge"),
+        "{text}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "temp file left behind: {leftovers:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

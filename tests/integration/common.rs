@@ -64,7 +64,11 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl Netns {
     pub fn new(tag: &str) -> Netns {
-        let name = format!("aq-{tag}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "aq-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
         run_ok(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns { name };
         run_ok(&mut ns.cmd("ip", &["link", "set", "lo", "up"]));
@@ -88,7 +92,10 @@ impl Netns {
         let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
         let names: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
         let values: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-        let i = names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("no TcpExt {name}"));
+        let i = names
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or_else(|| panic!("no TcpExt {name}"));
         values[i].parse().unwrap()
     }
 
@@ -103,7 +110,10 @@ impl Netns {
     }
 
     pub fn driver(&self) -> Driver {
-        Driver::start(self.cmd("python3", &[repo().join("tests/support/driver.py").to_str().unwrap()]))
+        Driver::start(self.cmd(
+            "python3",
+            &[repo().join("tests/support/driver.py").to_str().unwrap()],
+        ))
     }
 
     /// Runs acceptq inside the namespace and returns its output.
@@ -114,23 +124,36 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let _ = Command::new("kill").args(["-9", pid]).status();
             }
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
 pub fn run_ok(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn output_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -143,10 +166,18 @@ pub struct Driver {
 
 impl Driver {
     pub fn start(mut cmd: Command) -> Driver {
-        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start driver");
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start driver");
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        Driver { child, stdin, stdout }
+        Driver {
+            child,
+            stdin,
+            stdout,
+        }
     }
 
     /// Sends one command and returns the words after `ok`.
@@ -156,7 +187,11 @@ impl Driver {
         let mut line = String::new();
         self.stdout.read_line(&mut line).unwrap();
         let words: Vec<String> = line.split_whitespace().map(String::from).collect();
-        assert_eq!(words.first().map(String::as_str), Some("ok"), "driver: {command} -> {line}");
+        assert_eq!(
+            words.first().map(String::as_str),
+            Some("ok"),
+            "driver: {command} -> {line}"
+        );
         words[1..].to_vec()
     }
 
@@ -207,7 +242,10 @@ pub fn listener<'a>(report: &'a [Json], port: u16) -> &'a Json {
 }
 
 pub fn netns_row(report: &[Json]) -> &Json {
-    report.iter().find(|m| m["name"] == "acceptq_netns").expect("acceptq_netns row")
+    report
+        .iter()
+        .find(|m| m["name"] == "acceptq_netns")
+        .expect("acceptq_netns row")
 }
 
 /// Polls `f` every 20 ms until it returns Some or `limit` passes.
@@ -222,4 +260,97 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A long-running `acceptq --signal stdin --format json` inside a namespace, driven as Telegraf's
+/// execd drives it: a newline asks for a report.
+pub struct Live {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Live {
+    pub fn start(ns: &Netns, extra: &[&str]) -> Live {
+        let mut args = vec!["--signal", "stdin", "--format", "json"];
+        args.extend_from_slice(extra);
+        let mut child = ns
+            .cmd(acceptq(), &args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start acceptq");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Live {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Asks for one report and returns its metrics (a report ends with its acceptq_netns row).
+    pub fn report(&mut self) -> Vec<Json> {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+        let mut out = Vec::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.stdout.read_line(&mut line).unwrap() > 0,
+                "acceptq ended mid-report"
+            );
+            let v: Json =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+            let last = v["name"] == "acceptq_netns";
+            out.push(v);
+            if last {
+                return out;
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Closes stdin (as Telegraf does to stop us) and waits up to `limit` for the exit status.
+    pub fn close_and_wait(mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        drop(self.stdin.take());
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn stderr(mut self) -> String {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+        let mut s = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn int(v: &Json) -> u64 {
+    v.as_u64()
+        .unwrap_or_else(|| panic!("not an unsigned integer: {v}"))
 }

@@ -6,6 +6,7 @@ Commands (answers start with "ok" or "err"):
   connect ID N                           -> ok           (N non-blocking connects, kept open)
   accept ID                              -> ok COUNT     (accepts every queued connection)
   close ID                               -> ok
+  reset                                  -> ok           (closes every client with an RST)
   pid                                    -> ok PID
   quit
 Listeners never accept unless told to. Clients are never closed before quit, so the kernel keeps
@@ -69,6 +70,13 @@ def main():
                 reply("ok %d" % n)
             elif cmd == "close":
                 listeners.pop(int(args[0])).close()
+                reply("ok")
+            elif cmd == "reset":
+                import struct
+                for c in clients:
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    c.close()
+                clients.clear()
                 reply("ok")
             elif cmd == "pid":
                 import os
