@@ -7,5 +7,6 @@ mod agents;
 mod cli;
 mod listeners;
 mod peaks;
+mod readme;
 mod sampler_cost;
 mod who;

@@ -1,0 +1,67 @@
+//! The README is the users' contract: its Metrics reference must say what the code emits.
+
+use acceptq::metric::{Kind, SCHEMA};
+
+use crate::common::repo;
+
+/// The backticked first cells of table rows in the README's section for `measurement`.
+fn rows_of(readme: &str, measurement: &str) -> Vec<(String, String)> {
+    let start = readme
+        .find(&format!("### `{measurement}`"))
+        .unwrap_or_else(|| panic!("no section for {measurement}"));
+    let section = &readme[start + 1..];
+    let end = section.find("\n### ").unwrap_or(section.len());
+    section[..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once("` |"))
+        .map(|(name, rest)| {
+            (
+                name.to_string(),
+                rest.split('|').next().unwrap_or("").trim().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_reference_matches_the_schema() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    for m in &SCHEMA {
+        let rows = rows_of(&readme, m.name);
+        let mut documented: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
+        for t in m.tags {
+            assert!(
+                documented.contains(&t.name),
+                "tag {}.{} not in README",
+                m.name,
+                t.name
+            );
+        }
+        for f in m.fields {
+            let kind = match f.kind {
+                Kind::Gauge => "gauge",
+                Kind::Counter => "counter",
+                Kind::Delta => "delta",
+            };
+            let want = format!("{}, {kind}", if f.float { "float" } else { "int" });
+            let row = rows.iter().find(|(n, _)| n == f.name);
+            assert_eq!(
+                row.map(|(_, t)| t.as_str()),
+                Some(want.as_str()),
+                "field {}.{} in README",
+                m.name,
+                f.name
+            );
+        }
+        // Nothing documented that the code does not emit.
+        documented.retain(|n| {
+            !m.tags.iter().any(|t| t.name == *n) && !m.fields.iter().any(|f| f.name == *n)
+        });
+        assert!(
+            documented.is_empty(),
+            "README documents {documented:?} under {}, the code has no such name",
+            m.name
+        );
+    }
+}
