@@ -43,3 +43,28 @@ pub fn read(files: &[Option<File>; 2], out: &mut Vec<Socket>) -> io::Result<()> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn fallback_finds_a_listener_and_its_depth_without_limit_or_drops() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _clients: Vec<TcpStream> = (0..2)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        let mut sockets = Vec::new();
+        read(&open(), &mut sockets).unwrap();
+        let found = sockets
+            .iter()
+            .find(|s| s.port == port)
+            .expect("listener in /proc/net/tcp");
+        assert_eq!(found.addr.to_string(), "127.0.0.1");
+        assert_eq!(found.depth, 2, "two handshakes completed, none accepted");
+        assert_eq!((found.limit, found.drops), (None, None));
+        assert!(sockets.iter().all(|s| s.port != 0));
+    }
+}

@@ -24,7 +24,7 @@ pub enum DiagError {
     Io(io::Error),
     Decode(DecodeError),
     /// The caller's deadline passed mid-dump; the socket was left with a dump in flight and must
-    /// be replaced before the next one (`DiagSocket::is_poisoned`).
+    /// be replaced, which the next dump does.
     Deadline {
         records: usize,
     },
@@ -214,5 +214,63 @@ fn set_recv_timeout(sock: &Socket, timeout: Duration) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::inet_diag::{STATE_LISTEN, STATE_NEW_SYN_RECV};
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn dumps_our_own_listener_with_depth_limit_and_drops() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap(); // std listens with backlog 128
+        let port = listener.local_addr().unwrap().port();
+        let _clients: Vec<TcpStream> = (0..3)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        let mut sock = DiagSocket::open(None).unwrap();
+        let mut records = Vec::new();
+        for _ in 0..3 {
+            // Reused socket and buffers: every dump sees the same thing.
+            sock.dump_into(STATE_LISTEN, true, &mut records).unwrap();
+            let r = records
+                .iter()
+                .find(|r| r.port == port)
+                .expect("our listener");
+            assert_eq!(r.state, 10);
+            assert_eq!(r.rqueue, 3);
+            assert!(r.wqueue >= 1 && r.wqueue <= 128, "limit {}", r.wqueue);
+            assert_eq!(r.drops, Some(0));
+            assert!(r.inode != 0);
+        }
+        assert!(records.iter().all(|r| r.state == 10), "LISTEN only");
+        // A request-socket dump succeeds (and finds nothing for a completed handshake).
+        let mut n = 0;
+        sock.dump(
+            STATE_NEW_SYN_RECV,
+            false,
+            Some(Instant::now() + Duration::from_secs(1)),
+            &mut |r| {
+                if r.port == port {
+                    n += 1
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn a_past_deadline_abandons_the_dump_and_the_next_one_works() {
+        let mut sock = DiagSocket::open(None).unwrap();
+        let past = Instant::now() - Duration::from_millis(1);
+        let r = sock.dump(STATE_LISTEN, false, Some(past), &mut |_| {});
+        assert!(matches!(r, Err(DiagError::Deadline { .. })));
+        assert!(sock.poisoned);
+        let mut records = Vec::new();
+        sock.dump_into(STATE_LISTEN, false, &mut records).unwrap();
+        assert!(!sock.poisoned);
     }
 }
