@@ -19,6 +19,8 @@ pub struct ReportOptions {
 
 /// A namespace's reading, with the name the `netns` tag uses.
 pub struct NsReading<'a> {
+    /// Stable for the namespace's whole watch, unlike its position: keys deltas and peaks.
+    pub id: u16,
     pub name: &'a str,
     pub snap: &'a NetnsSnapshot,
 }
@@ -26,6 +28,8 @@ pub struct NsReading<'a> {
 /// One `acceptq_listener` row before it becomes a metric.
 struct Row<'a> {
     key: RowKey,
+    /// Position of the row's namespace in this report's readings.
+    pos: usize,
     sockets: Vec<&'a Socket>,
     depth: u64,
     depth_max: u64,
@@ -56,8 +60,8 @@ pub fn build(
     let mut next = Previous::default();
     let mut rows: Vec<Row> = Vec::new();
     let mut per_ns_rows = vec![0usize; readings.len()];
-    for (ns, reading) in readings.iter().enumerate() {
-        let ns = ns as u16;
+    for (pos, reading) in readings.iter().enumerate() {
+        let ns = reading.id;
         let syn = reading
             .snap
             .syn_queue
@@ -100,6 +104,7 @@ pub fn build(
                 next.rows.insert(key, fp);
                 let row = make_row(
                     key,
+                    pos,
                     members,
                     peaks,
                     drops_delta,
@@ -111,7 +116,7 @@ pub fn build(
                     owner,
                 );
                 if filter.matches(&row.key.addr, row.key.port, row.owner.map(|o| o.1)) {
-                    per_ns_rows[ns as usize] += 1;
+                    per_ns_rows[pos] += 1;
                     rows.push(row);
                 }
             }
@@ -124,23 +129,16 @@ pub fn build(
         // Keep the rows an operator needs to see: the deepest and most-dropping.
         rows.sort_by_key(|r| std::cmp::Reverse(rank(r)));
         for r in rows.drain(opts.max_listeners..) {
-            omitted_per_ns[r.key.ns as usize] += 1;
+            omitted_per_ns[r.pos] += 1;
         }
-        rows.sort_by(|a, b| {
-            (a.key.ns, a.key.addr, a.key.port, a.key.socket).cmp(&(
-                b.key.ns,
-                b.key.addr,
-                b.key.port,
-                b.key.socket,
-            ))
-        });
+        rows.sort_by_key(|r| (r.pos, r.key.addr, r.key.port, r.key.socket));
     }
 
     let mut metrics = Vec::with_capacity(rows.len() + readings.len());
     for row in &rows {
         metrics.push(listener_metric(
             row,
-            readings[row.key.ns as usize].name,
+            readings[row.pos].name,
             opts,
             timestamp,
         ));
@@ -177,7 +175,9 @@ pub fn attribute_syn(
     counts: &HashMap<Endpoint, u32>,
     listeners: &[Socket],
 ) -> HashMap<Endpoint, u32> {
-    let bound = |e: &Endpoint| listeners.iter().any(|s| (s.addr, s.port) == *e);
+    let endpoints: std::collections::HashSet<Endpoint> =
+        listeners.iter().map(|s| (s.addr, s.port)).collect();
+    let bound = |e: &Endpoint| endpoints.contains(e);
     let mut out: HashMap<Endpoint, u32> = HashMap::new();
     for (&(addr, port), &n) in counts {
         let wildcard = match addr {
@@ -197,6 +197,7 @@ pub fn attribute_syn(
 
 fn make_row<'a>(
     key: RowKey,
+    pos: usize,
     members: Vec<&'a Socket>,
     peaks: &Peaks,
     drops_delta: Option<u64>,
@@ -234,6 +235,7 @@ fn make_row<'a>(
     };
     Row {
         key,
+        pos,
         sockets: members,
         depth,
         // The report's own reading is one of the samples, so the peak is never below `depth`.
@@ -378,6 +380,7 @@ mod tests {
 
     fn run(snap: &NetnsSnapshot, prev: &mut Previous, o: &ReportOptions) -> Vec<Metric> {
         let readings = [NsReading {
+            id: 0,
             name: "default",
             snap,
         }];
@@ -526,6 +529,7 @@ mod tests {
         };
         let mut prev = Previous::default();
         let readings = [NsReading {
+            id: 0,
             name: "default",
             snap: &snap,
         }];

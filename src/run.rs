@@ -12,7 +12,7 @@ use crate::encode::{
 use crate::filter::Filter;
 use crate::output::Sink;
 use crate::report::{self, NsReading, ReportOptions};
-use crate::sampler::Sampler;
+use crate::sampler::{Sampler, Target, Targets};
 use crate::snapshot::NetnsSnapshot;
 use crate::source::netns::{self, Netns};
 use crate::source::owners::{self, OwnerCache};
@@ -38,10 +38,23 @@ impl From<netns::NetnsError> for RunError {
     }
 }
 
+/// A namespace being watched: its sources and its last reading.
+struct Watched {
+    /// Stable while it is watched: keys its deltas and peaks.
+    id: u16,
+    identity: Option<(u64, u64)>,
+    src: NsSources,
+    snap: NetnsSnapshot,
+}
+
 /// Everything one report needs, kept across reports.
 struct Reporter {
-    sources: Vec<NsSources>,
-    snaps: Vec<NetnsSnapshot>,
+    watched: Vec<Watched>,
+    next_id: u16,
+    /// `--all-netns`: look for namespaces added or removed before each report.
+    rescan: bool,
+    /// The sampler's namespaces, when it runs.
+    targets: Option<Targets>,
     shared_peaks: Arc<Mutex<Peaks>>,
     peaks: Peaks,
     prev: Previous,
@@ -63,25 +76,28 @@ impl Reporter {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as i64)
             .unwrap_or(0);
-        for (src, snap) in self.sources.iter_mut().zip(self.snaps.iter_mut()) {
-            src.read(&self.read_opts, &mut self.warnings, snap);
+        if self.rescan {
+            self.rescan_namespaces();
+        }
+        for w in &mut self.watched {
+            w.src.read(&self.read_opts, &mut self.warnings, &mut w.snap);
         }
         if let Ok(mut shared) = self.shared_peaks.lock() {
             shared.take_into(&mut self.peaks);
         }
         // The report's own reading is a sample too: peaks are right even with --sample 0.
         self.peaks.begin_sample();
-        for (ns, snap) in self.snaps.iter().enumerate() {
-            for s in &snap.sockets {
+        for w in &self.watched {
+            for s in &w.snap.sockets {
                 self.peaks
-                    .observe(ns as u16, s.addr, s.port, s.inode, s.depth, s.limit);
+                    .observe(w.id, s.addr, s.port, s.inode, s.depth, s.limit);
             }
         }
         if let Some(cache) = &mut self.owners {
             let inodes: Vec<u32> = self
-                .snaps
+                .watched
                 .iter()
-                .flat_map(|s| s.sockets.iter().map(|s| s.inode))
+                .flat_map(|w| w.snap.sockets.iter().map(|s| s.inode))
                 .collect();
             if let Some(denied) = cache.refresh(&inodes, owners::scan_proc) {
                 let unresolved = inodes.iter().any(|i| *i != 0 && cache.get(*i).is_none());
@@ -98,12 +114,12 @@ impl Reporter {
             }
         }
         let readings: Vec<NsReading> = self
-            .sources
+            .watched
             .iter()
-            .zip(&self.snaps)
-            .map(|(src, snap)| NsReading {
-                name: src.netns.name.as_str(),
-                snap,
+            .map(|w| NsReading {
+                id: w.id,
+                name: w.src.netns.name.as_str(),
+                snap: &w.snap,
             })
             .collect();
         let empty = OwnerCache::default();
@@ -131,6 +147,70 @@ impl Reporter {
         self.reports += 1;
     }
 
+    /// Starts watching `ns`: opens its sources, and the sampler's socket there.
+    fn watch(&mut self, ns: Netns) -> io::Result<()> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let identity = netns::identity_of(&ns);
+        if let Some(targets) = &self.targets {
+            match DiagSocket::open(ns.file.clone()) {
+                Ok(sock) => {
+                    if let Ok(mut t) = targets.lock() {
+                        t.push(Target { id, name: ns.name.clone(), sock });
+                    }
+                }
+                Err(e) => self.warnings.once(
+                    &format!("sampler-open-{}", ns.name),
+                    format!("sampler: netns {}: cannot open sock_diag ({e}); peaks come from reports only", ns.name),
+                ),
+            }
+        }
+        let src = NsSources::open(ns, &mut self.warnings)?;
+        self.watched.push(Watched {
+            id,
+            identity,
+            src,
+            snap: NetnsSnapshot::default(),
+        });
+        Ok(())
+    }
+
+    /// `--all-netns`: drops namespaces whose name left /run/netns and watches new ones, so a
+    /// long-running acceptq follows `ip netns add` and `del`.
+    fn rescan_namespaces(&mut self) {
+        let names = netns::list_named();
+        let before = self.watched.len();
+        self.watched
+            .retain(|w| w.src.netns.file.is_none() || names.contains(&w.src.netns.name));
+        if self.watched.len() != before {
+            let live: Vec<u16> = self.watched.iter().map(|w| w.id).collect();
+            if let Some(Ok(mut t)) = self.targets.as_ref().map(|t| t.lock()) {
+                t.retain(|x| live.contains(&x.id));
+            }
+        }
+        let unwatched: Vec<String> = names
+            .into_iter()
+            .filter(|n| !self.watched.iter().any(|w| &w.src.netns.name == n))
+            .collect();
+        if unwatched.is_empty() {
+            return;
+        }
+        let identities: Vec<(u64, u64)> = self.watched.iter().filter_map(|w| w.identity).collect();
+        let (new, problems) = netns::open_new(&unwatched, &identities);
+        for p in problems {
+            self.warnings.once(&p, p.clone());
+        }
+        for ns in new {
+            let name = ns.name.clone();
+            if let Err(e) = self.watch(ns) {
+                self.warnings.once(
+                    &format!("watch-{name}"),
+                    format!("netns {name}: cannot open its sources: {e}"),
+                );
+            }
+        }
+    }
+
     /// One report, written. `Ok(false)`: stdout is closed, time to exit quietly.
     fn report(&mut self) -> Result<bool, RunError> {
         self.collect();
@@ -150,19 +230,11 @@ pub fn run(args: Args) -> Result<(), RunError> {
     let mut warnings = Warnings::default();
     let interval = resolve_interval(&args, &mut warnings);
     let namespaces = resolve_namespaces(&args, &mut warnings)?;
+    let netns_tag = args.all_netns || namespaces.len() > 1;
 
-    let mut sources = Vec::with_capacity(namespaces.len());
-    for ns in &namespaces {
-        let name = ns.name.clone();
-        sources.push(
-            NsSources::open(ns.clone(), &mut warnings).map_err(|e| {
-                RunError::Fatal(format!("netns {name}: cannot open its sources: {e}"))
-            })?,
-        );
-    }
-    let shared_peaks = Arc::new(Mutex::new(Peaks::default()));
-    let _sampler = start_sampler(&args, &namespaces, &shared_peaks, &mut warnings);
-
+    // A plain --once reports a single reading: there is nothing to sample between reports.
+    let one_reading = args.once && args.window.is_none();
+    let sampling = !args.sample.is_zero() && !one_reading;
     let encoder: Box<dyn Encoder> = match args.format {
         Format::Influx => Box::new(Influx),
         Format::Json => Box::new(JsonLines),
@@ -170,9 +242,11 @@ pub fn run(args: Args) -> Result<(), RunError> {
         Format::Collectd => Box::new(Collectd::new(&collectd_host(&args), interval)),
     };
     let mut reporter = Reporter {
-        snaps: vec![NetnsSnapshot::default(); sources.len()],
-        sources,
-        shared_peaks,
+        watched: Vec::with_capacity(namespaces.len()),
+        next_id: 0,
+        rescan: args.all_netns && !args.once,
+        targets: sampling.then(|| Arc::new(Mutex::new(Vec::new()))),
+        shared_peaks: Arc::new(Mutex::new(Peaks::default())),
         peaks: Peaks::default(),
         prev: Previous::default(),
         owners: (!args.no_process).then(OwnerCache::default),
@@ -185,7 +259,7 @@ pub fn run(args: Args) -> Result<(), RunError> {
         opts: ReportOptions {
             per_socket: args.per_socket,
             max_listeners: usize::try_from(args.max_listeners).unwrap_or(usize::MAX),
-            netns_tag: namespaces.len() > 1,
+            netns_tag,
         },
         read_opts: Options {
             syn_queue: !args.no_syn_queue,
@@ -195,6 +269,26 @@ pub fn run(args: Args) -> Result<(), RunError> {
         buf: Vec::with_capacity(64 * 1024),
         warnings,
         reports: 0,
+    };
+    for ns in namespaces {
+        let name = ns.name.clone();
+        reporter
+            .watch(ns)
+            .map_err(|e| RunError::Fatal(format!("netns {name}: cannot open its sources: {e}")))?;
+    }
+    let _sampler = match &reporter.targets {
+        Some(targets) => {
+            match Sampler::start(targets.clone(), args.sample, reporter.shared_peaks.clone()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    reporter
+                        .warnings
+                        .once("sampler-start", format!("sampler off: {e}"));
+                    None
+                }
+            }
+        }
+        None => None,
     };
 
     if args.once {
@@ -281,17 +375,17 @@ fn collectd_host(args: &Args) -> String {
 
 fn resolve_namespaces(args: &Args, warnings: &mut Warnings) -> Result<Vec<Netns>, RunError> {
     if args.all_netns {
-        let (list, problems) = netns::all_named();
+        let own = netns::own();
+        let watched: Vec<(u64, u64)> = netns::identity_of(&own).into_iter().collect();
+        let (mut named, problems) = netns::open_new(&netns::list_named(), &watched);
         for p in problems {
             warnings.once(&p, p.clone());
         }
-        return Ok(list);
+        named.insert(0, own);
+        return Ok(named);
     }
     if args.netns.is_empty() {
-        return Ok(vec![Netns {
-            name: netns::OWN_NAME.to_string(),
-            file: None,
-        }]);
+        return Ok(vec![netns::own()]);
     }
     let mut out: Vec<Netns> = Vec::new();
     for spec in &args.netns {
@@ -302,37 +396,4 @@ fn resolve_namespaces(args: &Args, warnings: &mut Warnings) -> Result<Vec<Netns>
         out.push(ns);
     }
     Ok(out)
-}
-
-fn start_sampler(
-    args: &Args,
-    namespaces: &[Netns],
-    peaks: &Arc<Mutex<Peaks>>,
-    warnings: &mut Warnings,
-) -> Option<Sampler> {
-    if args.sample.is_zero() || (args.once && args.window.is_none()) {
-        return None;
-    }
-    let mut sockets = Vec::with_capacity(namespaces.len());
-    for ns in namespaces {
-        match DiagSocket::open(ns.file.clone()) {
-            Ok(s) => sockets.push((ns.name.clone(), s)),
-            Err(e) => {
-                warnings.once(
-                    "sampler-open",
-                    format!(
-                        "sampler off: cannot open sock_diag ({e}); peaks come from reports only"
-                    ),
-                );
-                return None;
-            }
-        }
-    }
-    match Sampler::start(sockets, args.sample, peaks.clone()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            warnings.once("sampler-start", format!("sampler off: {e}"));
-            None
-        }
-    }
 }

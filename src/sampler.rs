@@ -17,15 +17,27 @@ use crate::source::sock_diag::DiagSocket;
 use crate::state::Peaks;
 use crate::warn::Warnings;
 
+/// One namespace the sampler watches: its stable id (the key of its peaks), its name for
+/// warnings, and the sampler's own sock_diag socket there.
+pub struct Target {
+    pub id: u16,
+    pub name: String,
+    pub sock: DiagSocket,
+}
+
+/// The sampler's namespaces; the report thread adds and removes entries when `--all-netns`
+/// finds namespaces coming and going.
+pub type Targets = Arc<Mutex<Vec<Target>>>;
+
 pub struct Sampler {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Sampler {
-    /// Starts sampling the namespaces of `sockets` (index = namespace index) every `every`.
+    /// Starts sampling `targets` every `every`.
     pub fn start(
-        mut sockets: Vec<(String, DiagSocket)>,
+        targets: Targets,
         every: Duration,
         peaks: Arc<Mutex<Peaks>>,
     ) -> std::io::Result<Self> {
@@ -47,7 +59,10 @@ impl Sampler {
                     while next <= now {
                         next += every;
                     }
-                    sample_once(&mut sockets, &mut records, &peaks, &mut warnings);
+                    let Ok(mut targets) = targets.lock() else {
+                        return;
+                    };
+                    sample_once(&mut targets, &mut records, &peaks, &mut warnings);
                 }
             })?;
         Ok(Sampler {
@@ -67,20 +82,21 @@ impl Drop for Sampler {
     }
 }
 
-/// One sample of every namespace: dump outside the lock, record under it.
+/// One sample of every namespace: dump outside the peaks lock, record under it.
 pub fn sample_once(
-    sockets: &mut [(String, DiagSocket)],
+    targets: &mut [Target],
     records: &mut Vec<Record>,
     peaks: &Mutex<Peaks>,
     warnings: &mut Warnings,
 ) {
     let mut first = true;
-    for (ns, (name, sock)) in sockets.iter_mut().enumerate() {
-        if let Err(e) = sock.dump_into(STATE_LISTEN, false, records) {
+    for t in targets.iter_mut() {
+        if let Err(e) = t.sock.dump_into(STATE_LISTEN, false, records) {
             warnings.once(
-                &format!("sampler-{name}"),
+                &format!("sampler-{}", t.name),
                 format!(
-                    "sampler: netns {name}: {e}; peaks come from reports only until it recovers"
+                    "sampler: netns {}: {e}; peaks come from reports only until it recovers",
+                    t.name
                 ),
             );
             continue;
@@ -91,7 +107,7 @@ pub fn sample_once(
             first = false;
         }
         for r in records.iter() {
-            p.observe(ns as u16, r.addr, r.port, r.inode, r.rqueue, Some(r.wqueue));
+            p.observe(t.id, r.addr, r.port, r.inode, r.rqueue, Some(r.wqueue));
         }
     }
 }

@@ -78,18 +78,16 @@ pub fn resolve(spec: &str) -> Result<Netns, NetnsError> {
     })
 }
 
-/// Our own namespace plus every named one (`ip netns add`), each once even when two names point
-/// to the same namespace or a name points to ours. Unreadable entries are returned as warnings.
-pub fn all_named() -> (Vec<Netns>, Vec<String>) {
-    let mut out = vec![Netns {
+/// The namespace acceptq runs in.
+pub fn own() -> Netns {
+    Netns {
         name: OWN_NAME.to_string(),
         file: None,
-    }];
-    let mut warnings = Vec::new();
-    let mut seen = Vec::new();
-    if let Ok(meta) = std::fs::metadata("/proc/self/ns/net") {
-        seen.push((meta.dev(), meta.ino()));
     }
+}
+
+/// The names of `ip netns`' namespaces (`/run/netns`), sorted; none when the folder is missing.
+pub fn list_named() -> Vec<String> {
     let mut names: Vec<String> = match std::fs::read_dir(NAMED_DIR) {
         Ok(dir) => dir
             .filter_map(|e| e.ok())
@@ -98,14 +96,36 @@ pub fn all_named() -> (Vec<Netns>, Vec<String>) {
         Err(_) => Vec::new(),
     };
     names.sort();
+    names
+}
+
+/// Identity of a namespace file (device, inode): two names for one namespace share it.
+pub fn identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Identity of a watched namespace.
+pub fn identity_of(ns: &Netns) -> Option<(u64, u64)> {
+    match &ns.file {
+        Some(f) => f.metadata().ok().map(|m| (m.dev(), m.ino())),
+        None => identity(Path::new("/proc/self/ns/net")),
+    }
+}
+
+/// Named namespaces in `names` not yet watched (by identity, so an alias of a watched one or of
+/// ours is skipped), opened; failures come back as warnings.
+pub fn open_new(names: &[String], watched: &[(u64, u64)]) -> (Vec<Netns>, Vec<String>) {
+    let mut seen = watched.to_vec();
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
     for name in names {
-        let path = Path::new(NAMED_DIR).join(&name);
-        match std::fs::metadata(&path) {
-            Ok(meta) if seen.contains(&(meta.dev(), meta.ino())) => continue,
-            Ok(meta) => seen.push((meta.dev(), meta.ino())),
-            Err(_) => {}
+        if let Some(id) = identity(&Path::new(NAMED_DIR).join(name)) {
+            if seen.contains(&id) {
+                continue;
+            }
+            seen.push(id);
         }
-        match resolve(&name) {
+        match resolve(name) {
             Ok(ns) => out.push(ns),
             Err(e) => warnings.push(e.to_string()),
         }

@@ -194,3 +194,88 @@ fn missing_netns_is_a_clear_error() {
     );
     assert!(!err.contains("panicked"));
 }
+
+#[test]
+fn all_netns_follows_namespaces_coming_and_going() {
+    if !netns_gate("all_netns_follows_namespaces_coming_and_going") {
+        return;
+    }
+    let mut child = std::process::Command::new(acceptq())
+        .args([
+            "--all-netns",
+            "--signal",
+            "stdin",
+            "--format",
+            "json",
+            "--sample",
+            "50ms",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    // With several namespaces a report ends with the acceptq_netns row of the last one: read
+    // until a netns row is followed by a pause.
+    let mut report = |stdin: &mut std::process::ChildStdin| -> Vec<Json> {
+        use std::io::{BufRead, Write};
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+        let mut rows: Vec<Json> = Vec::new();
+        loop {
+            let mut line = String::new();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "acceptq ended");
+            rows.push(serde_json::from_str(&line).unwrap());
+            if rows.last().unwrap()["name"] == "acceptq_netns" && !has_more(&stdout) {
+                return rows;
+            }
+        }
+    };
+    let first = report(&mut stdin);
+    assert!(first
+        .iter()
+        .any(|m| m["name"] == "acceptq_netns" && m["tags"]["netns"] == "default"));
+
+    let ns = Netns::new("follow");
+    let mut d = ns.driver();
+    let (id, port) = d.listen("127.0.0.1", 0, 2, false);
+    d.connect(id, 4);
+    settle(&ns, port, false);
+    let second = report(&mut stdin);
+    let row = second
+        .iter()
+        .find(|m| m["name"] == "acceptq_listener" && m["tags"]["netns"] == ns.name.as_str())
+        .unwrap_or_else(|| panic!("new namespace {} not picked up: {second:?}", ns.name));
+    assert_eq!(int(&row["fields"]["queue_depth"]), 3);
+    assert!(
+        row["fields"].get("drops_delta").is_none(),
+        "new listener: no delta"
+    );
+
+    let name = ns.name.clone();
+    drop(d);
+    drop(ns);
+    let third = report(&mut stdin);
+    assert!(
+        !third.iter().any(|m| m["tags"]["netns"] == name.as_str()),
+        "removed namespace still reported"
+    );
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+/// True when more output arrives on `r` within 300 ms.
+fn has_more(r: &std::io::BufReader<std::process::ChildStdout>) -> bool {
+    use std::os::fd::AsRawFd;
+    if !r.buffer().is_empty() {
+        return true;
+    }
+    let mut pfd = libc::pollfd {
+        fd: r.get_ref().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut pfd, 1, 300) > 0 }
+}
