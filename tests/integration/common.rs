@@ -234,10 +234,10 @@ pub fn json_lines(stdout: &[u8]) -> Vec<Json> {
 }
 
 /// The `acceptq_listener` row for `port` (and optional extra tag) in a JSON report.
-pub fn listener<'a>(report: &'a [Json], port: u16) -> &'a Json {
+pub fn listener(report: &[Json], port: u16) -> &Json {
     report
         .iter()
-        .find(|m| m["name"] == "acceptq_listener" && m["tags"]["port"] == port.to_string())
+        .find(|m| m["name"] == "acceptq_listener" && port_of(m) == Some(port))
         .unwrap_or_else(|| panic!("no listener on port {port} in {report:?}"))
 }
 
@@ -353,4 +353,9 @@ impl Drop for Live {
 pub fn int(v: &Json) -> u64 {
     v.as_u64()
         .unwrap_or_else(|| panic!("not an unsigned integer: {v}"))
+}
+
+/// The `port` tag of a metric (a string in every format), as a number.
+pub fn port_of(m: &Json) -> Option<u16> {
+    m["tags"]["port"].as_str().and_then(|p| p.parse().ok())
 }

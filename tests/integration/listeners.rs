@@ -170,7 +170,7 @@ fn watching_another_namespace_from_outside() {
     let report = json_lines(&out.stdout);
     let row = report
         .iter()
-        .find(|m| m["tags"]["port"] == port.to_string() && m["tags"]["netns"] == ns.name.as_str())
+        .find(|m| port_of(m) == Some(port) && m["tags"]["netns"] == ns.name.as_str())
         .unwrap_or_else(|| panic!("no row for {port} in netns {}", ns.name));
     assert_eq!(int(&row["fields"]["queue_depth"]), 3);
     assert!(report
