@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use crate::filter::Filter;
 use crate::metric::{Metric, Value, LISTENER, NETNS, NETNS_COUNTER_FIELDS};
 use crate::snapshot::{Endpoint, NetnsSnapshot, Socket};
-use crate::source::owners::OwnerCache;
+use crate::source::owners::{Owner, OwnerCache};
 use crate::state::{delta, fingerprint, Peaks, Previous, RowKey};
 
 pub struct ReportOptions {
@@ -38,7 +38,7 @@ struct Row<'a> {
     drops: Option<u64>,
     drops_delta: Option<u64>,
     syn: Option<u64>,
-    owner: Option<(i32, &'a str)>,
+    owner: Option<&'a Owner>,
 }
 
 pub struct Built {
@@ -69,10 +69,7 @@ pub fn build(
             .map(|c| attribute_syn(c, &reading.snap.sockets));
         for (endpoint, mut group) in group_sockets(&reading.snap.sockets) {
             group.sort_by_key(|s| s.inode);
-            let owner = group
-                .iter()
-                .find_map(|s| owners.get(s.inode))
-                .map(|o| (o.pid, o.comm.as_str()));
+            let owner = group.iter().find_map(|s| owners.get(s.inode));
             let syn_depth = syn
                 .as_ref()
                 .map(|m| u64::from(m.get(&endpoint).copied().unwrap_or(0)));
@@ -115,7 +112,11 @@ pub fn build(
                     },
                     owner,
                 );
-                if filter.matches(&row.key.addr, row.key.port, row.owner.map(|o| o.1)) {
+                if filter.matches(
+                    &row.key.addr,
+                    row.key.port,
+                    row.owner.map(|o| o.comm.as_str()),
+                ) {
                     per_ns_rows[pos] += 1;
                     rows.push(row);
                 }
@@ -202,7 +203,7 @@ fn make_row<'a>(
     peaks: &Peaks,
     drops_delta: Option<u64>,
     syn: Option<u64>,
-    owner: Option<(i32, &'a str)>,
+    owner: Option<&'a Owner>,
 ) -> Row<'a> {
     let depth: u64 = members.iter().map(|s| u64::from(s.depth)).sum();
     let limit = members
@@ -263,8 +264,11 @@ fn listener_metric(row: &Row, ns_name: &str, opts: &ReportOptions, timestamp: i6
         ("address", row.key.addr.to_string()),
         ("port", row.key.port.to_string()),
     ];
-    if let Some((_, comm)) = row.owner {
-        tags.push(("process", comm.to_string()));
+    if let Some(owner) = row.owner {
+        tags.push(("process", owner.comm.clone()));
+        if let Some(unit) = &owner.unit {
+            tags.push(("unit", unit.clone()));
+        }
     }
     if let Some(i) = row.key.socket {
         tags.push(("socket", i.to_string()));
@@ -292,7 +296,7 @@ fn listener_metric(row: &Row, ns_name: &str, opts: &ReportOptions, timestamp: i6
         fields.push(("syn_queue_depth", Value::Int(s)));
     }
     fields.push(("sockets", Value::Int(row.sockets.len() as u64)));
-    if let Some((pid, _)) = row.owner {
+    if let Some(pid) = row.owner.map(|o| o.pid) {
         fields.push(("pid", Value::Int(pid as u64)));
     }
     Metric {

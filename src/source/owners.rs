@@ -14,6 +14,9 @@ pub struct Owner {
     pub pid: i32,
     /// `comm`: the kernel's 15-byte process name.
     pub comm: String,
+    /// The systemd unit (`nginx.service`) or scope (a container's `docker-….scope`) the process
+    /// runs in, from its cgroup: what tells two `python3` listeners apart.
+    pub unit: Option<String>,
 }
 
 /// What one walk of `/proc` found for the inodes asked about.
@@ -83,7 +86,7 @@ pub fn scan_proc(wanted: &HashSet<u32>) -> Scan {
             }
             Err(_) => continue, // gone meanwhile: an expected race
         };
-        let mut comm: Option<String> = None;
+        let mut found: Option<(String, Option<String>)> = None;
         for fd in fds.flatten() {
             let FDTarget::Socket(inode) = fd.target else {
                 continue;
@@ -97,19 +100,39 @@ pub fn scan_proc(wanted: &HashSet<u32>) -> Scan {
             if scan.found.get(&inode).is_some_and(|o| o.pid <= proc.pid()) {
                 continue;
             }
-            let name = comm
-                .get_or_insert_with(|| proc.stat().map(|s| s.comm).unwrap_or_default())
+            let (comm, unit) = found
+                .get_or_insert_with(|| {
+                    let comm = proc.stat().map(|s| s.comm).unwrap_or_default();
+                    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", proc.pid()));
+                    (comm, cgroup.ok().and_then(|c| unit_from_cgroup(&c)))
+                })
                 .clone();
             scan.found.insert(
                 inode,
                 Owner {
                     pid: proc.pid(),
-                    comm: name,
+                    comm,
+                    unit,
                 },
             );
         }
     }
     scan
+}
+
+/// The innermost systemd unit or scope in `/proc/<pid>/cgroup`: the unified (v2) hierarchy's
+/// path, else the v1 `name=systemd` one. `None` outside any unit (the root cgroup).
+pub fn unit_from_cgroup(text: &str) -> Option<String> {
+    let path_of = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.split_once(':').and_then(|(_, r)| r.strip_prefix(prefix)))
+    };
+    let path = path_of(":")
+        .filter(|p| *p != "/")
+        .or_else(|| path_of("name=systemd:"))?;
+    path.rsplit('/')
+        .find(|c| c.ends_with(".service") || c.ends_with(".scope"))
+        .map(str::to_string)
 }
 
 #[cfg(test)]
@@ -120,7 +143,30 @@ mod tests {
         Owner {
             pid,
             comm: format!("p{pid}"),
+            unit: None,
         }
+    }
+
+    #[test]
+    fn unit_comes_from_the_innermost_service_or_scope() {
+        // cgroup v2, as systemd lays it out.
+        assert_eq!(
+            unit_from_cgroup("0::/system.slice/nginx.service\n").as_deref(),
+            Some("nginx.service")
+        );
+        assert_eq!(
+            unit_from_cgroup("0::/system.slice/docker-0123abcd.scope/init\n").as_deref(),
+            Some("docker-0123abcd.scope")
+        );
+        // Hybrid v1/v2 with everything in the root of v2: the v1 name=systemd line has it.
+        let hybrid =
+            "12:memory:/system.slice/cron.service\n1:name=systemd:/system.slice/cron.service\n0::/\n";
+        assert_eq!(unit_from_cgroup(hybrid).as_deref(), Some("cron.service"));
+        // Not in any unit.
+        assert_eq!(unit_from_cgroup("0::/\n"), None);
+        assert_eq!(unit_from_cgroup("9:name=systemd:/\n0::/\n"), None);
+        assert_eq!(unit_from_cgroup("0::/user.slice\n"), None);
+        assert_eq!(unit_from_cgroup(""), None);
     }
 
     #[test]

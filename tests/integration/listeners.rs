@@ -279,3 +279,46 @@ fn has_more(r: &std::io::BufReader<std::process::ChildStdout>) -> bool {
     // SAFETY: one valid pollfd for the duration of the call.
     unsafe { libc::poll(&mut pfd, 1, 300) > 0 }
 }
+
+/// Where the unified (v2) cgroup hierarchy is mounted, from our mountinfo.
+fn cgroup2_root() -> Option<std::path::PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        right
+            .starts_with("cgroup2 ")
+            .then(|| left.split(' ').nth(4).map(std::path::PathBuf::from))?
+    })
+}
+
+#[test]
+fn process_unit_comes_from_its_cgroup() {
+    if !netns_gate("process_unit_comes_from_its_cgroup") {
+        return;
+    }
+    let root = cgroup2_root();
+    if !skip_unless(
+        root.is_some(),
+        "process_unit_comes_from_its_cgroup",
+        "no cgroup2 hierarchy mounted",
+    ) {
+        return;
+    }
+    let unit = format!("acceptq-test-{}.service", std::process::id());
+    let dir = root.unwrap().join(&unit);
+    std::fs::create_dir(&dir).unwrap();
+    let ns = Netns::new("unit");
+    let mut d = ns.driver();
+    let (_, port) = d.listen("127.0.0.1", 0, 8, false);
+    let pid = d.pid();
+    std::fs::write(dir.join("cgroup.procs"), pid.to_string()).unwrap();
+    let out = ns.acceptq(&["--once", "--format", "json"]);
+    let report = json_lines(&out.stdout);
+    let row = listener(&report, port).clone();
+    drop(d);
+    drop(ns);
+    // The cgroup can go once its last process has.
+    let _ = wait_for(Duration::from_secs(3), || std::fs::remove_dir(&dir).ok());
+    assert_eq!(row["tags"]["unit"], unit.as_str(), "{row}");
+    assert_eq!(int(&row["fields"]["pid"]), u64::from(pid));
+}
