@@ -1,1 +1,228 @@
-//! (filled in below)
+//! The sampler's steady state allocates nothing (issue 3, DESIGN §4): a counting allocator,
+//! ~1 000 listeners of our own on 127.0.0.1, and the same sample / report-time dump the binary
+//! runs. Needs no root and no namespace: it reads the namespace the test runs in.
+//!
+//! The `#[global_allocator]` below serves the whole integration-test binary, so it is a thin
+//! wrapper over `System` that only bumps a per-thread counter; each test measures its own thread.
+//! Listeners that other processes open or close during a measurement legitimately make the
+//! record buffer or the peak tables grow, so a round in which the set of listeners changed is
+//! measured again instead of failing (at most [`ROUNDS`] times).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::sync::Mutex;
+
+use acceptq::sampler::{sample_once, Target};
+use acceptq::source::inet_diag::{Record, STATE_LISTEN};
+use acceptq::source::sock_diag::DiagSocket;
+use acceptq::state::Peaks;
+use acceptq::warn::Warnings;
+
+struct Counting;
+
+thread_local! {
+    /// Allocations (alloc, alloc_zeroed, realloc) made by this thread. Const-initialised and
+    /// without a destructor, so touching it never allocates.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; counting touches only a thread-local
+// Cell and never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+const LISTENERS: usize = 1000;
+const WARM_UP: usize = 5;
+const MEASURED: usize = 50;
+const ROUNDS: usize = 5;
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// Raises the soft fd limit to the hard one (allowed to any user), then opens up to
+/// [`LISTENERS`] listeners, leaving room for the other tests of this binary.
+fn listeners() -> Vec<TcpListener> {
+    // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
+    let soft = unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            if lim.rlim_cur < lim.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: lim.rlim_max,
+                    rlim_max: lim.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    lim = raised;
+                }
+            }
+            lim.rlim_cur as usize
+        } else {
+            1024
+        }
+    };
+    // Two of these tests may run at once next to others: each takes at most a third.
+    let n = LISTENERS.min(soft / 3);
+    assert!(n >= 100, "fd limit {soft} is too low for this test");
+    (0..n)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0"))
+        .collect()
+}
+
+/// The set of sockets in the last dump, cheaply and without allocating: (count, inode sum).
+fn fingerprint(records: &[Record]) -> (usize, u64) {
+    (
+        records.len(),
+        records.iter().map(|r| u64::from(r.inode)).sum(),
+    )
+}
+
+/// Runs `step` [`MEASURED`] times per round and returns the allocations of the first round in
+/// which the listener set (`fingerprint` after each step) stayed as it was before the round.
+fn steady_allocations(what: &str, mut step: impl FnMut() -> (usize, u64)) -> (u64, (usize, u64)) {
+    // The counter is live: otherwise "0 allocations" would prove nothing.
+    let before = allocations();
+    drop(std::hint::black_box(Vec::<u8>::with_capacity(16)));
+    assert_eq!(
+        allocations(),
+        before + 1,
+        "the counting allocator is not counting"
+    );
+    for _ in 0..WARM_UP {
+        step();
+    }
+    for round in 0..ROUNDS {
+        let before = step();
+        let mut stable = true;
+        let start = allocations();
+        for _ in 0..MEASURED {
+            stable &= step() == before;
+        }
+        let made = allocations() - start;
+        if stable {
+            return (made, before);
+        }
+        eprintln!("{what}: round {round}: listeners changed under us, measuring again");
+    }
+    panic!("{what}: the set of listeners kept changing over {ROUNDS} rounds");
+}
+
+#[test]
+fn a_sample_allocates_nothing_in_steady_state() {
+    let held = listeners();
+    let ports: Vec<u16> = held
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    let mut targets = vec![Target {
+        id: 0,
+        name: "test".to_string(),
+        sock: DiagSocket::open(None).expect("open sock_diag"),
+    }];
+    let mut records: Vec<Record> = Vec::new();
+    let peaks = Mutex::new(Peaks::default());
+    let mut warnings = Warnings::default();
+    // A report hands the peaks over between samples (Peaks::take_into); do that twice during
+    // warm-up so both tables the swap alternates between have grown, then sample only.
+    let mut taken = Peaks::default();
+    for _ in 0..2 {
+        for _ in 0..WARM_UP {
+            sample_once(&mut targets, &mut records, &peaks, &mut warnings);
+        }
+        peaks.lock().unwrap().take_into(&mut taken);
+    }
+
+    let (made, (seen, _)) = steady_allocations("sample_once", || {
+        sample_once(&mut targets, &mut records, &peaks, &mut warnings);
+        fingerprint(&records)
+    });
+    assert!(
+        seen >= held.len(),
+        "the dump saw {seen} listeners, we hold {}",
+        held.len()
+    );
+    assert_eq!(
+        made, 0,
+        "{MEASURED} samples of {seen} listeners allocated {made} times"
+    );
+
+    // The samples really landed in the peaks: every listener of ours, with its limit known.
+    let p = peaks.lock().unwrap();
+    assert!(p.tracked() >= held.len(), "{} sockets tracked", p.tracked());
+    for port in &ports {
+        assert_eq!(
+            p.listener_max(0, LOCALHOST, *port),
+            Some(0),
+            "listener 127.0.0.1:{port} not recorded by the sampler"
+        );
+    }
+    let ours: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.addr == LOCALHOST && ports.contains(&r.port))
+        .collect();
+    assert_eq!(ours.len(), held.len());
+    for r in ours {
+        let s = p.socket(0, r.inode).expect("socket peak of our listener");
+        assert!(
+            s.samples as usize >= MEASURED,
+            "{} samples recorded",
+            s.samples
+        );
+        assert_eq!((s.max_depth, s.full), (0, 0));
+    }
+}
+
+#[test]
+fn the_report_dump_with_meminfo_allocates_nothing_after_warm_up() {
+    let held = listeners();
+    let ports: Vec<u16> = held
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    let mut diag = DiagSocket::open(None).expect("open sock_diag");
+    let mut records: Vec<Record> = Vec::new();
+    let (made, (seen, _)) = steady_allocations("dump_into with SKMEMINFO", || {
+        diag.dump_into(STATE_LISTEN, true, &mut records)
+            .expect("LISTEN dump");
+        fingerprint(&records)
+    });
+    assert!(seen >= held.len(), "the dump saw {seen} listeners");
+    assert_eq!(
+        made, 0,
+        "{MEASURED} dumps of {seen} listeners allocated {made} times"
+    );
+    // The dump that allocated nothing carried what the report needs: our listeners, with drops.
+    let ours: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.addr == LOCALHOST && ports.contains(&r.port))
+        .collect();
+    assert_eq!(ours.len(), held.len());
+    assert!(ours.iter().all(|r| r.drops == Some(0) && r.wqueue > 0));
+}

@@ -1,0 +1,607 @@
+//! The cost benchmark's measuring program (issue 3). `tests/bench/run.sh` runs it inside a network
+//! namespace that holds the load; everything it measures is in that namespace.
+//!
+//!     acceptq-bench ACCEPTQ_BINARY EXPECTED_LISTENERS SAMPLER_SECONDS
+//!
+//! Prints one table and exits 1 when a target is missed:
+//! - the sampler (`--sample 100ms`) costs less than 0.5 % of one core;
+//! - one LISTEN dump (either kind) is not slower than a whole `ss -ltn` run.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use acceptq::sampler::{sample_once, Target};
+use acceptq::source::inet_diag::{Record, STATE_LISTEN};
+use acceptq::source::proc_tcp;
+use acceptq::source::sock_diag::DiagSocket;
+use acceptq::state::Peaks;
+use acceptq::warn::Warnings;
+
+const DUMP_ITERATIONS: usize = 1000;
+const SS_RUNS: usize = 50;
+const PROC_RUNS: usize = 15;
+const ONCE_RUNS: usize = 30;
+const COLD_RUNS: usize = 30;
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+const TARGET_SAMPLER_PCT: f64 = 0.5;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() != 4 {
+        eprintln!("usage: acceptq-bench ACCEPTQ_BINARY EXPECTED_LISTENERS SAMPLER_SECONDS");
+        return ExitCode::from(2);
+    }
+    let acceptq = &args[1];
+    let expected: usize = args[2].parse().expect("EXPECTED_LISTENERS");
+    let sampler_secs: u64 = args[3].parse().expect("SAMPLER_SECONDS");
+    match run(acceptq, expected, Duration::from_secs(sampler_secs)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Median and the thread's user/system CPU over all iterations.
+struct Timing {
+    median: Duration,
+    p90: Duration,
+    user: Duration,
+    sys: Duration,
+    n: usize,
+}
+
+impl Timing {
+    fn user_share(&self) -> f64 {
+        let total = self.user + self.sys;
+        if total.is_zero() {
+            0.0
+        } else {
+            self.user.as_secs_f64() / total.as_secs_f64()
+        }
+    }
+}
+
+fn time_iterations(n: usize, mut f: impl FnMut()) -> Timing {
+    for _ in 0..n.min(20) {
+        f();
+    }
+    let mut times = Vec::with_capacity(n);
+    let (u0, s0) = thread_cpu();
+    for _ in 0..n {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed());
+    }
+    let (u1, s1) = thread_cpu();
+    times.sort();
+    Timing {
+        median: times[n / 2],
+        p90: times[n * 9 / 10],
+        user: u1 - u0,
+        sys: s1 - s0,
+        n,
+    }
+}
+
+fn thread_cpu() -> (Duration, Duration) {
+    // SAFETY: getrusage writes one rusage into the zeroed value we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    (tv(ru.ru_utime), tv(ru.ru_stime))
+}
+
+fn tv(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn run(acceptq: &str, expected: usize, sampler_window: Duration) -> Result<bool, String> {
+    let mut ok = true;
+    let mut checks: Vec<(String, bool)> = Vec::new();
+
+    // --- in-process LISTEN dumps -------------------------------------------------------------
+    let mut diag = DiagSocket::open(None).map_err(|e| format!("open sock_diag: {e}"))?;
+    let mut records: Vec<Record> = Vec::with_capacity(4096);
+    diag.dump_into(STATE_LISTEN, true, &mut records)
+        .map_err(|e| format!("dump: {e}"))?;
+    let listeners = records.len();
+    if listeners < expected {
+        return Err(format!(
+            "the dump saw {listeners} listeners, the load holds {expected}: wrong namespace?"
+        ));
+    }
+    let with_mem = time_iterations(DUMP_ITERATIONS, || {
+        diag.dump_into(STATE_LISTEN, true, &mut records).unwrap();
+    });
+    let no_ext = time_iterations(DUMP_ITERATIONS, || {
+        diag.dump_into(STATE_LISTEN, false, &mut records).unwrap();
+    });
+    // The same dump 100 ms apart, as the sampler runs it: caches go cold in between.
+    let mut cold_times = Vec::with_capacity(COLD_RUNS);
+    let (cu0, cs0) = thread_cpu();
+    for _ in 0..COLD_RUNS {
+        std::thread::sleep(SAMPLE_EVERY);
+        let t = Instant::now();
+        diag.dump_into(STATE_LISTEN, false, &mut records).unwrap();
+        cold_times.push(t.elapsed());
+    }
+    let (cu1, cs1) = thread_cpu();
+    cold_times.sort();
+    let cold = Timing {
+        median: cold_times[COLD_RUNS / 2],
+        p90: cold_times[COLD_RUNS * 9 / 10],
+        user: cu1 - cu0,
+        sys: cs1 - cs0,
+        n: COLD_RUNS,
+    };
+    // The sampler's whole step: dump without extension + Peaks update under the lock.
+    let mut targets = vec![Target {
+        id: 0,
+        name: "bench".to_string(),
+        sock: DiagSocket::open(None).map_err(|e| format!("open sock_diag: {e}"))?,
+    }];
+    let peaks = Mutex::new(Peaks::default());
+    let mut warnings = Warnings::default();
+    let sample = time_iterations(DUMP_ITERATIONS, || {
+        sample_once(&mut targets, &mut records, &peaks, &mut warnings);
+    });
+    // The Peaks update alone, on the records of the last dump.
+    let observe = time_iterations(DUMP_ITERATIONS, || {
+        let mut p = peaks.lock().unwrap();
+        p.begin_sample();
+        for r in records.iter() {
+            p.observe(0, r.addr, r.port, r.inode, r.rqueue, Some(r.wqueue));
+        }
+    });
+
+    // --- ss -ltn as a process ----------------------------------------------------------------
+    let ss_out = Command::new("ss")
+        .args(["-ltnH"])
+        .output()
+        .map_err(|e| format!("ss: {e}"))?;
+    let ss_rows = String::from_utf8_lossy(&ss_out.stdout).lines().count();
+    let mut ss_times = Vec::with_capacity(SS_RUNS);
+    for i in 0..SS_RUNS + 3 {
+        let t = Instant::now();
+        let st = Command::new("ss")
+            .arg("-ltn")
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("ss: {e}"))?;
+        let el = t.elapsed();
+        if !st.success() {
+            return Err(format!("ss -ltn: {st}"));
+        }
+        if i >= 3 {
+            ss_times.push(el);
+        }
+    }
+    ss_times.sort();
+    let ss = ss_times[SS_RUNS / 2];
+
+    // --- /proc/net/tcp + tcp6 read and parse (acceptq's fallback, through procfs) -------------
+    let files = proc_tcp::open();
+    if files.iter().any(Option::is_none) {
+        return Err("cannot open /proc/thread-self/net/tcp{,6}".into());
+    }
+    let mut socks = Vec::new();
+    proc_tcp::read(&files, &mut socks).map_err(|e| format!("/proc/net/tcp: {e}"))?;
+    let proc_listeners = socks.len();
+    let proc_rows: usize = ["tcp", "tcp6"]
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(format!("/proc/thread-self/net/{f}"))
+                .map(|t| t.lines().count().saturating_sub(1))
+                .unwrap_or(0)
+        })
+        .sum();
+    let proc = time_iterations(PROC_RUNS, || {
+        proc_tcp::read(&files, &mut socks).unwrap();
+    });
+
+    // --- acceptq --once as a process: wall time and peak RSS ---------------------------------
+    let check = Command::new(acceptq)
+        .args(["--once", "--format", "json"])
+        .output()
+        .map_err(|e| format!("{acceptq}: {e}"))?;
+    let once_rows = String::from_utf8_lossy(&check.stdout)
+        .lines()
+        .filter(|l| l.contains("\"acceptq_listener\""))
+        .count();
+    if !check.status.success() || once_rows < expected {
+        return Err(format!(
+            "acceptq --once: {} with {once_rows} listener rows; stderr: {}",
+            check.status,
+            String::from_utf8_lossy(&check.stderr)
+        ));
+    }
+    let once = run_once(acceptq, &["--once"])?;
+    let once_np = run_once(acceptq, &["--once", "--no-process"])?;
+
+    // --- sampler CPU at 100 ms ---------------------------------------------------------------
+    let cpu = sampler_cpu(acceptq, sampler_window, expected)?;
+
+    // --- table -------------------------------------------------------------------------------
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!();
+    println!(
+        "acceptq cost benchmark: {listeners} listeners seen by sock_diag, {proc_rows} rows in /proc/net/tcp{{,6}} ({proc_listeners} listening), {ss_rows} rows from ss -ltn"
+    );
+    println!();
+    println!("| measurement | median | p90 | notes |");
+    println!("|---|---|---|---|");
+    let row = |name: &str, t: &Timing, note: String| {
+        println!("| {name} | {} | {} | {note} |", ms(t.median), ms(t.p90));
+    };
+    row(
+        "acceptq LISTEN dump, SKMEMINFO (report)",
+        &with_mem,
+        format!(
+            "{} iterations, in-process; CPU {:.0} % user / {:.0} % kernel",
+            with_mem.n,
+            100.0 * with_mem.user_share(),
+            100.0 * (1.0 - with_mem.user_share())
+        ),
+    );
+    row(
+        "acceptq LISTEN dump, no extension (sampler)",
+        &no_ext,
+        format!(
+            "{} iterations; CPU {:.0} % user / {:.0} % kernel",
+            no_ext.n,
+            100.0 * no_ext.user_share(),
+            100.0 * (1.0 - no_ext.user_share())
+        ),
+    );
+    row(
+        "same, 100 ms apart (cold, as the sampler runs it)",
+        &cold,
+        format!(
+            "{} iterations; CPU {:.0} % user / {:.0} % kernel",
+            cold.n,
+            100.0 * cold.user_share(),
+            100.0 * (1.0 - cold.user_share())
+        ),
+    );
+    row(
+        "sampler step (sample_once: dump + Peaks)",
+        &sample,
+        format!("{} iterations", sample.n),
+    );
+    row(
+        "Peaks update only (lock + observe x listeners)",
+        &observe,
+        format!("{} iterations", observe.n),
+    );
+    println!(
+        "| `ss -ltn` as a process | {} | {} | {SS_RUNS} runs, wall time |",
+        ms(ss),
+        ms(ss_times[SS_RUNS * 9 / 10])
+    );
+    row(
+        "/proc/net/tcp + tcp6 read + parse (procfs)",
+        &proc,
+        format!("{} iterations, in-process", proc.n),
+    );
+    for (args, o) in [("--once", &once), ("--once --no-process", &once_np)] {
+        let rss = if o.rss_kib < 0 {
+            "n/a (no /usr/bin/time: apt install time)".to_string()
+        } else {
+            format!(
+                "{:.1} MiB (max of 3, /usr/bin/time)",
+                o.rss_kib as f64 / 1024.0
+            )
+        };
+        println!(
+            "| `acceptq {args}` as a process | {} | {} | {ONCE_RUNS} runs, wall time; peak RSS {rss} |",
+            ms(o.median),
+            ms(o.p90),
+        );
+    }
+    println!();
+    println!("| ratio | value |");
+    println!("|---|---|");
+    println!(
+        "| ss -ltn / acceptq dump (SKMEMINFO) | {:.1}x |",
+        ratio(ss, with_mem.median)
+    );
+    println!(
+        "| ss -ltn / acceptq dump (no extension) | {:.1}x |",
+        ratio(ss, no_ext.median)
+    );
+    println!(
+        "| /proc/net/tcp{{,6}} / acceptq dump (SKMEMINFO) | {:.0}x |",
+        ratio(proc.median, with_mem.median)
+    );
+    println!(
+        "| /proc/net/tcp{{,6}} / acceptq dump (no extension) | {:.0}x |",
+        ratio(proc.median, no_ext.median)
+    );
+    println!();
+    cpu.print();
+    println!();
+
+    checks.push((
+        format!(
+            "sampler CPU at 100 ms < {TARGET_SAMPLER_PCT} % of one core (utime+stime): {:.3} %",
+            cpu.process_pct
+        ),
+        cpu.process_pct < TARGET_SAMPLER_PCT,
+    ));
+    checks.push((
+        format!(
+            "LISTEN dump with SKMEMINFO ({}) not slower than ss -ltn ({})",
+            ms(with_mem.median),
+            ms(ss)
+        ),
+        with_mem.median <= ss,
+    ));
+    checks.push((
+        format!(
+            "LISTEN dump without extension ({}) not slower than ss -ltn ({})",
+            ms(no_ext.median),
+            ms(ss)
+        ),
+        no_ext.median <= ss,
+    ));
+    checks.push((
+        format!(
+            "acceptq --signal stdin exited 0 on EOF after a report with >= {expected} listener rows"
+        ),
+        cpu.clean_exit,
+    ));
+    for (what, pass) in &checks {
+        println!("{} {what}", if *pass { "PASS" } else { "FAIL" });
+        ok &= pass;
+    }
+    let _ = std::io::stdout().flush();
+    Ok(ok)
+}
+
+struct Once {
+    median: Duration,
+    p90: Duration,
+    rss_kib: i64,
+}
+
+/// Wall time (median, p90) of `acceptq ARGS` over [`ONCE_RUNS`] runs, and its peak RSS from
+/// `/usr/bin/time` (the child's own `ru_maxrss` would count the forking bench process's pages,
+/// which survive `exec` in that figure).
+fn run_once(acceptq: &str, args: &[&str]) -> Result<Once, String> {
+    let mut times = Vec::with_capacity(ONCE_RUNS);
+    for i in 0..ONCE_RUNS + 3 {
+        let t = Instant::now();
+        let status = Command::new(acceptq)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| format!("{acceptq}: {e}"))?;
+        let el = t.elapsed();
+        if !status.success() {
+            return Err(format!("acceptq {args:?}: {status}"));
+        }
+        if i >= 3 {
+            times.push(el);
+        }
+    }
+    times.sort();
+    let mut rss_kib = -1i64;
+    for _ in 0..3 {
+        let Ok(out) = Command::new("/usr/bin/time")
+            .args(["-f", "%M", acceptq])
+            .args(args)
+            .stdout(Stdio::null())
+            .output()
+        else {
+            break;
+        };
+        let text = String::from_utf8_lossy(&out.stderr);
+        match text
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse::<i64>().ok())
+        {
+            Some(k) => rss_kib = rss_kib.max(k),
+            None => break,
+        }
+    }
+    Ok(Once {
+        median: times[ONCE_RUNS / 2],
+        p90: times[ONCE_RUNS * 9 / 10],
+        rss_kib,
+    })
+}
+
+/// CPU of one process over a window: ticks from /proc/PID/stat, ns from every task's schedstat.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    utime: u64,
+    stime: u64,
+    /// Sum of every task's on-CPU ns (schedstat), and the sampler thread's alone.
+    run_ns: u64,
+    sampler: Option<(u64, u64, u64)>,
+}
+
+fn read_cpu(pid: u32) -> Result<Cpu, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    let (utime, stime) = stat_times(&stat).ok_or("bad /proc/PID/stat")?;
+    let mut cpu = Cpu {
+        utime,
+        stime,
+        ..Cpu::default()
+    };
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| e.to_string())? {
+        let dir = task.map_err(|e| e.to_string())?.path();
+        let ns: u64 = std::fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+            .unwrap_or(0);
+        cpu.run_ns += ns;
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() == "acceptq-sampler" {
+            let st = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+            if let Some((u, s)) = stat_times(&st) {
+                cpu.sampler = Some((u, s, ns));
+            }
+        }
+    }
+    Ok(cpu)
+}
+
+/// utime and stime (fields 14 and 15) of a /proc stat line, in clock ticks.
+fn stat_times(stat: &str) -> Option<(u64, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?))
+}
+
+struct CpuResult {
+    window: Duration,
+    ticks_per_s: f64,
+    process_pct: f64,
+    process_user_ticks: u64,
+    process_sys_ticks: u64,
+    schedstat_pct: f64,
+    sampler_thread: Option<(u64, u64, u64)>,
+    idle_pct: f64,
+    clean_exit: bool,
+}
+
+impl CpuResult {
+    fn print(&self) {
+        let secs = self.window.as_secs_f64();
+        let samples = secs / SAMPLE_EVERY.as_secs_f64();
+        println!(
+            "sampler CPU: `acceptq --signal stdin --sample 100ms`, idle between reports, over {secs:.1} s (~{samples:.0} samples)"
+        );
+        println!();
+        println!("| process / thread | utime | stime | share of one core | per sample |");
+        println!("|---|---|---|---|---|");
+        let per = |s: f64| format!("{:.0} µs", s / samples * 1e6);
+        let user = self.process_user_ticks as f64 / self.ticks_per_s;
+        let sys = self.process_sys_ticks as f64 / self.ticks_per_s;
+        println!(
+            "| whole process, utime+stime (/proc/PID/stat, {} ticks/s) | {:.2} s | {:.2} s | **{:.3} %** | {} |",
+            self.ticks_per_s,
+            user,
+            sys,
+            self.process_pct,
+            per(user + sys)
+        );
+        println!(
+            "| whole process, on-CPU time (schedstat, ns) | | | {:.3} % | {} |",
+            self.schedstat_pct,
+            per(self.schedstat_pct / 100.0 * secs)
+        );
+        if let Some((u, s, ns)) = self.sampler_thread {
+            println!(
+                "| sampler thread only | {:.2} s | {:.2} s | {:.3} % | {} |",
+                u as f64 / self.ticks_per_s,
+                s as f64 / self.ticks_per_s,
+                ns as f64 / 1e9 / secs * 100.0,
+                per(ns as f64 / 1e9)
+            );
+        }
+        println!(
+            "| control: same with `--sample 0` (schedstat) | | | {:.3} % | |",
+            self.idle_pct
+        );
+    }
+}
+
+fn sampler_cpu(acceptq: &str, window: Duration, expected: usize) -> Result<CpuResult, String> {
+    let spawn = |sample: &str| {
+        Command::new(acceptq)
+            .args(["--signal", "stdin", "--sample", sample])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("{acceptq}: {e}"))
+    };
+    let mut sampled = spawn("100ms")?;
+    let mut control = spawn("0")?;
+    let mut drains = Vec::new();
+    for child in [&mut sampled, &mut control] {
+        let out = child.stdout.take().unwrap();
+        drains.push(std::thread::spawn(move || {
+            BufReader::new(out)
+                .lines()
+                .map_while(Result::ok)
+                .filter(|l| l.starts_with("acceptq_listener"))
+                .count()
+        }));
+    }
+    // Let both start up (the sampler's tables grow in the first samples).
+    std::thread::sleep(Duration::from_millis(1000));
+    let (p0, c0, t0) = (
+        read_cpu(sampled.id())?,
+        read_cpu(control.id())?,
+        Instant::now(),
+    );
+    std::thread::sleep(window);
+    let (p1, c1, t1) = (
+        read_cpu(sampled.id())?,
+        read_cpu(control.id())?,
+        Instant::now(),
+    );
+    let secs = (t1 - t0).as_secs_f64();
+    // One report each, then EOF: both must exit 0 promptly.
+    let mut clean_exit = true;
+    for child in [&mut sampled, &mut control] {
+        let mut stdin = child.stdin.take().unwrap();
+        clean_exit &= stdin.write_all(b"\n").is_ok();
+        drop(stdin);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for child in [&mut sampled, &mut control] {
+        loop {
+            match child.try_wait() {
+                Ok(Some(st)) => {
+                    clean_exit &= st.success();
+                    break;
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    clean_exit = false;
+                    break;
+                }
+            }
+        }
+    }
+    for d in drains {
+        clean_exit &= d.join().unwrap_or(0) >= expected;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let du = p1.utime - p0.utime;
+    let ds = p1.stime - p0.stime;
+    Ok(CpuResult {
+        window: t1 - t0,
+        ticks_per_s,
+        process_pct: (du + ds) as f64 / ticks_per_s / secs * 100.0,
+        process_user_ticks: du,
+        process_sys_ticks: ds,
+        schedstat_pct: (p1.run_ns - p0.run_ns) as f64 / 1e9 / secs * 100.0,
+        sampler_thread: match (p0.sampler, p1.sampler) {
+            (Some(a), Some(b)) => Some((b.0 - a.0, b.1 - a.1, b.2 - a.2)),
+            _ => None,
+        },
+        idle_pct: (c1.run_ns - c0.run_ns) as f64 / 1e9 / secs * 100.0,
+        clean_exit,
+    })
+}

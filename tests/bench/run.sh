@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Cost benchmark (issue 3): 1 000 listeners + 20 000 established loopback connections in a fresh
+# network namespace, then one table comparing acceptq's LISTEN dump with `ss -ltn` and
+# /proc/net/tcp, the cost of `acceptq --once`, and the sampler's CPU share at --sample 100ms.
+#
+#   sudo tests/bench/run.sh            # from the repository root; needs root (ip netns)
+#
+# Environment: LISTENERS (1000), CONNS (20000), PROCS (4 server + 4 client processes, so none
+# nears the 20 000-fd cap), SAMPLER_SECONDS (10). Exit status 1 when a target is missed, 2 on a
+# setup error. The namespace and every process in it are removed on any exit.
+set -euo pipefail
+
+LISTENERS=${LISTENERS:-1000}
+CONNS=${CONNS:-20000}
+PROCS=${PROCS:-4}
+SAMPLER_SECONDS=${SAMPLER_SECONDS:-10}
+# The load holds its sockets at most this long, whatever happens to this script.
+LOAD_SECONDS=$((SAMPLER_SECONDS + 150))
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BENCH="$ROOT/tests/bench"
+NS="aq-bench-$$"
+LOAD_PID=
+OUT=$(mktemp -d)
+
+cleanup() {
+    local rc=$?
+    set +e
+    [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null
+    if ip netns list 2>/dev/null | grep -qw "$NS"; then
+        for pid in $(ip netns pids "$NS" 2>/dev/null); do
+            kill -9 "$pid" 2>/dev/null
+        done
+        ip netns del "$NS"
+    fi
+    [ -n "$LOAD_PID" ] && wait "$LOAD_PID" 2>/dev/null
+    rm -rf "$OUT"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 2' INT TERM HUP
+
+if [ "$(id -u)" != 0 ]; then
+    echo "run.sh: needs root to create a network namespace" >&2
+    exit 2
+fi
+for tool in ip ss python3 cargo; do
+    command -v "$tool" >/dev/null || { echo "run.sh: needs $tool" >&2; exit 2; }
+done
+
+echo "== building (release): acceptq and the bench program" >&2
+cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
+CARGO_TARGET_DIR="$ROOT/target/bench" \
+    cargo build --release --quiet --manifest-path "$BENCH/Cargo.toml"
+ACCEPTQ="$ROOT/target/release/acceptq"
+BENCH_BIN="$ROOT/target/bench/release/acceptq-bench"
+
+echo "== netns $NS: $LISTENERS listeners, $CONNS connections over $PROCS + $PROCS processes" >&2
+ip netns add "$NS"
+ip netns exec "$NS" ip link set lo up
+# Room for 20 000 client ports next to 1 000 listening ones.
+ip netns exec "$NS" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
+
+start=$(date +%s%N)
+ip netns exec "$NS" python3 "$BENCH/load.py" "$LISTENERS" "$CONNS" "$PROCS" "$LOAD_SECONDS" \
+    >"$OUT/load" &
+LOAD_PID=$!
+for _ in $(seq 1 600); do
+    grep -q '^ready' "$OUT/load" 2>/dev/null && break
+    kill -0 "$LOAD_PID" 2>/dev/null || { echo "run.sh: load generator died" >&2; exit 2; }
+    sleep 0.1
+done
+grep -q '^ready' "$OUT/load" || { echo "run.sh: load not ready within 60 s" >&2; exit 2; }
+established=$(ip netns exec "$NS" ss -tnH state established | wc -l)
+echo "== load ready in $(( ($(date +%s%N) - start) / 1000000 )) ms: $(cat "$OUT/load");" \
+    "ss counts $established established sockets (both ends)" >&2
+
+echo "== kernel $(uname -r), $(nproc) cores; command: $0" >&2
+ip netns exec "$NS" "$BENCH_BIN" "$ACCEPTQ" "$LISTENERS" "$SAMPLER_SECONDS"
