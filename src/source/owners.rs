@@ -34,16 +34,42 @@ pub struct OwnerCache {
 }
 
 impl OwnerCache {
-    /// Resolves `inodes`, calling `scan` (at most once) for those never looked up before, and
-    /// forgets inodes no longer listening. Returns how many processes could not be read during
-    /// the scan, if one ran.
+    /// Resolves `inodes`, calling `scan` (at most once) for those never looked up before or
+    /// whose owner has exited or changed its name, and forgets inodes no longer listening.
+    /// Returns how many processes could not be read during the scan, if one ran.
     pub fn refresh(
         &mut self,
         inodes: &[u32],
         scan: impl FnOnce(&HashSet<u32>) -> Scan,
     ) -> Option<usize> {
+        self.refresh_with(inodes, current_comm, scan)
+    }
+
+    /// [`refresh`](Self::refresh) with `comm_of(pid)`: the name of a running (not zombie)
+    /// process, `None` when it is gone. Asked once per cached owner pid per call.
+    pub fn refresh_with(
+        &mut self,
+        inodes: &[u32],
+        comm_of: impl Fn(i32) -> Option<String>,
+        scan: impl FnOnce(&HashSet<u32>) -> Scan,
+    ) -> Option<usize> {
         let live: HashSet<u32> = inodes.iter().copied().filter(|i| *i != 0).collect();
-        self.known.retain(|inode, _| live.contains(inode));
+        // A daemon's parent that bound the socket and exited leaves its child holding it: an
+        // owner found earlier is kept only while that process still runs under that name.
+        let mut comms: HashMap<i32, Option<String>> = HashMap::new();
+        self.known.retain(|inode, owner| {
+            live.contains(inode)
+                && match owner {
+                    None => true,
+                    Some(o) => {
+                        comms
+                            .entry(o.pid)
+                            .or_insert_with(|| comm_of(o.pid))
+                            .as_deref()
+                            == Some(o.comm.as_str())
+                    }
+                }
+        });
         let wanted: HashSet<u32> = live
             .iter()
             .copied()
@@ -67,6 +93,12 @@ impl OwnerCache {
     pub fn remembered(&self) -> usize {
         self.known.len()
     }
+}
+
+/// The comm of `pid` if it is running (zombies hold no fds).
+fn current_comm(pid: i32) -> Option<String> {
+    let stat = procfs::process::Process::new(pid).ok()?.stat().ok()?;
+    (stat.state != 'Z').then_some(stat.comm)
 }
 
 /// Walks `/proc` for the owners of `wanted`. When several processes share a socket (a forking
@@ -173,7 +205,8 @@ mod tests {
     fn scans_only_for_new_inodes_and_forgets_gone_ones() {
         let mut cache = OwnerCache::default();
         let mut calls = Vec::new();
-        let denied = cache.refresh(&[10, 11], |w| {
+        let running = |pid: i32| Some(format!("p{pid}"));
+        let denied = cache.refresh_with(&[10, 11], running, |w| {
             calls.push(w.clone());
             Scan {
                 found: HashMap::from([(10, owner(1))]),
@@ -184,9 +217,12 @@ mod tests {
         assert_eq!(cache.get(10), Some(&owner(1)));
         assert_eq!(cache.get(11), None);
         // Same inodes: no scan, even for the one not found.
-        assert_eq!(cache.refresh(&[10, 11], |_| panic!("rescanned")), None);
+        assert_eq!(
+            cache.refresh_with(&[10, 11], running, |_| panic!("rescanned")),
+            None
+        );
         // A new inode scans for it alone; a vanished one is forgotten.
-        cache.refresh(&[10, 12], |w| {
+        cache.refresh_with(&[10, 12], running, |w| {
             calls.push(w.clone());
             Scan {
                 found: HashMap::from([(12, owner(3))]),
@@ -196,6 +232,48 @@ mod tests {
         assert_eq!(calls[1], HashSet::from([12]));
         assert_eq!(cache.remembered(), 2);
         assert_eq!(cache.get(12), Some(&owner(3)));
+    }
+
+    #[test]
+    fn an_owner_that_exited_or_was_renamed_is_looked_up_again() {
+        let mut cache = OwnerCache::default();
+        let running = |pid: i32| Some(format!("p{pid}"));
+        cache.refresh_with(&[10, 11], running, |_| Scan {
+            found: HashMap::from([(10, owner(1)), (11, owner(2))]),
+            denied: 0,
+        });
+        // pid 1 exited (its child, pid 5, still holds inode 10); pid 2 runs on.
+        let mut asked = Vec::new();
+        cache.refresh_with(
+            &[10, 11],
+            |pid| (pid != 1).then(|| format!("p{pid}")),
+            |w| {
+                asked.push(w.clone());
+                Scan {
+                    found: HashMap::from([(10, owner(5))]),
+                    denied: 0,
+                }
+            },
+        );
+        assert_eq!(asked, vec![HashSet::from([10])]);
+        assert_eq!(cache.get(10), Some(&owner(5)));
+        assert_eq!(cache.get(11), Some(&owner(2)));
+        // pid 2 exec'd another program: same pid, new name.
+        cache.refresh_with(
+            &[10, 11],
+            |pid| {
+                Some(if pid == 2 {
+                    "other".into()
+                } else {
+                    format!("p{pid}")
+                })
+            },
+            |w| {
+                assert_eq!(w, &HashSet::from([11]));
+                Scan::default()
+            },
+        );
+        assert_eq!(cache.get(11), None);
     }
 
     #[test]
