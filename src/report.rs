@@ -69,7 +69,6 @@ pub fn build(
             .map(|c| attribute_syn(c, &reading.snap.sockets));
         for (endpoint, mut group) in group_sockets(&reading.snap.sockets) {
             group.sort_by_key(|s| s.inode);
-            let owner = group.iter().find_map(|s| owners.get(s.inode));
             let syn_depth = syn
                 .as_ref()
                 .map(|m| u64::from(m.get(&endpoint).copied().unwrap_or(0)));
@@ -99,6 +98,8 @@ pub fn build(
                     members.iter().map(|s| (s.inode, s.drops)).collect();
                 let drops_delta = prev.row_drops_delta(&key, fp, &pairs);
                 next.rows.insert(key, fp);
+                // Each SO_REUSEPORT socket may belong to another process.
+                let owner = owners.owner_of(members.iter().map(|s| s.inode));
                 let row = make_row(
                     key,
                     pos,
@@ -504,6 +505,71 @@ mod tests {
                 ("1", Some(Value::Int(0))),
                 ("2", Some(Value::Int(0)))
             ]
+        );
+    }
+
+    #[test]
+    fn each_reuseport_socket_names_its_own_process() {
+        use crate::source::owners::{Owner, Scan};
+        let snap = NetnsSnapshot {
+            sockets: vec![sock(LO, 80, 10, 0, 4, 0), sock(LO, 80, 20, 0, 4, 0)],
+            ..Default::default()
+        };
+        let mut owners = OwnerCache::default();
+        let owner = |pid, comm: &str| Owner {
+            pid,
+            comm: comm.into(),
+            unit: None,
+        };
+        owners.refresh(&[10, 20], |_| Scan {
+            found: HashMap::from([(10, owner(300, "worker")), (20, owner(200, "other"))]),
+            denied: 0,
+        });
+        let readings = [NsReading {
+            id: 0,
+            name: "default",
+            snap: &snap,
+        }];
+        let per_socket = ReportOptions {
+            per_socket: true,
+            ..opts()
+        };
+        let mut prev = Previous::default();
+        let m = build(
+            &readings,
+            &Peaks::default(),
+            &owners,
+            &Filter::default(),
+            &per_socket,
+            &mut prev,
+            1,
+        )
+        .metrics;
+        let who: Vec<_> = m[..2]
+            .iter()
+            .map(|m| (m.tag("socket"), m.tag("process"), m.field("pid")))
+            .collect();
+        assert_eq!(
+            who,
+            vec![
+                (Some("0"), Some("worker"), Some(Value::Int(300))),
+                (Some("1"), Some("other"), Some(Value::Int(200)))
+            ]
+        );
+        // The summed row names the lowest pid of the group.
+        let m = build(
+            &readings,
+            &Peaks::default(),
+            &owners,
+            &Filter::default(),
+            &opts(),
+            &mut prev,
+            1,
+        )
+        .metrics;
+        assert_eq!(
+            (m[0].tag("process"), m[0].field("pid")),
+            (Some("other"), Some(Value::Int(200)))
         );
     }
 

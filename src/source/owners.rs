@@ -89,6 +89,14 @@ impl OwnerCache {
         self.known.get(&inode).and_then(|o| o.as_ref())
     }
 
+    /// The owner to name for a row of several sockets (an SO_REUSEPORT group): the same choice
+    /// as among the holders of one socket.
+    pub fn owner_of(&self, inodes: impl Iterator<Item = u32>) -> Option<&Owner> {
+        inodes
+            .filter_map(|i| self.get(i))
+            .reduce(|a, b| if preferred(a.pid, b.pid) { a } else { b })
+    }
+
     /// Inodes remembered (found or not).
     pub fn remembered(&self) -> usize {
         self.known.len()
@@ -102,7 +110,9 @@ fn current_comm(pid: i32) -> Option<String> {
 }
 
 /// Walks `/proc` for the owners of `wanted`. When several processes share a socket (a forking
-/// server's master and workers), the lowest pid wins: usually the master, and stable.
+/// server's master and workers), the lowest pid wins: usually the master, and stable. pid 1
+/// loses to any other holder: with socket activation systemd keeps the listening fd too, and the
+/// service is what the operator is looking for.
 pub fn scan_proc(wanted: &HashSet<u32>) -> Scan {
     let mut scan = Scan::default();
     let Ok(procs) = procfs::process::all_processes() else {
@@ -129,7 +139,11 @@ pub fn scan_proc(wanted: &HashSet<u32>) -> Scan {
             if !wanted.contains(&inode) {
                 continue;
             }
-            if scan.found.get(&inode).is_some_and(|o| o.pid <= proc.pid()) {
+            if scan
+                .found
+                .get(&inode)
+                .is_some_and(|o| preferred(o.pid, proc.pid()))
+            {
                 continue;
             }
             let (comm, unit) = found
@@ -150,6 +164,11 @@ pub fn scan_proc(wanted: &HashSet<u32>) -> Scan {
         }
     }
     scan
+}
+
+/// True when an owner with pid `have` is to be kept over one with pid `other`.
+fn preferred(have: i32, other: i32) -> bool {
+    (have == 1, have) <= (other == 1, other)
 }
 
 /// The innermost systemd unit or scope in `/proc/<pid>/cgroup`: the unified (v2) hierarchy's
@@ -177,6 +196,18 @@ mod tests {
             comm: format!("p{pid}"),
             unit: None,
         }
+    }
+
+    #[test]
+    fn lowest_pid_wins_but_pid_1_only_alone() {
+        assert!(preferred(10, 20));
+        assert!(!preferred(20, 10));
+        assert!(
+            !preferred(1, 20),
+            "a socket-activated service beats systemd"
+        );
+        assert!(preferred(20, 1));
+        assert!(preferred(1, 1));
     }
 
     #[test]
