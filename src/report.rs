@@ -8,7 +8,7 @@ use crate::filter::Filter;
 use crate::metric::{Metric, Value, LISTENER, NETNS, NETNS_COUNTER_FIELDS};
 use crate::snapshot::{Endpoint, NetnsSnapshot, Socket};
 use crate::source::owners::{Owner, OwnerCache};
-use crate::state::{delta, fingerprint, Peaks, Previous, RowKey};
+use crate::state::{delta, fingerprint, NsId, Peaks, Previous, RowKey};
 
 pub struct ReportOptions {
     pub per_socket: bool,
@@ -20,7 +20,7 @@ pub struct ReportOptions {
 /// A namespace's reading, with the name the `netns` tag uses.
 pub struct NsReading<'a> {
     /// Stable for the namespace's whole watch, unlike its position: keys deltas and peaks.
-    pub id: u16,
+    pub id: NsId,
     pub name: &'a str,
     pub snap: &'a NetnsSnapshot,
 }
@@ -155,7 +155,7 @@ pub fn build(
             timestamp,
         ));
         if let Some(t) = reading.snap.tcpext {
-            next.counters.insert(reading.name.to_string(), t);
+            next.counters.insert(reading.id, t);
         }
     }
     *prev = next;
@@ -215,20 +215,14 @@ fn make_row<'a>(
         .iter()
         .map(|s| s.drops.map(u64::from))
         .sum::<Option<u64>>();
-    let peak = if key.socket.is_some() {
-        members
-            .first()
-            .and_then(|s| peaks.socket(key.ns, s.inode))
-            .map(|p| u64::from(p.max_depth))
-    } else {
-        peaks
-            .listener_max(key.ns, key.addr, key.port)
-            .map(u64::from)
-    };
+    let peak = u64::from(match (key.socket, members.first()) {
+        (Some(_), Some(s)) => peaks.socket_max(key.ns, s.inode),
+        _ => peaks.listener_max(key.ns, key.addr, key.port),
+    });
     let full_ratio = if members.iter().all(|s| s.limit.is_some()) {
         members
             .iter()
-            .filter_map(|s| peaks.socket(key.ns, s.inode).and_then(|p| p.full_ratio()))
+            .filter_map(|s| peaks.full_ratio(key.ns, s.inode))
             .fold(None, |acc: Option<f64>, r| {
                 Some(acc.map_or(r, |a| a.max(r)))
             })
@@ -241,7 +235,7 @@ fn make_row<'a>(
         sockets: members,
         depth,
         // The report's own reading is one of the samples, so the peak is never below `depth`.
-        depth_max: peak.unwrap_or(depth).max(depth),
+        depth_max: peak.max(depth),
         limit,
         full_ratio,
         drops,
@@ -323,7 +317,7 @@ fn netns_metric(
     };
     let mut fields = Vec::new();
     if let Some(cur) = reading.snap.tcpext {
-        let before = prev.counters.get(reading.name);
+        let before = prev.counters.get(&reading.id);
         for (i, (counter, delta_name)) in NETNS_COUNTER_FIELDS.iter().enumerate() {
             let Some(v) = cur.0[i] else { continue };
             fields.push((*counter, Value::Int(v)));

@@ -1,6 +1,7 @@
 //! The run modes: the interval loop, one report per stdin line (Telegraf execd), collectd's
 //! exec mode, `--once` and `--once --window`.
 
+use std::collections::HashSet;
 use std::io::{self, BufRead};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,10 +19,12 @@ use crate::source::netns::{self, Netns};
 use crate::source::owners::{self, OwnerCache};
 use crate::source::sock_diag::DiagSocket;
 use crate::source::{NsSources, Options};
-use crate::state::{Peaks, Previous};
+use crate::state::{NsId, Peaks, Previous};
 use crate::warn::{self, Warnings};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// Unopenable namespaces remembered before the list is forgotten and they are tried again.
+const MAX_UNOPENABLE: usize = 1024;
 
 /// Why a run stopped early.
 #[derive(Debug)]
@@ -41,7 +44,7 @@ impl From<netns::NetnsError> for RunError {
 /// A namespace being watched: its sources and its last reading.
 struct Watched {
     /// Stable while it is watched: keys its deltas and peaks.
-    id: u16,
+    id: NsId,
     identity: Option<(u64, u64)>,
     src: NsSources,
     snap: NetnsSnapshot,
@@ -50,9 +53,11 @@ struct Watched {
 /// Everything one report needs, kept across reports.
 struct Reporter {
     watched: Vec<Watched>,
-    next_id: u16,
+    next_id: NsId,
     /// `--all-netns`: look for namespaces added or removed before each report.
     rescan: bool,
+    /// Namespaces `--all-netns` could not open, not tried again.
+    unopenable: HashSet<(u64, u64)>,
     /// The sampler's namespaces, when it runs.
     targets: Option<Targets>,
     shared_peaks: Arc<Mutex<Peaks>>,
@@ -66,7 +71,8 @@ struct Reporter {
     sink: Sink,
     buf: Vec<u8>,
     warnings: Warnings,
-    reports: u64,
+    /// Reports written (or attempted): the first failure to write is fatal, later ones not.
+    written: u64,
 }
 
 impl Reporter {
@@ -88,6 +94,7 @@ impl Reporter {
         // The report's own reading is a sample too: peaks are right even with --sample 0.
         self.peaks.begin_sample();
         for w in &self.watched {
+            self.peaks.count_round(w.id);
             for s in &w.snap.sockets {
                 self.peaks
                     .observe(w.id, s.addr, s.port, s.inode, s.depth, s.limit);
@@ -144,27 +151,14 @@ impl Reporter {
         }
         self.buf.clear();
         self.encoder.encode(&built.metrics, &mut self.buf);
-        self.reports += 1;
     }
 
-    /// Starts watching `ns`: opens its sources, and the sampler's socket there.
+    /// Starts watching `ns`: opens its sources, then the sampler's socket there.
     fn watch(&mut self, ns: Netns) -> io::Result<()> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let identity = netns::identity_of(&ns);
-        if let Some(targets) = &self.targets {
-            match DiagSocket::open(ns.file.clone()) {
-                Ok(sock) => {
-                    if let Ok(mut t) = targets.lock() {
-                        t.push(Target { id, name: ns.name.clone(), sock });
-                    }
-                }
-                Err(e) => self.warnings.once(
-                    &format!("sampler-open-{}", ns.name),
-                    format!("sampler: netns {}: cannot open sock_diag ({e}); peaks come from reports only", ns.name),
-                ),
-            }
-        }
+        let (name, file) = (ns.name.clone(), ns.file.clone());
         let src = NsSources::open(ns, &mut self.warnings)?;
         self.watched.push(Watched {
             id,
@@ -172,40 +166,73 @@ impl Reporter {
             src,
             snap: NetnsSnapshot::default(),
         });
+        if let Some(targets) = &self.targets {
+            match DiagSocket::open(file) {
+                Ok(sock) => {
+                    if let Ok(mut t) = targets.lock() {
+                        t.push(Target { id, name, sock, failing: false });
+                    }
+                }
+                Err(e) => self.warnings.once(
+                    &format!("sampler-open-{name}"),
+                    format!("sampler: netns {name}: cannot open sock_diag ({e}); peaks come from reports only"),
+                ),
+            }
+        }
         Ok(())
     }
 
-    /// `--all-netns`: drops namespaces whose name left /run/netns and watches new ones, so a
-    /// long-running acceptq follows `ip netns add` and `del`.
+    /// `--all-netns`: follows `ip netns add` and `del`. A watched namespace is dropped when its
+    /// name is gone or now names another namespace (deleted and re-created); names not watched
+    /// yet are opened, except those that failed before (each failure said once per kind).
     fn rescan_namespaces(&mut self) {
-        let names = netns::list_named();
+        let now: Vec<(String, Option<(u64, u64)>)> = netns::list_named()
+            .into_iter()
+            .map(|n| (n.clone(), netns::named_identity(&n)))
+            .collect();
+        let same = |w: &Watched, (name, identity): &(String, Option<(u64, u64)>)| {
+            &w.src.netns.name == name && w.identity == *identity
+        };
         let before = self.watched.len();
         self.watched
-            .retain(|w| w.src.netns.file.is_none() || names.contains(&w.src.netns.name));
+            .retain(|w| w.src.netns.file.is_none() || now.iter().any(|n| same(w, n)));
         if self.watched.len() != before {
-            let live: Vec<u16> = self.watched.iter().map(|w| w.id).collect();
+            let live: Vec<NsId> = self.watched.iter().map(|w| w.id).collect();
             if let Some(Ok(mut t)) = self.targets.as_ref().map(|t| t.lock()) {
                 t.retain(|x| live.contains(&x.id));
             }
         }
-        let unwatched: Vec<String> = names
-            .into_iter()
-            .filter(|n| !self.watched.iter().any(|w| &w.src.netns.name == n))
-            .collect();
-        if unwatched.is_empty() {
-            return;
+        if self.unopenable.len() > MAX_UNOPENABLE {
+            self.unopenable.clear();
         }
-        let identities: Vec<(u64, u64)> = self.watched.iter().filter_map(|w| w.identity).collect();
-        let (new, problems) = netns::open_new(&unwatched, &identities);
-        for p in problems {
-            self.warnings.once(&p, p.clone());
-        }
-        for ns in new {
-            let name = ns.name.clone();
-            if let Err(e) = self.watch(ns) {
+        for entry in &now {
+            let (name, identity) = entry;
+            let watched = self
+                .watched
+                .iter()
+                .any(|w| same(w, entry) || (identity.is_some() && w.identity == *identity));
+            if watched || identity.is_some_and(|i| self.unopenable.contains(&i)) {
+                continue;
+            }
+            let opened = netns::resolve(name)
+                .map_err(|e| (e.source.kind(), e.to_string()))
+                .and_then(|ns| {
+                    self.watch(ns).map_err(|e| {
+                        (
+                            e.kind(),
+                            format!("netns {name}: cannot open its sources: {e}"),
+                        )
+                    })
+                });
+            if let Err((kind, msg)) = opened {
+                if let Some(i) = identity {
+                    self.unopenable.insert(*i);
+                }
                 self.warnings.once(
-                    &format!("watch-{name}"),
-                    format!("netns {name}: cannot open its sources: {e}"),
+                    &format!("netns-open-{kind:?}"),
+                    format!(
+                        "{msg} (not retried; other namespaces failing the same way are not named)"
+                    ),
                 );
             }
         }
@@ -214,10 +241,12 @@ impl Reporter {
     /// One report, written. `Ok(false)`: stdout is closed, time to exit quietly.
     fn report(&mut self) -> Result<bool, RunError> {
         self.collect();
+        self.written += 1;
         match self.sink.write(&self.buf) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
-            Err(e) if self.reports == 1 => Err(RunError::Fatal(e.to_string())),
+            // The first report proves the output works (and is the only one of --once).
+            Err(e) if self.written == 1 => Err(RunError::Fatal(e.to_string())),
             Err(e) => {
                 warn::error(&format!("report not written: {e}"));
                 Ok(true)
@@ -229,7 +258,7 @@ impl Reporter {
 pub fn run(args: Args) -> Result<(), RunError> {
     let mut warnings = Warnings::default();
     let interval = resolve_interval(&args, &mut warnings);
-    let namespaces = resolve_namespaces(&args, &mut warnings)?;
+    let namespaces = resolve_namespaces(&args)?;
     let netns_tag = args.all_netns || namespaces.len() > 1;
 
     // A plain --once reports a single reading: there is nothing to sample between reports.
@@ -244,7 +273,8 @@ pub fn run(args: Args) -> Result<(), RunError> {
     let mut reporter = Reporter {
         watched: Vec::with_capacity(namespaces.len()),
         next_id: 0,
-        rescan: args.all_netns && !args.once,
+        rescan: args.all_netns,
+        unopenable: HashSet::new(),
         targets: sampling.then(|| Arc::new(Mutex::new(Vec::new()))),
         shared_peaks: Arc::new(Mutex::new(Peaks::default())),
         peaks: Peaks::default(),
@@ -268,7 +298,7 @@ pub fn run(args: Args) -> Result<(), RunError> {
         sink: args.output.as_deref().map_or(Sink::Stdout, Sink::file),
         buf: Vec::with_capacity(64 * 1024),
         warnings,
-        reports: 0,
+        written: 0,
     };
     for ns in namespaces {
         let name = ns.name.clone();
@@ -373,17 +403,8 @@ fn collectd_host(args: &Args) -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-fn resolve_namespaces(args: &Args, warnings: &mut Warnings) -> Result<Vec<Netns>, RunError> {
-    if args.all_netns {
-        let own = netns::own();
-        let watched: Vec<(u64, u64)> = netns::identity_of(&own).into_iter().collect();
-        let (mut named, problems) = netns::open_new(&netns::list_named(), &watched);
-        for p in problems {
-            warnings.once(&p, p.clone());
-        }
-        named.insert(0, own);
-        return Ok(named);
-    }
+fn resolve_namespaces(args: &Args) -> Result<Vec<Netns>, RunError> {
+    // --all-netns starts from our own; the first report's rescan adds the named ones.
     if args.netns.is_empty() {
         return Ok(vec![netns::own()]);
     }

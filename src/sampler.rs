@@ -14,15 +14,17 @@ use std::time::{Duration, Instant};
 
 use crate::source::inet_diag::{Record, STATE_LISTEN};
 use crate::source::sock_diag::DiagSocket;
-use crate::state::Peaks;
-use crate::warn::Warnings;
+use crate::state::{NsId, Peaks};
+use crate::warn;
 
 /// One namespace the sampler watches: its stable id (the key of its peaks), its name for
 /// warnings, and the sampler's own sock_diag socket there.
 pub struct Target {
-    pub id: u16,
+    pub id: NsId,
     pub name: String,
     pub sock: DiagSocket,
+    /// The last sample of this namespace failed (and that was said).
+    pub failing: bool,
 }
 
 /// The sampler's namespaces; the report thread adds and removes entries when `--all-netns`
@@ -47,7 +49,6 @@ impl Sampler {
             .name("acceptq-sampler".into())
             .spawn(move || {
                 let mut records: Vec<Record> = Vec::with_capacity(1024);
-                let mut warnings = Warnings::default();
                 let mut next = Instant::now() + every;
                 while !flag.load(Ordering::Relaxed) {
                     let now = Instant::now();
@@ -62,7 +63,7 @@ impl Sampler {
                     let Ok(mut targets) = targets.lock() else {
                         return;
                     };
-                    sample_once(&mut targets, &mut records, &peaks, &mut warnings);
+                    sample_once(&mut targets, &mut records, &peaks);
                 }
             })?;
         Ok(Sampler {
@@ -83,29 +84,27 @@ impl Drop for Sampler {
 }
 
 /// One sample of every namespace: dump outside the peaks lock, record under it.
-pub fn sample_once(
-    targets: &mut [Target],
-    records: &mut Vec<Record>,
-    peaks: &Mutex<Peaks>,
-    warnings: &mut Warnings,
-) {
+pub fn sample_once(targets: &mut [Target], records: &mut Vec<Record>, peaks: &Mutex<Peaks>) {
     let mut first = true;
     for t in targets.iter_mut() {
         if let Err(e) = t.sock.dump_into(STATE_LISTEN, false, records) {
-            warnings.once(
-                &format!("sampler-{}", t.name),
-                format!(
+            // Said once per failure streak, and nothing formatted while it lasts.
+            if !t.failing {
+                t.failing = true;
+                warn::warn(&format!(
                     "sampler: netns {}: {e}; peaks come from reports only until it recovers",
                     t.name
-                ),
-            );
+                ));
+            }
             continue;
         }
+        t.failing = false;
         let Ok(mut p) = peaks.lock() else { return };
         if first {
             p.begin_sample();
             first = false;
         }
+        p.count_round(t.id);
         for r in records.iter() {
             p.observe(t.id, r.addr, r.port, r.inode, r.rqueue, Some(r.wqueue));
         }

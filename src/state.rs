@@ -24,13 +24,13 @@ pub fn delta_u32(prev: u32, cur: u32) -> u64 {
 /// socket's rank by inode within its SO_REUSEPORT group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RowKey {
-    pub ns: u16,
+    pub ns: NsId,
     pub addr: IpAddr,
     pub port: u16,
     pub socket: Option<u16>,
 }
 
-/// One listener row's sockets as (inode, drops) pairs.
+/// Identifies a row's set of sockets: a socket replaced on the same port changes it.
 pub fn fingerprint(inodes: impl Iterator<Item = u32>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for i in inodes {
@@ -44,11 +44,12 @@ pub fn fingerprint(inodes: impl Iterator<Item = u32>) -> u64 {
 #[derive(Default, Debug)]
 pub struct Previous {
     /// (namespace, inode) → sk_drops.
-    pub socket_drops: HashMap<(u16, u32), u32>,
+    pub socket_drops: HashMap<(NsId, u32), u32>,
     /// Row → fingerprint of its inode set: a replaced socket changes it.
     pub rows: HashMap<RowKey, u64>,
-    /// Namespace name → TcpExt counters.
-    pub counters: HashMap<String, crate::source::netstat::TcpExt>,
+    /// Namespace → TcpExt counters. By id, not name: a namespace deleted and re-created under
+    /// the same name must not get a delta against the old one.
+    pub counters: HashMap<NsId, crate::source::netstat::TcpExt>,
 }
 
 impl Previous {
@@ -72,19 +73,17 @@ impl Previous {
     }
 }
 
-/// Peak tracking for one socket over a report interval.
+/// Identifies a watched namespace for as long as it is watched (positions shift when one comes
+/// or goes, ids do not).
+pub type NsId = u32;
+
+/// Peak tracking for one socket over a report interval. Only samples in which the socket had
+/// connections waiting are recorded: an empty queue raises no peak and is never full.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SocketPeak {
     pub max_depth: u32,
     /// Samples in which the queue was full (depth > limit, as `sk_acceptq_is_full`).
     pub full: u32,
-    pub samples: u32,
-}
-
-impl SocketPeak {
-    pub fn full_ratio(&self) -> Option<f64> {
-        (self.samples > 0).then(|| f64::from(self.full) / f64::from(self.samples))
-    }
 }
 
 /// Peak of a listener's summed depth (all its SO_REUSEPORT sockets in one sample).
@@ -95,16 +94,18 @@ struct ListenerPeak {
     max: u32,
 }
 
-/// Beyond this many sockets in one interval (listener churn), new ones are not tracked: memory
-/// stays bounded and the report still has their current depth.
+/// Beyond this many busy sockets in one interval (listener churn), new ones are not tracked:
+/// memory stays bounded and the report still has their current depth.
 pub const MAX_TRACKED: usize = 65_536;
 
 /// Peaks since the last report, fed by every sample (the sampler's and the report's own).
 #[derive(Default, Debug)]
 pub struct Peaks {
     sample: u64,
-    sockets: HashMap<(u16, u32), SocketPeak>,
-    listeners: HashMap<(u16, IpAddr, u16), ListenerPeak>,
+    /// Samples taken of each namespace: the denominator of its sockets' full ratios.
+    rounds: HashMap<NsId, u32>,
+    sockets: HashMap<(NsId, u32), SocketPeak>,
+    listeners: HashMap<(NsId, IpAddr, u16), ListenerPeak>,
 }
 
 impl Peaks {
@@ -113,21 +114,29 @@ impl Peaks {
         self.sample += 1;
     }
 
-    /// Records one socket of the current sample. Allocates only when a socket or listener is
-    /// seen for the first time in this interval.
+    /// Counts one complete reading of namespace `ns` in this interval.
+    pub fn count_round(&mut self, ns: NsId) {
+        *self.rounds.entry(ns).or_default() += 1;
+    }
+
+    /// Records one socket of the current sample. Most listeners are idle most of the time, so
+    /// an empty queue costs nothing here: no lookup, no hashing. Allocates only when a busy
+    /// socket or listener is first seen in this interval.
     pub fn observe(
         &mut self,
-        ns: u16,
+        ns: NsId,
         addr: IpAddr,
         port: u16,
         inode: u32,
         depth: u32,
         limit: Option<u32>,
     ) {
+        if depth == 0 {
+            return;
+        }
         let room = self.sockets.len() < MAX_TRACKED;
         if let Some(s) = lookup(&mut self.sockets, (ns, inode), room) {
             s.max_depth = s.max_depth.max(depth);
-            s.samples += 1;
             if limit.is_some_and(|l| depth > l) {
                 s.full += 1;
             }
@@ -143,25 +152,42 @@ impl Peaks {
         }
     }
 
-    pub fn socket(&self, ns: u16, inode: u32) -> Option<&SocketPeak> {
-        self.sockets.get(&(ns, inode))
+    /// The deepest queue a socket had in this interval (0 if never seen busy).
+    pub fn socket_max(&self, ns: NsId, inode: u32) -> u32 {
+        self.sockets.get(&(ns, inode)).map_or(0, |s| s.max_depth)
     }
 
-    pub fn listener_max(&self, ns: u16, addr: IpAddr, port: u16) -> Option<u32> {
-        self.listeners.get(&(ns, addr, port)).map(|l| l.max)
+    /// Share of this interval's samples of `ns` in which the socket's queue was full; `None`
+    /// before any sample. A socket that appeared mid-interval is measured against every sample.
+    pub fn full_ratio(&self, ns: NsId, inode: u32) -> Option<f64> {
+        let rounds = *self.rounds.get(&ns)?;
+        let full = self.sockets.get(&(ns, inode)).map_or(0, |s| s.full);
+        (rounds > 0).then(|| f64::from(full.min(rounds)) / f64::from(rounds))
+    }
+
+    pub fn rounds(&self, ns: NsId) -> u32 {
+        self.rounds.get(&ns).copied().unwrap_or(0)
+    }
+
+    /// The peak of a listener's summed depth (0 if never seen busy).
+    pub fn listener_max(&self, ns: NsId, addr: IpAddr, port: u16) -> u32 {
+        self.listeners.get(&(ns, addr, port)).map_or(0, |l| l.max)
     }
 
     /// Moves everything recorded into `into` (whose old content is dropped) and leaves `self`
-    /// empty, keeping both tables' capacity unless churn inflated it.
+    /// empty. Both tables keep their capacity, so the sampler does not allocate again every
+    /// interval, unless a burst of churn left one far larger than what is now in use.
     pub fn take_into(&mut self, into: &mut Peaks) {
         std::mem::swap(self, into);
         self.sample = into.sample;
+        self.rounds.clear();
         self.sockets.clear();
         self.listeners.clear();
-        shrink(&mut self.sockets);
-        shrink(&mut self.listeners);
+        shrink(&mut self.sockets, into.sockets.len());
+        shrink(&mut self.listeners, into.listeners.len());
     }
 
+    /// Busy sockets tracked in this interval.
     pub fn tracked(&self) -> usize {
         self.sockets.len()
     }
@@ -175,10 +201,12 @@ fn lookup<K: Hash + Eq, V: Default>(map: &mut HashMap<K, V>, key: K, room: bool)
     }
 }
 
-/// After a burst of churn a table may have grown far past its usual size; give it back.
-fn shrink<K: Hash + Eq, V>(map: &mut HashMap<K, V>) {
-    if map.capacity() > 4096 && map.capacity() > 4 * map.len() {
-        map.shrink_to(1024);
+/// Gives back the memory of a table that a burst inflated far past the `in_use` load of the
+/// interval just handed over.
+fn shrink<K: Hash + Eq, V>(map: &mut HashMap<K, V>, in_use: usize) {
+    let keep = in_use.max(1024);
+    if map.capacity() > 4 * keep {
+        map.shrink_to(keep);
     }
 }
 
@@ -246,29 +274,29 @@ mod tests {
     #[test]
     fn peaks_sum_sockets_within_a_sample_and_track_full_share() {
         let mut p = Peaks::default();
-        for (d1, d2) in [(1, 2), (5, 0), (3, 3)] {
+        for (d1, d2) in [(1, 2), (5, 0), (3, 3), (0, 0)] {
             p.begin_sample();
+            p.count_round(0);
             p.observe(0, A, 80, 1, d1, Some(4));
             p.observe(0, A, 80, 2, d2, Some(2));
         }
-        assert_eq!(p.listener_max(0, A, 80), Some(6));
-        assert_eq!(
-            p.socket(0, 1),
-            Some(&SocketPeak {
-                max_depth: 5,
-                full: 1,
-                samples: 3
-            })
-        );
-        assert_eq!(p.socket(0, 2).and_then(|s| s.full_ratio()), Some(1.0 / 3.0));
+        assert_eq!(p.listener_max(0, A, 80), 6);
+        assert_eq!(p.socket_max(0, 1), 5);
+        assert_eq!(p.full_ratio(0, 1), Some(1.0 / 4.0));
+        assert_eq!(p.full_ratio(0, 2), Some(1.0 / 4.0));
+        // Never busy: peak 0, ratio 0 over the samples taken; no sample of the namespace: none.
+        assert_eq!((p.socket_max(0, 9), p.full_ratio(0, 9)), (0, Some(0.0)));
+        assert_eq!(p.full_ratio(7, 1), None);
+        assert_eq!(p.tracked(), 2, "idle samples leave no entry");
         let mut taken = Peaks::default();
         p.take_into(&mut taken);
-        assert_eq!(taken.listener_max(0, A, 80), Some(6));
-        assert_eq!(p.listener_max(0, A, 80), None);
+        assert_eq!(taken.listener_max(0, A, 80), 6);
+        assert_eq!(taken.rounds(0), 4);
+        assert_eq!((p.listener_max(0, A, 80), p.rounds(0)), (0, 0));
         // A new sample after the swap starts from zero, not from the old sum.
         p.begin_sample();
         p.observe(0, A, 80, 1, 1, Some(4));
-        assert_eq!(p.listener_max(0, A, 80), Some(1));
+        assert_eq!(p.listener_max(0, A, 80), 1);
     }
 
     #[test]
@@ -279,13 +307,33 @@ mod tests {
             p.observe(0, A, (inode % 60_000) as u16, inode, 1, Some(1));
         }
         assert_eq!(p.tracked(), MAX_TRACKED);
-        // The table that held the burst is handed back empty and small.
-        let mut handed_back = Peaks::default();
-        handed_back.take_into(&mut p);
+        // Handed over against a quiet interval, the table that held the burst comes back
+        // empty and small.
+        let mut quiet = Peaks::default();
+        quiet.take_into(&mut p);
         assert!(
-            handed_back.sockets.capacity() <= 4096,
+            quiet.sockets.capacity() <= 4096,
             "capacity {} kept",
-            handed_back.sockets.capacity()
+            quiet.sockets.capacity()
+        );
+    }
+
+    #[test]
+    fn steady_load_keeps_its_capacity() {
+        let mut p = Peaks::default();
+        let mut other = Peaks::default();
+        for _ in 0..3 {
+            p.begin_sample();
+            for inode in 0..5000 {
+                p.observe(0, A, 1, inode, 1, Some(8));
+            }
+            p.take_into(&mut other);
+        }
+        // 5000 busy sockets every interval: the emptied table is not shrunk below that.
+        assert!(
+            p.sockets.capacity() >= 5000,
+            "capacity {}",
+            p.sockets.capacity()
         );
     }
 }

@@ -99,38 +99,22 @@ pub fn list_named() -> Vec<String> {
     names
 }
 
-/// Identity of a namespace file (device, inode): two names for one namespace share it.
-pub fn identity(path: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+/// Identity (device, inode) of the namespace `/run/netns/NAME` names now: two names for one
+/// namespace share it, a name deleted and re-created gets a new one.
+pub fn named_identity(name: &str) -> Option<(u64, u64)> {
+    std::fs::metadata(Path::new(NAMED_DIR).join(name))
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// Identity of a watched namespace.
 pub fn identity_of(ns: &Netns) -> Option<(u64, u64)> {
     match &ns.file {
         Some(f) => f.metadata().ok().map(|m| (m.dev(), m.ino())),
-        None => identity(Path::new("/proc/self/ns/net")),
+        None => std::fs::metadata("/proc/self/ns/net")
+            .ok()
+            .map(|m| (m.dev(), m.ino())),
     }
-}
-
-/// Named namespaces in `names` not yet watched (by identity, so an alias of a watched one or of
-/// ours is skipped), opened; failures come back as warnings.
-pub fn open_new(names: &[String], watched: &[(u64, u64)]) -> (Vec<Netns>, Vec<String>) {
-    let mut seen = watched.to_vec();
-    let mut out = Vec::new();
-    let mut warnings = Vec::new();
-    for name in names {
-        if let Some(id) = identity(&Path::new(NAMED_DIR).join(name)) {
-            if seen.contains(&id) {
-                continue;
-            }
-            seen.push(id);
-        }
-        match resolve(name) {
-            Ok(ns) => out.push(ns),
-            Err(e) => warnings.push(e.to_string()),
-        }
-    }
-    (out, warnings)
 }
 
 /// Runs `f` with the calling context in namespace `ns` (`None`: ours, on this thread).

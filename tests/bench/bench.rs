@@ -17,7 +17,6 @@ use acceptq::source::inet_diag::{Record, STATE_LISTEN};
 use acceptq::source::proc_tcp;
 use acceptq::source::sock_diag::DiagSocket;
 use acceptq::state::Peaks;
-use acceptq::warn::Warnings;
 
 const DUMP_ITERATIONS: usize = 1000;
 const SS_RUNS: usize = 50;
@@ -148,16 +147,17 @@ fn run(acceptq: &str, expected: usize, sampler_window: Duration) -> Result<bool,
         id: 0,
         name: "bench".to_string(),
         sock: DiagSocket::open(None).map_err(|e| format!("open sock_diag: {e}"))?,
+        failing: false,
     }];
     let peaks = Mutex::new(Peaks::default());
-    let mut warnings = Warnings::default();
     let sample = time_iterations(DUMP_ITERATIONS, || {
-        sample_once(&mut targets, &mut records, &peaks, &mut warnings);
+        sample_once(&mut targets, &mut records, &peaks);
     });
     // The Peaks update alone, on the records of the last dump.
     let observe = time_iterations(DUMP_ITERATIONS, || {
         let mut p = peaks.lock().unwrap();
         p.begin_sample();
+        p.count_round(0);
         for r in records.iter() {
             p.observe(0, r.addr, r.port, r.inode, r.rqueue, Some(r.wqueue));
         }
