@@ -170,7 +170,7 @@ impl Reporter {
             match DiagSocket::open(file) {
                 Ok(sock) => {
                     if let Ok(mut t) = targets.lock() {
-                        t.push(Target { id, name, sock, failing: false });
+                        t.push(Target::new(id, name, sock));
                     }
                 }
                 Err(e) => self.warnings.once(

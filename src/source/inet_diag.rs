@@ -132,6 +132,7 @@ pub fn build_request(out: &mut Vec<u8>, family: u8, states: u32, with_meminfo: b
 pub fn decode_datagram(
     datagram: &[u8],
     seq: u32,
+    with_meminfo: bool,
     on_record: &mut dyn FnMut(&Record),
 ) -> Result<Step, DecodeError> {
     let mut rest = datagram;
@@ -153,7 +154,13 @@ pub fn decode_datagram(
             continue;
         }
         match msg.message_type() {
-            NLMSG_DONE => return Ok(Step::Done),
+            NLMSG_DONE => {
+                // The dump's final status: a kernel that cut the dump short says so here.
+                return match read_i32(payload) {
+                    Some(errno) if errno < 0 => Err(DecodeError::Kernel(errno.saturating_neg())),
+                    _ => Ok(Step::Done),
+                };
+            }
             NLMSG_ERROR => {
                 if payload.len() < NLMSGERR_ERROR_LEN {
                     return Err(DecodeError::Truncated {
@@ -162,13 +169,13 @@ pub fn decode_datagram(
                         have: payload.len(),
                     });
                 }
-                let errno = i32::from_ne_bytes([payload[0], payload[1], payload[2], payload[3]]);
+                let errno = read_i32(payload).unwrap_or_default();
                 if errno == 0 {
                     continue; // an ACK, not an error
                 }
                 return Err(DecodeError::Kernel(errno.saturating_neg()));
             }
-            SOCK_DIAG_BY_FAMILY => on_record(&decode_record(payload)?),
+            SOCK_DIAG_BY_FAMILY => on_record(&decode_record(payload, with_meminfo)?),
             _ => {}
         }
     }
@@ -183,8 +190,8 @@ fn message_len_claim(buf: &[u8]) -> usize {
     }
 }
 
-/// Decodes one `inet_diag_msg` and its attributes.
-pub fn decode_record(payload: &[u8]) -> Result<Record, DecodeError> {
+/// Decodes one `inet_diag_msg` and, when SKMEMINFO was asked for, its attributes.
+pub fn decode_record(payload: &[u8], with_meminfo: bool) -> Result<Record, DecodeError> {
     if payload.len() < INET_DIAG_MSG_LEN {
         return Err(DecodeError::Truncated {
             what: "inet_diag_msg",
@@ -202,7 +209,12 @@ pub fn decode_record(payload: &[u8]) -> Result<Record, DecodeError> {
     let mut drops = None;
     // The crate's MemInfo rejects a shorter SKMEMINFO (older kernels) and would lose the whole
     // record, so the attribute is read by offset and only `drops` depends on its length.
-    for nla in NlasIterator::new(&payload[INET_DIAG_MSG_LEN..]) {
+    let attributes = if with_meminfo {
+        &payload[INET_DIAG_MSG_LEN..]
+    } else {
+        &[][..]
+    };
+    for nla in NlasIterator::new(attributes) {
         let Ok(nla) = nla else { break };
         if nla.kind() == INET_DIAG_SKMEMINFO {
             drops = read_u32(nla.value(), SK_MEMINFO_DROPS);
@@ -218,6 +230,10 @@ pub fn decode_record(payload: &[u8]) -> Result<Record, DecodeError> {
         wqueue: header.send_queue,
         drops,
     })
+}
+
+fn read_i32(bytes: &[u8]) -> Option<i32> {
+    Some(i32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?))
 }
 
 fn read_u32(array: &[u8], index: usize) -> Option<u32> {
@@ -304,7 +320,7 @@ mod tests {
 
     fn collect(datagram: &[u8], seq: u32) -> (Result<Step, DecodeError>, Vec<Record>) {
         let mut out = Vec::new();
-        let step = decode_datagram(datagram, seq, &mut |r| out.push(*r));
+        let step = decode_datagram(datagram, seq, true, &mut |r| out.push(*r));
         (step, out)
     }
 
@@ -421,6 +437,13 @@ mod tests {
         let (step, recs) = collect(&d, 4);
         assert_eq!(step, Ok(Step::More));
         assert!(recs.is_empty());
+    }
+
+    #[test]
+    fn an_error_in_nlmsg_done_fails_the_dump() {
+        let mut d = Vec::new();
+        message(&mut d, NLMSG_DONE, 2, 4, &(-libc::EINTR).to_ne_bytes());
+        assert_eq!(collect(&d, 4).0, Err(DecodeError::Kernel(libc::EINTR)));
     }
 
     #[test]

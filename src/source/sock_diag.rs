@@ -99,10 +99,29 @@ impl DiagSocket {
         with_meminfo: bool,
         out: &mut Vec<Record>,
     ) -> Result<(), DiagError> {
+        out.clear();
+        for family in FAMILIES {
+            self.append_family(family, states, with_meminfo, out)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the sockets of one address family to `out`, retrying as [`Self::dump_into`].
+    pub fn append_family(
+        &mut self,
+        family: u8,
+        states: u32,
+        with_meminfo: bool,
+        out: &mut Vec<Record>,
+    ) -> Result<(), DiagError> {
+        let start = out.len();
         let mut attempt = 0;
         loop {
-            out.clear();
-            match self.dump(states, with_meminfo, None, &mut |r| out.push(*r)) {
+            out.truncate(start);
+            if self.poisoned {
+                self.reopen()?;
+            }
+            match self.dump_family(family, states, with_meminfo, None, &mut |r| out.push(*r)) {
                 Err(e) if attempt < RETRIES && e.retryable() => attempt += 1,
                 other => return other,
             }
@@ -170,10 +189,11 @@ impl DiagSocket {
                     format!("sock_diag datagram of {n} bytes was truncated"),
                 )));
             }
-            let step = inet_diag::decode_datagram(&self.buf[..n], self.seq, &mut |r| {
-                records += 1;
-                on_record(r)
-            });
+            let step =
+                inet_diag::decode_datagram(&self.buf[..n], self.seq, with_meminfo, &mut |r| {
+                    records += 1;
+                    on_record(r)
+                });
             match step {
                 Ok(Step::Done) => return Ok(()),
                 Ok(Step::More) => {}

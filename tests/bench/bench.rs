@@ -143,12 +143,11 @@ fn run(acceptq: &str, expected: usize, sampler_window: Duration) -> Result<bool,
         n: COLD_RUNS,
     };
     // The sampler's whole step: dump without extension + Peaks update under the lock.
-    let mut targets = vec![Target {
-        id: 0,
-        name: "bench".to_string(),
-        sock: DiagSocket::open(None).map_err(|e| format!("open sock_diag: {e}"))?,
-        failing: false,
-    }];
+    let mut targets = vec![Target::new(
+        0,
+        "bench".to_string(),
+        DiagSocket::open(None).map_err(|e| format!("open sock_diag: {e}"))?,
+    )];
     let peaks = Mutex::new(Peaks::default());
     let sample = time_iterations(DUMP_ITERATIONS, || {
         sample_once(&mut targets, &mut records, &peaks);

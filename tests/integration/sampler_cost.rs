@@ -147,12 +147,11 @@ fn a_sample_allocates_nothing_in_steady_state() {
         .iter()
         .map(|p| TcpStream::connect((Ipv4Addr::LOCALHOST, *p)).expect("connect"))
         .collect();
-    let mut targets = vec![Target {
-        id: 0,
-        name: "test".to_string(),
-        sock: DiagSocket::open(None).expect("open sock_diag"),
-        failing: false,
-    }];
+    let mut targets = vec![Target::new(
+        0,
+        "test".to_string(),
+        DiagSocket::open(None).expect("open sock_diag"),
+    )];
     let mut records: Vec<Record> = Vec::new();
     let peaks = Mutex::new(Peaks::default());
     // A report hands the peaks over between samples (Peaks::take_into); do that twice during
