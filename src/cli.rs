@@ -82,8 +82,13 @@ pub struct Args {
     pub max_listeners: u64,
 
     /// Do not look up the process owning each listener (skips the /proc walk)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "processes")]
     pub no_process: bool,
+
+    /// Tag listeners with the systemd unit or scope their process runs in (`unit`); off by
+    /// default because container scopes change name with every container
+    #[arg(long, conflicts_with = "no_process")]
+    pub unit: bool,
 
     /// Do not count half-open (SYN queue) requests per listener
     #[arg(long)]
@@ -102,6 +107,9 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
 }
+
+/// Longer than any sensible interval, and short enough that no deadline arithmetic overflows.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// Parses `100ms`, `10s`, `1.5s`, `2m`, `1h`, or a bare number of seconds (`10`, `10.000` as
 /// collectd's `COLLECTD_INTERVAL` has it).
@@ -122,7 +130,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => 3600.0,
         _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
     };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{s:?} is out of range"))
+    let d =
+        Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{s:?} is out of range"))?;
+    if d > MAX_DURATION {
+        return Err(format!("{s:?} is too long: at most 24h"));
+    }
+    Ok(d)
 }
 
 /// A duration that must be positive: an interval or window of 0 would spin.
@@ -151,6 +164,9 @@ mod tests {
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("1e400").is_err());
+        assert!(parse_duration("10000000000000000000").is_err());
+        assert_eq!(parse_duration("24h"), Ok(MAX_DURATION));
+        assert!(parse_duration("25h").is_err());
         assert!(parse_interval("0s").is_err());
     }
 
@@ -171,5 +187,6 @@ mod tests {
         assert!(Args::try_parse_from(["acceptq", "--port", "70000"]).is_err());
         assert!(Args::try_parse_from(["acceptq", "--bogus"]).is_err());
         assert!(Args::try_parse_from(["acceptq", "--interval", "0"]).is_err());
+        assert!(Args::try_parse_from(["acceptq", "--no-process", "--process", "x"]).is_err());
     }
 }

@@ -92,7 +92,7 @@ pub const SCHEMA: [MeasurementSpec; 2] = [
             TagSpec { name: "address", help: "local address, canonical text: 0.0.0.0, ::, 127.0.0.1, ::1" },
             TagSpec { name: "port", help: "local TCP port" },
             TagSpec { name: "process", help: "comm of the lowest pid holding the socket; absent when unknown" },
-            TagSpec { name: "unit", help: "systemd unit or scope of that process (from its cgroup); absent outside any unit" },
+            TagSpec { name: "unit", help: "with --unit: systemd unit or scope of that process (from its cgroup); absent outside any unit" },
             TagSpec { name: "socket", help: "with --per-socket: rank 0..n-1 of the socket by inode within its SO_REUSEPORT group" },
             TagSpec { name: "netns", help: "namespace name (`default` for acceptq's own); only when more than one is watched" },
         ],

@@ -35,7 +35,9 @@ impl Sink {
                 // Straight to fd 1: std's line buffering would split a report into many writes.
                 // SAFETY: fd 1 stays open for the process; ManuallyDrop keeps it from being closed.
                 let mut out = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
-                out.write_all(report)
+                out.write_all(report).map_err(|e| {
+                    io::Error::new(e.kind(), format!("writing the report to stdout: {e}"))
+                })
             }
             Sink::File { path, tmp } => {
                 let result = (|| {

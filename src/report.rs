@@ -15,6 +15,8 @@ pub struct ReportOptions {
     pub max_listeners: usize,
     /// Add the `netns` tag (more than one namespace watched).
     pub netns_tag: bool,
+    /// Add the `unit` tag (`--unit`).
+    pub unit_tag: bool,
 }
 
 /// A namespace's reading, with the name the `netns` tag uses.
@@ -261,7 +263,7 @@ fn listener_metric(row: &Row, ns_name: &str, opts: &ReportOptions, timestamp: i6
     ];
     if let Some(owner) = row.owner {
         tags.push(("process", owner.comm.clone()));
-        if let Some(unit) = &owner.unit {
+        if let Some(unit) = owner.unit.as_ref().filter(|_| opts.unit_tag) {
             tags.push(("unit", unit.clone()));
         }
     }
@@ -362,7 +364,6 @@ mod tests {
             addr,
             port,
             inode,
-            uid: 0,
             depth,
             limit: Some(limit),
             drops: Some(drops),
@@ -374,6 +375,7 @@ mod tests {
             per_socket: false,
             max_listeners: 1000,
             netns_tag: false,
+            unit_tag: false,
         }
     }
 

@@ -290,6 +290,7 @@ pub fn run(args: Args) -> Result<(), RunError> {
             per_socket: args.per_socket,
             max_listeners: usize::try_from(args.max_listeners).unwrap_or(usize::MAX),
             netns_tag,
+            unit_tag: args.unit,
         },
         read_opts: Options {
             syn_queue: !args.no_syn_queue,

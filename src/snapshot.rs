@@ -12,7 +12,6 @@ pub struct Socket {
     pub addr: IpAddr,
     pub port: u16,
     pub inode: u32,
-    pub uid: u32,
     /// Connections waiting in the accept queue.
     pub depth: u32,
     /// The accept-queue limit; absent from the `/proc/net/tcp` fallback.

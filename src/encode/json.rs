@@ -1,6 +1,6 @@
 //! JSON lines: one `{"name","tags","fields","timestamp"}` object per metric per line, the
-//! shape of Telegraf's JSON serializer (so `inputs.exec` with `data_format = "json"` and jq read
-//! it).
+//! shape Telegraf's JSON serializer writes: easy for jq and scripts. (Telegraf's own JSON parser
+//! would need `json_name_key`, `tag_keys` and `json_time_key` to read it; use influx there.)
 
 use serde_json::{Map, Number, Value as Json};
 

@@ -42,7 +42,6 @@ pub struct Record {
     pub addr: IpAddr,
     pub port: u16,
     pub inode: u32,
-    pub uid: u32,
     /// `idiag_rqueue`: for a listener, connections waiting in the accept queue.
     pub rqueue: u32,
     /// `idiag_wqueue`: for a listener, the accept-queue limit (`sk_max_ack_backlog`).
@@ -225,7 +224,6 @@ pub fn decode_record(payload: &[u8], with_meminfo: bool) -> Result<Record, Decod
         addr: canonical(header.socket_id.source_address),
         port: header.socket_id.source_port,
         inode: header.inode,
-        uid: header.uid,
         rqueue: header.recv_queue,
         wqueue: header.send_queue,
         drops,
@@ -371,7 +369,6 @@ mod tests {
                 addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
                 port: 8080,
                 inode: 4242,
-                uid: 1000,
                 rqueue: 3,
                 wqueue: 2,
                 drops: Some(14),

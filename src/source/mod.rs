@@ -139,7 +139,6 @@ impl NsSources {
                         addr: r.addr,
                         port: r.port,
                         inode: r.inode,
-                        uid: r.uid,
                         depth: r.rqueue,
                         limit: Some(r.wqueue),
                         drops: r.drops,

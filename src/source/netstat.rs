@@ -26,6 +26,7 @@ pub const COUNTERS: [&str; 9] = [
 pub struct TcpExt(pub [Option<u64>; COUNTERS.len()]);
 
 impl TcpExt {
+    #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<u64> {
         COUNTERS
             .iter()

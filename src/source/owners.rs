@@ -98,6 +98,7 @@ impl OwnerCache {
     }
 
     /// Inodes remembered (found or not).
+    #[cfg(test)]
     pub fn remembered(&self) -> usize {
         self.known.len()
     }

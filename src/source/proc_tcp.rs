@@ -34,7 +34,6 @@ pub fn read(files: &[Option<File>; 2], out: &mut Vec<Socket>) -> io::Result<()> 
                     addr: canonical(e.local_address.ip()),
                     port: e.local_address.port(),
                     inode: e.inode as u32,
-                    uid: e.uid,
                     depth: e.rx_queue,
                     limit: None,
                     drops: None,

@@ -312,7 +312,8 @@ fn process_unit_comes_from_its_cgroup() {
     let (_, port) = d.listen("127.0.0.1", 0, 8, false);
     let pid = d.pid();
     std::fs::write(dir.join("cgroup.procs"), pid.to_string()).unwrap();
-    let out = ns.acceptq(&["--once", "--format", "json"]);
+    let out = ns.acceptq(&["--once", "--format", "json", "--unit"]);
+    let plain = ns.acceptq(&["--once", "--format", "json"]);
     let report = json_lines(&out.stdout);
     let row = listener(&report, port).clone();
     drop(d);
@@ -320,5 +321,10 @@ fn process_unit_comes_from_its_cgroup() {
     // The cgroup can go once its last process has.
     let _ = wait_for(Duration::from_secs(3), || std::fs::remove_dir(&dir).ok());
     assert_eq!(row["tags"]["unit"], unit.as_str(), "{row}");
+    let plain = json_lines(&plain.stdout);
+    assert!(
+        listener(&plain, port)["tags"].get("unit").is_none(),
+        "unit only with --unit"
+    );
     assert_eq!(int(&row["fields"]["pid"]), u64::from(pid));
 }
