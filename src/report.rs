@@ -570,6 +570,118 @@ mod tests {
     }
 
     #[test]
+    fn every_name_emitted_is_in_the_schema() {
+        use crate::metric::{field_spec, SCHEMA};
+        use crate::source::owners::{Owner, Scan};
+        let mut snap = NetnsSnapshot {
+            sockets: vec![sock(LO, 80, 10, 3, 2, 5), sock(LO, 80, 20, 0, 2, 0)],
+            syn_queue: Some(HashMap::from([((LO, 80), 1)])),
+            tcpext: Some(TcpExt([Some(1); 9])),
+            ..Default::default()
+        };
+        snap.sysctls.somaxconn = Some(4096);
+        snap.sysctls.tcp_max_syn_backlog = Some(1);
+        snap.sysctls.tcp_syncookies = Some(1);
+        snap.sysctls.tcp_abort_on_overflow = Some(0);
+        let mut owners = OwnerCache::default();
+        owners.refresh(&[10, 20], |_| Scan {
+            found: HashMap::from([
+                (
+                    10,
+                    Owner {
+                        pid: 7,
+                        comm: "a".into(),
+                        unit: Some("a.service".into()),
+                    },
+                ),
+                (
+                    20,
+                    Owner {
+                        pid: 8,
+                        comm: "b".into(),
+                        unit: None,
+                    },
+                ),
+            ]),
+            denied: 0,
+        });
+        let readings = [
+            NsReading {
+                id: 0,
+                name: "x",
+                snap: &snap,
+            },
+            NsReading {
+                id: 1,
+                name: "y",
+                snap: &snap,
+            },
+        ];
+        let mut peaks = Peaks::default();
+        peaks.count_round(0);
+        let mut prev = Previous::default();
+        let mut seen = std::collections::HashSet::new();
+        for per_socket in [false, true] {
+            let o = ReportOptions {
+                per_socket,
+                max_listeners: 1000,
+                netns_tag: true,
+                unit_tag: true,
+            };
+            // Twice, so the second report carries deltas.
+            for _ in 0..2 {
+                for m in build(
+                    &readings,
+                    &peaks,
+                    &owners,
+                    &Filter::default(),
+                    &o,
+                    &mut prev,
+                    1,
+                )
+                .metrics
+                {
+                    let spec = SCHEMA
+                        .iter()
+                        .find(|s| s.name == m.name)
+                        .expect("measurement in schema");
+                    for (k, _) in &m.tags {
+                        assert!(
+                            spec.tags.iter().any(|t| t.name == *k),
+                            "tag {k} of {} not in schema",
+                            m.name
+                        );
+                        seen.insert(*k);
+                    }
+                    for (k, _) in &m.fields {
+                        assert!(
+                            field_spec(m.name, k).is_some(),
+                            "field {k} of {} not in schema",
+                            m.name
+                        );
+                        seen.insert(*k);
+                    }
+                }
+            }
+        }
+        // And the schema has nothing the code never emits.
+        for spec in &SCHEMA {
+            for name in spec
+                .tags
+                .iter()
+                .map(|t| t.name)
+                .chain(spec.fields.iter().map(|f| f.name))
+            {
+                assert!(
+                    seen.contains(name),
+                    "{}.{name} in the schema but never emitted",
+                    spec.name
+                );
+            }
+        }
+    }
+
+    #[test]
     fn syn_requests_go_to_the_listener_that_took_them() {
         let listeners = [
             sock(ANY4, 80, 1, 0, 1, 0),

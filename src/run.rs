@@ -258,6 +258,13 @@ impl Reporter {
 pub fn run(args: Args) -> Result<(), RunError> {
     let mut warnings = Warnings::default();
     let interval = resolve_interval(&args, &mut warnings);
+    if args.signal == Signal::Stdin && args.format == Format::Collectd {
+        return Err(RunError::Usage(
+            "--signal stdin does not go with --format collectd: collectd closes our stdin at once; \
+             acceptq reports every COLLECTD_INTERVAL on its own"
+                .into(),
+        ));
+    }
     let namespaces = resolve_namespaces(&args)?;
     let netns_tag = args.all_netns || namespaces.len() > 1;
 
@@ -331,7 +338,7 @@ pub fn run(args: Args) -> Result<(), RunError> {
         reporter.report()?;
         return Ok(());
     }
-    if args.signal == Signal::Stdin && args.format != Format::Collectd {
+    if args.signal == Signal::Stdin {
         return stdin_loop(&mut reporter);
     }
     // collectd closes our stdin at once: EOF there means nothing, so it is never read.

@@ -3,9 +3,9 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,11 @@ pub fn netns_gate(test: &str) -> bool {
     skip_unless(is_root(), test, "needs root to create a network namespace")
         && skip_unless(have("ip"), test, "needs `ip` (iproute2)")
         && skip_unless(have("python3"), test, "needs python3 for the test driver")
+        && skip_unless(
+            have("ss"),
+            test,
+            "needs `ss` (iproute2) as the kernel's word to compare with",
+        )
 }
 
 /// A network namespace made for one test, with loopback up; removed (with every process still
@@ -161,7 +166,7 @@ pub fn output_ok(cmd: &mut Command) -> String {
 pub struct Driver {
     child: Child,
     stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    stdout: Lines,
 }
 
 impl Driver {
@@ -172,7 +177,7 @@ impl Driver {
             .spawn()
             .expect("start driver");
         let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let stdout = Lines::new(child.stdout.take().unwrap());
         Driver {
             child,
             stdin,
@@ -184,8 +189,9 @@ impl Driver {
     pub fn send(&mut self, command: &str) -> Vec<String> {
         writeln!(self.stdin, "{command}").unwrap();
         self.stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
+        let line = self
+            .stdout
+            .expect(STEP, &format!("driver answer to {command}"));
         let words: Vec<String> = line.split_whitespace().map(String::from).collect();
         assert_eq!(
             words.first().map(String::as_str),
@@ -267,7 +273,9 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
 pub struct Live {
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    stdout: Lines,
+    /// stderr, read whole on a thread so the pipe never fills.
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Live {
@@ -282,11 +290,18 @@ impl Live {
             .spawn()
             .expect("start acceptq");
         let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let stdout = Lines::new(child.stdout.take().unwrap());
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
         Live {
             child,
             stdin,
             stdout,
+            stderr: Some(stderr),
         }
     }
 
@@ -297,11 +312,7 @@ impl Live {
         stdin.flush().unwrap();
         let mut out = Vec::new();
         loop {
-            let mut line = String::new();
-            assert!(
-                self.stdout.read_line(&mut line).unwrap() > 0,
-                "acceptq ended mid-report"
-            );
+            let line = self.stdout.expect(STEP, "the rest of a report");
             let v: Json =
                 serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
             let last = v["name"] == "acceptq_netns";
@@ -319,27 +330,20 @@ impl Live {
     /// Closes stdin (as Telegraf does to stop us) and waits up to `limit` for the exit status.
     pub fn close_and_wait(mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         drop(self.stdin.take());
-        let end = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_or_kill(&mut self.child, limit)
     }
 
-    pub fn stderr(mut self) -> String {
+    /// Closes stdin (Telegraf stopping us) and returns the exit status and everything acceptq
+    /// wrote to stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
         drop(self.stdin.take());
-        let _ = self.child.wait();
-        let mut s = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut e, &mut s);
-        }
-        s
+        let status = wait_or_kill(&mut self.child, STEP).expect("acceptq exits after EOF on stdin");
+        let stderr = self
+            .stderr
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default();
+        (status, stderr)
     }
 }
 
@@ -358,4 +362,105 @@ pub fn int(v: &Json) -> u64 {
 /// The `port` tag of a metric (a string in every format), as a number.
 pub fn port_of(m: &Json) -> Option<u16> {
     m["tags"]["port"].as_str().and_then(|p| p.parse().ok())
+}
+
+/// How long any one step of a test (an answer, a report, an exit) may take before the test fails
+/// instead of hanging CI.
+pub const STEP: Duration = Duration::from_secs(30);
+
+/// Lines of a child's output, read on a thread so every wait has a deadline.
+pub struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+}
+
+impl Lines {
+    pub fn new(out: impl Read + Send + 'static) -> Lines {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines { rx }
+    }
+
+    /// The next line within `limit`; `None` when none came or the output ended.
+    pub fn next(&self, limit: Duration) -> Option<String> {
+        self.rx.recv_timeout(limit).ok()
+    }
+
+    /// The next line, failing the test after `limit` or at the end of the output.
+    pub fn expect(&self, limit: Duration, what: &str) -> String {
+        match self.rx.recv_timeout(limit) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("no {what} within {limit:?}"),
+            Err(_) => panic!("output ended before {what}"),
+        }
+    }
+}
+
+/// Waits for `child` to exit, killing it after `limit`; returns its status if it exited.
+pub fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().ok().flatten() {
+            return Some(status);
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A child process killed when the test ends, however it ends.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A directory removed when the test ends, however it ends.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "acceptq-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Connections queued on the listener(s) on `port`, as `ss` reports them.
+pub fn queued(ns: &Netns, port: u16) -> u32 {
+    let text = output_ok(&mut ns.cmd("ss", &["-tlnH", &format!("sport = :{port}")]));
+    text.lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u32>().ok())
+        .sum()
+}
+
+/// Waits until the listener on `port` has connections queued and, if asked, some drops.
+pub fn settle(ns: &Netns, port: u16, want_drops: bool) {
+    let ok = wait_for(Duration::from_secs(5), || {
+        (queued(ns, port) > 0 && (!want_drops || ns.ss_drops(port) > 0)).then_some(())
+    });
+    assert!(ok.is_some(), "listener on {port} never filled");
 }

@@ -5,20 +5,6 @@ use std::time::Duration;
 
 use crate::common::*;
 
-/// Waits until the listener on `port` has `depth` queued and, if asked, some drops.
-fn settle(ns: &Netns, port: u16, want_drops: bool) {
-    let ok = wait_for(Duration::from_secs(5), || {
-        let text = output_ok(&mut ns.cmd("ss", &["-tlnH", &format!("sport = :{port}")]));
-        let queued = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|q| q.parse::<u32>().ok())
-            .unwrap_or(0);
-        (queued > 0 && (!want_drops || ns.ss_drops(port) > 0)).then_some(())
-    });
-    assert!(ok.is_some(), "listener on {port} never filled");
-}
-
 #[test]
 fn ipv4_overflow_and_ipv6_queue_match_the_kernel() {
     if !netns_gate("ipv4_overflow_and_ipv6_queue_match_the_kernel") {
@@ -159,7 +145,16 @@ fn watching_another_namespace_from_outside() {
     assert!(row["tags"].get("netns").is_none());
     // With --all-netns, rows carry the namespace they were read in.
     let out = std::process::Command::new(acceptq())
-        .args(["--once", "--format", "json", "--all-netns"])
+        // Every parallel test's namespace is seen too: no cut, no /proc walk.
+        .args([
+            "--once",
+            "--format",
+            "json",
+            "--all-netns",
+            "--max-listeners",
+            "100000",
+            "--no-process",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -200,35 +195,40 @@ fn all_netns_follows_namespaces_coming_and_going() {
     if !netns_gate("all_netns_follows_namespaces_coming_and_going") {
         return;
     }
-    let mut child = std::process::Command::new(acceptq())
-        .args([
-            "--all-netns",
-            "--signal",
-            "stdin",
-            "--format",
-            "json",
-            "--sample",
-            "50ms",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    // With several namespaces a report ends with the acceptq_netns row of the last one: read
-    // until a netns row is followed by a pause.
-    let mut report = |stdin: &mut std::process::ChildStdin| -> Vec<Json> {
-        use std::io::{BufRead, Write};
+    // Every parallel test's namespace is seen too: no cut, no /proc walk.
+    let mut child = Reaped(
+        std::process::Command::new(acceptq())
+            .args([
+                "--all-netns",
+                "--signal",
+                "stdin",
+                "--format",
+                "json",
+                "--sample",
+                "50ms",
+            ])
+            .args(["--max-listeners", "100000", "--no-process"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = child.0.stdin.take().unwrap();
+    let stdout = Lines::new(child.0.stdout.take().unwrap());
+    // With several namespaces a report ends with the acceptq_netns row of the last one. A
+    // report leaves in one write, so a netns row followed by a pause ends it.
+    let report = |stdin: &mut std::process::ChildStdin| -> Vec<Json> {
+        use std::io::Write;
         stdin.write_all(b"\n").unwrap();
         stdin.flush().unwrap();
-        let mut rows: Vec<Json> = Vec::new();
+        let mut rows: Vec<Json> =
+            vec![serde_json::from_str(&stdout.expect(STEP, "a report")).unwrap()];
         loop {
-            let mut line = String::new();
-            assert!(stdout.read_line(&mut line).unwrap() > 0, "acceptq ended");
-            rows.push(serde_json::from_str(&line).unwrap());
-            if rows.last().unwrap()["name"] == "acceptq_netns" && !has_more(&stdout) {
-                return rows;
+            let last_is_netns = rows.last().unwrap()["name"] == "acceptq_netns";
+            match stdout.next(Duration::from_millis(300)) {
+                Some(line) => rows.push(serde_json::from_str(&line).unwrap()),
+                None if last_is_netns => return rows,
+                None => panic!("report stopped mid-way: {rows:?}"),
             }
         }
     };
@@ -262,22 +262,22 @@ fn all_netns_follows_namespaces_coming_and_going() {
         "removed namespace still reported"
     );
     drop(stdin);
-    assert!(child.wait().unwrap().success());
+    let status = wait_or_kill(&mut child.0, STEP);
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
 
-/// True when more output arrives on `r` within 300 ms.
-fn has_more(r: &std::io::BufReader<std::process::ChildStdout>) -> bool {
-    use std::os::fd::AsRawFd;
-    if !r.buffer().is_empty() {
-        return true;
+/// A cgroup made on the host for one test, removed however the test ends (once its last
+/// process has gone, which the namespace's drop sees to).
+struct Cgroup(std::path::PathBuf);
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        if wait_for(Duration::from_secs(3), || std::fs::remove_dir(&self.0).ok()).is_none()
+            && !std::thread::panicking()
+        {
+            panic!("cgroup {} left behind", self.0.display());
+        }
     }
-    let mut pfd = libc::pollfd {
-        fd: r.get_ref().as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for the duration of the call.
-    unsafe { libc::poll(&mut pfd, 1, 300) > 0 }
 }
 
 /// Where the unified (v2) cgroup hierarchy is mounted, from our mountinfo.
@@ -305,8 +305,9 @@ fn process_unit_comes_from_its_cgroup() {
         return;
     }
     let unit = format!("acceptq-test-{}.service", std::process::id());
-    let dir = root.unwrap().join(&unit);
-    std::fs::create_dir(&dir).unwrap();
+    let cgroup = Cgroup(root.unwrap().join(&unit));
+    let dir = &cgroup.0;
+    std::fs::create_dir(dir).unwrap();
     let ns = Netns::new("unit");
     let mut d = ns.driver();
     let (_, port) = d.listen("127.0.0.1", 0, 8, false);
@@ -318,8 +319,7 @@ fn process_unit_comes_from_its_cgroup() {
     let row = listener(&report, port).clone();
     drop(d);
     drop(ns);
-    // The cgroup can go once its last process has.
-    let _ = wait_for(Duration::from_secs(3), || std::fs::remove_dir(&dir).ok());
+    drop(cgroup);
     assert_eq!(row["tags"]["unit"], unit.as_str(), "{row}");
     let plain = json_lines(&plain.stdout);
     assert!(

@@ -3,17 +3,14 @@
 //! test runs in a namespace of its own; `ss` is the kernel's word to compare with (tests only).
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread::JoinHandle;
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common::{
     self, have, json_lines, listener, netns_gate, netns_row, output_ok, run_ok, skip_unless,
-    wait_for, Json, Netns,
+    wait_for, Json, Lines, Live, Netns, STEP,
 };
 
 fn support(script: &str) -> String {
@@ -29,7 +26,7 @@ fn support(script: &str) -> String {
 struct Helper {
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    stdout: Lines,
 }
 
 impl Helper {
@@ -47,7 +44,7 @@ impl Helper {
             .spawn()
             .expect("start helper");
         let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let stdout = Lines::new(child.stdout.take().unwrap());
         Helper {
             child,
             stdin,
@@ -57,8 +54,9 @@ impl Helper {
 
     /// The words of the helper's next line, which must start with `word`.
     fn expect(&mut self, word: &str) -> Vec<String> {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
+        let line = self
+            .stdout
+            .expect(STEP, &format!("helper line starting {word:?}"));
         let words: Vec<String> = line.split_whitespace().map(String::from).collect();
         assert_eq!(
             words.first().map(String::as_str),
@@ -89,91 +87,6 @@ fn hold(ns: &Netns, name: &str, addr: &str, port: u16, fork: bool) -> (Helper, u
     let w = h.expect("ok");
     let pids = w[1..].iter().map(|p| p.parse().unwrap()).collect();
     (h, w[0].parse().unwrap(), pids)
-}
-
-/// acceptq running in `--signal stdin` mode: one report per `report()`.
-struct Live {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    stderr: Option<JoinHandle<String>>,
-}
-
-impl Live {
-    fn start(ns: &Netns, args: &[&str]) -> Live {
-        let mut all = vec!["--signal", "stdin", "--format", "json"];
-        all.extend_from_slice(args);
-        let mut child = ns
-            .cmd(common::acceptq(), &all)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start acceptq");
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
-        Live {
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            stderr: Some(stderr),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Asks for a report and returns its metrics (one namespace: it ends with acceptq_netns).
-    fn report(&mut self) -> Vec<Json> {
-        let stdin = self.stdin.as_mut().unwrap();
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
-        let mut report = Vec::new();
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(10))
-                .expect("acceptq report within 10 s");
-            let m: Json =
-                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
-            let last = m["name"] == "acceptq_netns";
-            report.push(m);
-            if last {
-                return report;
-            }
-        }
-    }
-
-    /// Closes stdin (Telegraf stopping us) and returns the exit status and stderr.
-    fn finish(mut self) -> (ExitStatus, String) {
-        self.stdin.take();
-        let status = wait_for(Duration::from_secs(10), || self.child.try_wait().unwrap())
-            .expect("acceptq exits within 10 s of EOF on stdin");
-        let stderr = self.stderr.take().unwrap().join().unwrap();
-        (status, stderr)
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn listener_rows(report: &[Json]) -> Vec<&Json> {
@@ -434,13 +347,12 @@ fn who_attribution_follows_new_and_replaced_sockets() {
     drop(a);
     // The port is free once a's process is gone.
     let c = wait_for(Duration::from_secs(5), || {
-        let mut h = Helper::start(
+        let h = Helper::start(
             &ns,
             "hold.py",
             &["aqwho-c", "127.0.0.1", &port.to_string(), "8"],
         );
-        let mut line = String::new();
-        h.stdout.read_line(&mut line).unwrap();
+        let line = h.stdout.next(STEP).unwrap_or_default();
         line.starts_with("ok ").then_some((h, line))
     });
     let (_c, cline) = c.expect("port taken over within 5 s");
