@@ -464,3 +464,30 @@ pub fn settle(ns: &Netns, port: u16, want_drops: bool) {
     });
     assert!(ok.is_some(), "listener on {port} never filled");
 }
+
+/// A namespace holding one listener on 127.0.0.1 with `listen(backlog)` that never accepts, and
+/// `clients` connecting to it; returns once the kernel shows them queued (and dropping, if asked).
+pub fn queued_listener(
+    tag: &str,
+    backlog: u32,
+    clients: usize,
+    want_drops: bool,
+) -> (Netns, Driver, usize, u16) {
+    let ns = Netns::new(tag);
+    let mut d = ns.driver();
+    let (id, port) = d.listen("127.0.0.1", 0, backlog, false);
+    d.connect(id, clients);
+    settle(&ns, port, want_drops);
+    (ns, d, id, port)
+}
+
+/// Runs acceptq (`cmd`), requires success, and returns its JSON report.
+pub fn json_report(cmd: &mut Command) -> Vec<Json> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_lines(&out.stdout)
+}

@@ -77,11 +77,7 @@ fn second_report_carries_the_kernels_drop_increase() {
     if !netns_gate("second_report_carries_the_kernels_drop_increase") {
         return;
     }
-    let ns = Netns::new("delta");
-    let mut d = ns.driver();
-    let (id, port) = d.listen("127.0.0.1", 0, 2, false);
-    d.connect(id, 10);
-    settle(&ns, port, true);
+    let (ns, mut d, id, port) = queued_listener("delta", 2, 10, true);
     let mut live = Live::start(&ns, &["--sample", "0"]);
 
     let b1 = ns.ss_drops(port);
@@ -124,45 +120,26 @@ fn watching_another_namespace_from_outside() {
     if !netns_gate("watching_another_namespace_from_outside") {
         return;
     }
-    let ns = Netns::new("outside");
-    let mut d = ns.driver();
-    let (id, port) = d.listen("127.0.0.1", 0, 2, false);
-    d.connect(id, 4);
-    settle(&ns, port, false);
+    let (ns, _d, _, port) = queued_listener("outside", 2, 4, false);
     // From our own namespace: one --netns means one namespace, so no netns tag.
-    let out = std::process::Command::new(acceptq())
-        .args(["--once", "--format", "json", "--netns", &ns.name])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = json_report(
+        std::process::Command::new(acceptq())
+            .args(["--once", "--format", "json", "--netns", &ns.name]),
     );
-    let report = json_lines(&out.stdout);
     let row = listener(&report, port);
     assert_eq!(int(&row["fields"]["queue_depth"]), 3);
     assert!(row["tags"].get("netns").is_none());
     // With --all-netns, rows carry the namespace they were read in.
-    let out = std::process::Command::new(acceptq())
-        // Every parallel test's namespace is seen too: no cut, no /proc walk.
-        .args([
-            "--once",
-            "--format",
-            "json",
-            "--all-netns",
-            "--max-listeners",
-            "100000",
-            "--no-process",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report = json_lines(&out.stdout);
+    // Every parallel test's namespace is seen too: no cut, no /proc walk.
+    let report = json_report(std::process::Command::new(acceptq()).args([
+        "--once",
+        "--format",
+        "json",
+        "--all-netns",
+        "--max-listeners",
+        "100000",
+        "--no-process",
+    ]));
     let row = report
         .iter()
         .find(|m| port_of(m) == Some(port) && m["tags"]["netns"] == ns.name.as_str())
@@ -237,11 +214,7 @@ fn all_netns_follows_namespaces_coming_and_going() {
         .iter()
         .any(|m| m["name"] == "acceptq_netns" && m["tags"]["netns"] == "default"));
 
-    let ns = Netns::new("follow");
-    let mut d = ns.driver();
-    let (id, port) = d.listen("127.0.0.1", 0, 2, false);
-    d.connect(id, 4);
-    settle(&ns, port, false);
+    let (ns, d, _, _) = queued_listener("follow", 2, 4, false);
     let second = report(&mut stdin);
     let row = second
         .iter()
