@@ -26,8 +26,8 @@ pub struct Target {
     /// The last sample of this namespace failed (and that was said).
     pub failing: bool,
     /// Per address family: no listener in the last complete sample. Such a family is dumped
-    /// only every [`FULL_EVERY`] samples: walking the kernel's listening hash for nothing costs
-    /// as much as a tenth of the samples of a host with 1 000 listeners.
+    /// only every [`FULL_EVERY`] samples: each dump walks the kernel's whole listening hash,
+    /// listeners or not (measured: 0.03-0.06 ms of a 0.65 ms sample with 1 000 listeners).
     pub empty: [bool; 2],
     /// Samples taken of this namespace.
     pub samples: u64,
