@@ -89,10 +89,7 @@ fn without_sampling_the_peak_is_the_report_reading() {
     if !netns_gate("without_sampling_the_peak_is_the_report_reading") {
         return;
     }
-    let ns = Netns::new("nosample");
-    let mut d = ns.driver();
-    let (id, port) = d.listen("127.0.0.1", 0, 8, false);
-    d.connect(id, 3);
+    let (ns, _d, _, port) = queued_listener("nosample", 8, 3, false);
     assert!(wait_for(Duration::from_secs(5), || (queued(&ns, port) == 3)
         .then_some(()))
     .is_some());

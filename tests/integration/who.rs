@@ -224,21 +224,7 @@ fn who_process_attribution() {
     let tmp = TempDir::new("bin");
     let bin = binary_for_nobody(&tmp);
     let bin = bin.to_str().unwrap();
-    let as_nobody = |extra: &[&str]| {
-        let mut args = vec![
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            bin,
-            "--once",
-            "--format",
-            "json",
-        ];
-        args.extend_from_slice(extra);
-        let out = ns.cmd("setpriv", &args).output().unwrap();
-        assert!(out.status.success(), "as nobody: {out:?}");
-        out
-    };
+    let as_nobody = |extra: &[&str]| once_as_nobody(&ns, bin, extra);
     let out = as_nobody(&[]);
     let report = json_lines(&out.stdout);
     let row = listener(&report, port);
@@ -286,22 +272,7 @@ fn who_process_attribution() {
     ));
     let w = held.expect("ok");
     let (own_port, own_pid): (u16, u64) = (w[0].parse().unwrap(), w[1].parse().unwrap());
-    let out = own
-        .cmd(
-            "setpriv",
-            &[
-                "--reuid=nobody",
-                "--regid=nogroup",
-                "--clear-groups",
-                bin,
-                "--once",
-                "--format",
-                "json",
-            ],
-        )
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let out = once_as_nobody(&own, bin, &[]);
     let report = json_lines(&out.stdout);
     let row = listener(&report, own_port);
     assert_eq!(row["tags"]["process"], "aqwho-nobody", "{row}");
@@ -968,4 +939,14 @@ fn who_churn() {
             "{stderr}"
         );
     }
+}
+
+/// `acceptq --once --format json EXTRA` run as nobody inside `ns`; it must succeed.
+fn once_as_nobody(ns: &Netns, bin: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["--reuid=nobody", "--regid=nogroup", "--clear-groups", bin];
+    args.extend_from_slice(&["--once", "--format", "json"]);
+    args.extend_from_slice(extra);
+    let out = ns.cmd("setpriv", &args).output().unwrap();
+    assert!(out.status.success(), "as nobody: {out:?}");
+    out
 }
