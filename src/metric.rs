@@ -158,35 +158,40 @@ pub fn field_spec(measurement: &str, field: &str) -> Option<&'static FieldSpec> 
         .find(|f| f.name == field)
 }
 
-/// The TcpExt counter behind each `acceptq_netns` counter field, in `netstat::COUNTERS` order.
-pub const NETNS_COUNTER_FIELDS: [(&str, &str); 9] = [
-    ("listen_overflows", "listen_overflows_delta"),
-    ("listen_drops", "listen_drops_delta"),
-    ("reqq_full_drop", "reqq_full_drop_delta"),
-    ("reqq_full_do_cookies", "reqq_full_do_cookies_delta"),
-    ("syncookies_sent", "syncookies_sent_delta"),
-    ("syncookies_recv", "syncookies_recv_delta"),
-    ("syncookies_failed", "syncookies_failed_delta"),
-    ("migrate_req_success", "migrate_req_success_delta"),
-    ("migrate_req_failure", "migrate_req_failure_delta"),
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_netns_counter_field_is_in_the_schema_with_its_delta() {
-        for (counter, delta) in NETNS_COUNTER_FIELDS {
+        use crate::source::netstat::COUNTERS;
+        use crate::source::sysctl::SYSCTLS;
+        for c in COUNTERS {
             assert_eq!(
-                field_spec(NETNS, counter).map(|f| f.kind),
+                field_spec(NETNS, c.field).map(|f| f.kind),
                 Some(Kind::Counter),
-                "{counter}"
+                "{}",
+                c.field
             );
             assert_eq!(
-                field_spec(NETNS, delta).map(|f| f.kind),
+                field_spec(NETNS, c.delta).map(|f| f.kind),
                 Some(Kind::Delta),
-                "{delta}"
+                "{}",
+                c.delta
+            );
+            assert!(
+                field_spec(NETNS, c.field).is_some_and(|f| f.help.contains(c.kernel)),
+                "the help of {} names its kernel counter {}",
+                c.field,
+                c.kernel
+            );
+        }
+        for s in SYSCTLS {
+            assert_eq!(
+                field_spec(NETNS, s.field).map(|f| f.kind),
+                Some(Kind::Gauge),
+                "{}",
+                s.field
             );
         }
     }

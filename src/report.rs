@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use crate::filter::Filter;
-use crate::metric::{Metric, Value, LISTENER, NETNS, NETNS_COUNTER_FIELDS};
+use crate::metric::{Metric, Value, LISTENER, NETNS};
 use crate::snapshot::{Endpoint, NetnsSnapshot, Socket};
 use crate::source::owners::{Owner, OwnerCache};
 use crate::state::{delta, fingerprint, NsId, Peaks, Previous, RowKey};
@@ -320,23 +320,17 @@ fn netns_metric(
     let mut fields = Vec::new();
     if let Some(cur) = reading.snap.tcpext {
         let before = prev.counters.get(&reading.id);
-        for (i, (counter, delta_name)) in NETNS_COUNTER_FIELDS.iter().enumerate() {
-            let Some(v) = cur.0[i] else { continue };
-            fields.push((*counter, Value::Int(v)));
-            if let Some(d) = delta(before.and_then(|b| b.0[i]), Some(v)) {
-                fields.push((*delta_name, Value::Int(d)));
+        for (counter, v) in cur.iter() {
+            let Some(v) = v else { continue };
+            fields.push((counter.field, Value::Int(v)));
+            if let Some(d) = delta(before.and_then(|b| b.get(counter.kernel)), Some(v)) {
+                fields.push((counter.delta, Value::Int(d)));
             }
         }
     }
-    let s = &reading.snap.sysctls;
-    for (name, v) in [
-        ("somaxconn", s.somaxconn),
-        ("tcp_max_syn_backlog", s.tcp_max_syn_backlog),
-        ("tcp_syncookies", s.tcp_syncookies),
-        ("tcp_abort_on_overflow", s.tcp_abort_on_overflow),
-    ] {
+    for (sysctl, v) in reading.snap.sysctls.iter() {
         if let Some(v) = v {
-            fields.push((name, Value::Int(v)));
+            fields.push((sysctl.field, Value::Int(v)));
         }
     }
     fields.push(("listeners", Value::Int(rows as u64)));
@@ -353,6 +347,7 @@ fn netns_metric(
 mod tests {
     use super::*;
     use crate::source::netstat::TcpExt;
+    use crate::source::sysctl::Sysctls;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -403,17 +398,11 @@ mod tests {
             sockets: vec![sock(LO, 80, 1, 3, 2, 14)],
             ..Default::default()
         };
-        snap.tcpext = Some(TcpExt([
-            Some(10),
-            Some(12),
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        ]));
+        snap.tcpext = Some(
+            TcpExt::default()
+                .with("ListenOverflows", 10)
+                .with("ListenDrops", 12),
+        );
         let mut prev = Previous::default();
         let m = run(&snap, &mut prev, &opts());
         assert_eq!(m[0].field("queue_depth"), Some(Value::Int(3)));
@@ -422,17 +411,11 @@ mod tests {
         assert_eq!(m[0].field("drops_delta"), None);
         assert_eq!(m[1].field("listen_overflows_delta"), None);
         snap.sockets[0].drops = Some(20);
-        snap.tcpext = Some(TcpExt([
-            Some(16),
-            Some(18),
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        ]));
+        snap.tcpext = Some(
+            TcpExt::default()
+                .with("ListenOverflows", 16)
+                .with("ListenDrops", 18),
+        );
         let m = run(&snap, &mut prev, &opts());
         assert_eq!(m[0].field("drops_delta"), Some(Value::Int(6)));
         assert_eq!(m[1].field("listen_overflows_delta"), Some(Value::Int(6)));
@@ -444,16 +427,81 @@ mod tests {
     }
 
     #[test]
+    fn each_namespace_field_carries_its_own_kernel_counter() {
+        // Every counter and sysctl distinct, and the expected pairs written out here rather
+        // than taken from the tables, so a swapped row in any table fails this test.
+        let want = [
+            ("ListenOverflows", "listen_overflows"),
+            ("ListenDrops", "listen_drops"),
+            ("TCPReqQFullDrop", "reqq_full_drop"),
+            ("TCPReqQFullDoCookies", "reqq_full_do_cookies"),
+            ("SyncookiesSent", "syncookies_sent"),
+            ("SyncookiesRecv", "syncookies_recv"),
+            ("SyncookiesFailed", "syncookies_failed"),
+            ("TCPMigrateReqSuccess", "migrate_req_success"),
+            ("TCPMigrateReqFailure", "migrate_req_failure"),
+        ];
+        let names: Vec<&str> = want.iter().map(|(k, _)| *k).collect();
+        let value = |i: usize| 100 + 10 * i as u64;
+        let values: Vec<String> = (0..want.len()).map(|i| value(i).to_string()).collect();
+        let text = |bump: u64| {
+            let values: Vec<String> = (0..want.len())
+                .map(|i| (value(i) + bump * (i as u64 + 1)).to_string())
+                .collect();
+            format!(
+                "TcpExt: Other {}\nTcpExt: 7 {}\n",
+                names.join(" "),
+                values.join(" ")
+            )
+        };
+        assert_eq!(values.len(), names.len());
+        let mut snap = NetnsSnapshot {
+            tcpext: Some(crate::source::netstat::parse(&text(0)).unwrap()),
+            sysctls: Sysctls::default()
+                .with("somaxconn", 4096)
+                .with("tcp_max_syn_backlog", 512)
+                .with("tcp_syncookies", 2)
+                .with("tcp_abort_on_overflow", 1),
+            ..Default::default()
+        };
+        let mut prev = Previous::default();
+        run(&snap, &mut prev, &opts());
+        snap.tcpext = Some(crate::source::netstat::parse(&text(1)).unwrap());
+        let m = run(&snap, &mut prev, &opts());
+        let row = m.iter().find(|m| m.name == NETNS).unwrap();
+        for (i, (kernel, field)) in want.iter().enumerate() {
+            assert_eq!(
+                row.field(field),
+                Some(Value::Int(value(i) + i as u64 + 1)),
+                "{field} must carry {kernel}"
+            );
+            assert_eq!(
+                row.field(&format!("{field}_delta")),
+                Some(Value::Int(i as u64 + 1)),
+                "{field}_delta must be the increase of {kernel}"
+            );
+        }
+        for (field, v) in [
+            ("somaxconn", 4096),
+            ("tcp_max_syn_backlog", 512),
+            ("tcp_syncookies", 2),
+            ("tcp_abort_on_overflow", 1),
+        ] {
+            assert_eq!(row.field(field), Some(Value::Int(v)), "{field}");
+        }
+    }
+
+    #[test]
     fn replaced_or_reset_gets_no_delta() {
         let mut snap = NetnsSnapshot {
             sockets: vec![sock(LO, 80, 1, 0, 2, 14)],
             ..Default::default()
         };
-        snap.tcpext = Some(TcpExt([Some(10); 9]));
+        snap.tcpext = Some(TcpExt::all(10));
         let mut prev = Previous::default();
         run(&snap, &mut prev, &opts());
         snap.sockets[0] = sock(LO, 80, 2, 0, 2, 15); // same port, new inode
-        snap.tcpext = Some(TcpExt([Some(3); 9])); // namespace counters went back
+        snap.tcpext = Some(TcpExt::all(3)); // namespace counters went back
         let m = run(&snap, &mut prev, &opts());
         assert_eq!(m[0].field("drops_delta"), None);
         assert_eq!(m[1].field("listen_overflows_delta"), None);
@@ -576,13 +624,14 @@ mod tests {
         let mut snap = NetnsSnapshot {
             sockets: vec![sock(LO, 80, 10, 3, 2, 5), sock(LO, 80, 20, 0, 2, 0)],
             syn_queue: Some(HashMap::from([((LO, 80), 1)])),
-            tcpext: Some(TcpExt([Some(1); 9])),
+            tcpext: Some(TcpExt::all(1)),
             ..Default::default()
         };
-        snap.sysctls.somaxconn = Some(4096);
-        snap.sysctls.tcp_max_syn_backlog = Some(1);
-        snap.sysctls.tcp_syncookies = Some(1);
-        snap.sysctls.tcp_abort_on_overflow = Some(0);
+        snap.sysctls = Sysctls::default()
+            .with("somaxconn", 4096)
+            .with("tcp_max_syn_backlog", 1)
+            .with("tcp_syncookies", 1)
+            .with("tcp_abort_on_overflow", 0);
         let mut owners = OwnerCache::default();
         owners.refresh(&[10, 20], |_| Scan {
             found: HashMap::from([

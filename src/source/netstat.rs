@@ -8,30 +8,89 @@ use std::io;
 
 use super::read_file_at_start;
 
+/// One TcpExt counter: its kernel name and the `acceptq_netns` fields it becomes. The single
+/// source every layer iterates (parser, schema check, report), so no two lists are joined by
+/// position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counter {
+    /// The name in the `TcpExt:` header line.
+    pub kernel: &'static str,
+    /// The cumulative field.
+    pub field: &'static str,
+    /// The field carrying its increase since the previous report.
+    pub delta: &'static str,
+}
+
+const fn counter(kernel: &'static str, field: &'static str, delta: &'static str) -> Counter {
+    Counter {
+        kernel,
+        field,
+        delta,
+    }
+}
+
 /// The TcpExt counters acceptq reports, in the order of the schema.
-pub const COUNTERS: [&str; 9] = [
-    "ListenOverflows",
-    "ListenDrops",
-    "TCPReqQFullDrop",
-    "TCPReqQFullDoCookies",
-    "SyncookiesSent",
-    "SyncookiesRecv",
-    "SyncookiesFailed",
-    "TCPMigrateReqSuccess",
-    "TCPMigrateReqFailure",
+pub const COUNTERS: [Counter; 9] = [
+    counter(
+        "ListenOverflows",
+        "listen_overflows",
+        "listen_overflows_delta",
+    ),
+    counter("ListenDrops", "listen_drops", "listen_drops_delta"),
+    counter("TCPReqQFullDrop", "reqq_full_drop", "reqq_full_drop_delta"),
+    counter(
+        "TCPReqQFullDoCookies",
+        "reqq_full_do_cookies",
+        "reqq_full_do_cookies_delta",
+    ),
+    counter("SyncookiesSent", "syncookies_sent", "syncookies_sent_delta"),
+    counter("SyncookiesRecv", "syncookies_recv", "syncookies_recv_delta"),
+    counter(
+        "SyncookiesFailed",
+        "syncookies_failed",
+        "syncookies_failed_delta",
+    ),
+    counter(
+        "TCPMigrateReqSuccess",
+        "migrate_req_success",
+        "migrate_req_success_delta",
+    ),
+    counter(
+        "TCPMigrateReqFailure",
+        "migrate_req_failure",
+        "migrate_req_failure_delta",
+    ),
 ];
 
-/// Values of [`COUNTERS`], index for index.
+/// Values of [`COUNTERS`], index for index; only [`parse`] and [`TcpExt::with`] fill it, by name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpExt(pub [Option<u64>; COUNTERS.len()]);
+pub struct TcpExt([Option<u64>; COUNTERS.len()]);
 
 impl TcpExt {
-    #[cfg(test)]
-    pub fn get(&self, name: &str) -> Option<u64> {
+    /// The value of the counter named `kernel` (`ListenOverflows`), if the kernel has it.
+    pub fn get(&self, kernel: &str) -> Option<u64> {
         COUNTERS
             .iter()
-            .position(|c| *c == name)
+            .position(|c| c.kernel == kernel)
             .and_then(|i| self.0[i])
+    }
+
+    /// Each counter with its value, absent ones included.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static Counter, Option<u64>)> + '_ {
+        COUNTERS.iter().zip(self.0.iter().copied())
+    }
+
+    /// Sets the counter named `kernel`; unknown names are ignored. For building readings by name.
+    pub fn with(mut self, kernel: &str, value: u64) -> Self {
+        if let Some(i) = COUNTERS.iter().position(|c| c.kernel == kernel) {
+            self.0[i] = Some(value);
+        }
+        self
+    }
+
+    /// Every counter set to `value`.
+    pub fn all(value: u64) -> Self {
+        TcpExt([Some(value); COUNTERS.len()])
     }
 }
 
@@ -77,7 +136,7 @@ pub fn parse(text: &str) -> Result<TcpExt, ParseError> {
     }
     let mut out = TcpExt::default();
     for (name, value) in names.iter().zip(&values) {
-        let Some(i) = COUNTERS.iter().position(|c| c == name) else {
+        let Some(i) = COUNTERS.iter().position(|c| c.kernel == *name) else {
             continue;
         };
         let v = value.parse::<u64>().map_err(|_| ParseError::BadValue {
@@ -107,8 +166,8 @@ mod tests {
     #[test]
     fn new_kernel_has_every_counter() {
         let t = parse(LINUX_6_18).unwrap();
-        for (i, name) in COUNTERS.iter().enumerate() {
-            assert!(t.0[i].is_some(), "{name} missing");
+        for (c, v) in t.iter() {
+            assert!(v.is_some(), "{} missing", c.kernel);
         }
     }
 

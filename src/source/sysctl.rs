@@ -4,21 +4,59 @@ use std::fs::File;
 
 use super::read_file_at_start;
 
-/// Relative to `/proc/sys/net/`, in the order of [`Sysctls`]' fields.
-pub const PATHS: [&str; 4] = [
-    "core/somaxconn",
-    "ipv4/tcp_max_syn_backlog",
-    "ipv4/tcp_syncookies",
-    "ipv4/tcp_abort_on_overflow",
+/// One sysctl: its file under `/proc/sys/net/` and the `acceptq_netns` field it becomes. The
+/// single source the reader and the report iterate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sysctl {
+    pub path: &'static str,
+    pub field: &'static str,
+}
+
+pub const SYSCTLS: [Sysctl; 4] = [
+    Sysctl {
+        path: "core/somaxconn",
+        field: "somaxconn",
+    },
+    Sysctl {
+        path: "ipv4/tcp_max_syn_backlog",
+        field: "tcp_max_syn_backlog",
+    },
+    Sysctl {
+        path: "ipv4/tcp_syncookies",
+        field: "tcp_syncookies",
+    },
+    Sysctl {
+        path: "ipv4/tcp_abort_on_overflow",
+        field: "tcp_abort_on_overflow",
+    },
 ];
 
-/// `None` where the file is missing or unreadable in that namespace.
+/// Values of [`SYSCTLS`], index for index; `None` where the file is missing or unreadable in
+/// that namespace.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Sysctls {
-    pub somaxconn: Option<u64>,
-    pub tcp_max_syn_backlog: Option<u64>,
-    pub tcp_syncookies: Option<u64>,
-    pub tcp_abort_on_overflow: Option<u64>,
+pub struct Sysctls([Option<u64>; SYSCTLS.len()]);
+
+impl Sysctls {
+    /// The value of the sysctl reported as `field` (`somaxconn`).
+    pub fn get(&self, field: &str) -> Option<u64> {
+        SYSCTLS
+            .iter()
+            .position(|s| s.field == field)
+            .and_then(|i| self.0[i])
+    }
+
+    /// Sets the sysctl reported as `field`; unknown names are ignored.
+    pub fn with(mut self, field: &str, value: u64) -> Self {
+        if let Some(i) = SYSCTLS.iter().position(|s| s.field == field) {
+            self.0[i] = Some(value);
+        }
+        self
+    }
+
+    /// Each sysctl with its value, absent ones included.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static Sysctl, Option<u64>)> + '_ {
+        SYSCTLS.iter().zip(self.0.iter().copied())
+    }
 }
 
 /// Parses one sysctl file's text: a single unsigned integer and a newline.
@@ -26,23 +64,21 @@ pub fn parse(text: &str) -> Option<u64> {
     text.trim().parse().ok()
 }
 
-pub fn read(files: &[Option<File>; 4], buf: &mut String) -> Sysctls {
-    let mut one = |i: usize| -> Option<u64> {
-        let file = files[i].as_ref()?;
-        read_file_at_start(file, buf).ok()?;
-        parse(buf)
-    };
-    Sysctls {
-        somaxconn: one(0),
-        tcp_max_syn_backlog: one(1),
-        tcp_syncookies: one(2),
-        tcp_abort_on_overflow: one(3),
+/// Reads the files [`open`] returned, reusing `buf`.
+pub fn read(files: &[Option<File>; SYSCTLS.len()], buf: &mut String) -> Sysctls {
+    let mut out = Sysctls::default();
+    for (value, file) in out.0.iter_mut().zip(files) {
+        *value = file.as_ref().and_then(|f| {
+            read_file_at_start(f, buf).ok()?;
+            parse(buf)
+        });
     }
+    out
 }
 
-/// Opens the sysctl files in the calling thread's namespace.
-pub fn open() -> [Option<File>; 4] {
-    PATHS.map(|p| File::open(format!("/proc/sys/net/{p}")).ok())
+/// Opens the sysctl files in the calling thread's namespace, in [`SYSCTLS`] order.
+pub fn open() -> [Option<File>; SYSCTLS.len()] {
+    SYSCTLS.map(|s| File::open(format!("/proc/sys/net/{}", s.path)).ok())
 }
 
 #[cfg(test)]
@@ -56,5 +92,37 @@ mod tests {
         assert_eq!(parse(""), None);
         assert_eq!(parse("-1\n"), None);
         assert_eq!(parse("4096 1\n"), None);
+    }
+
+    #[test]
+    fn each_field_reads_its_own_file() {
+        // Stated independently of the table, so a swapped row fails here.
+        let want = [
+            ("somaxconn", "core/somaxconn"),
+            ("tcp_max_syn_backlog", "ipv4/tcp_max_syn_backlog"),
+            ("tcp_syncookies", "ipv4/tcp_syncookies"),
+            ("tcp_abort_on_overflow", "ipv4/tcp_abort_on_overflow"),
+        ];
+        for (field, path) in want {
+            let s = SYSCTLS.iter().find(|s| s.field == field).unwrap();
+            assert_eq!(s.path, path, "{field}");
+        }
+        assert_eq!(SYSCTLS.len(), want.len());
+        // And `read` fills each value from its own file.
+        let dir = std::env::temp_dir().join(format!("acceptq-sysctl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = SYSCTLS.map(|s| {
+            let p = dir.join(s.field);
+            std::fs::write(&p, format!("{}\n", s.field.len() * 1000 + s.path.len())).unwrap();
+            Some(File::open(p).unwrap())
+        });
+        let got = read(&files, &mut String::new());
+        std::fs::remove_dir_all(&dir).unwrap();
+        for (field, path) in want {
+            assert_eq!(
+                got.get(field),
+                Some((field.len() * 1000 + path.len()) as u64)
+            );
+        }
     }
 }
