@@ -553,6 +553,7 @@ mod tests {
             pid,
             comm: comm.into(),
             unit: None,
+            fd: 3,
         };
         owners.refresh(&[10, 20], |_| Scan {
             found: HashMap::from([(10, owner(300, "worker")), (20, owner(200, "other"))]),
@@ -634,6 +635,7 @@ mod tests {
                         pid: 7,
                         comm: "a".into(),
                         unit: Some("a.service".into()),
+                        fd: 3,
                     },
                 ),
                 (
@@ -642,6 +644,7 @@ mod tests {
                         pid: 8,
                         comm: "b".into(),
                         unit: None,
+                        fd: 4,
                     },
                 ),
             ]),
