@@ -191,6 +191,17 @@ fn device_bound_listeners_are_separate_rows_with_their_interface() {
     let ours = rows.keys().filter(|k| k.2 == ll_port || k.2 == v4_port);
     assert_eq!(ours.count(), 4, "{report:?}");
 
+    // Watched from outside with --netns, the devices are still named in the listeners'
+    // namespace (indexes are per namespace; ours has no v0 or v2).
+    let outside = json_report(
+        std::process::Command::new(acceptq())
+            .args(["--once", "--format", "json", "--netns", &ns.name]),
+    );
+    let outside = rows_by_endpoint(&outside);
+    for (k, _) in &expected {
+        assert!(outside.contains_key(k), "no row for {k:?} in {outside:?}");
+    }
+
     // --address picks one device's listener by ADDRESS%INTERFACE.
     let only = json_report(&mut ns.cmd(
         acceptq(),
