@@ -81,7 +81,6 @@ pub fn build(
             let syn_depth = syn
                 .as_ref()
                 .map(|m| u64::from(m.get(&endpoint).copied().unwrap_or(0)));
-
             for s in &group {
                 if let Some(d) = s.drops {
                     next.socket_drops.insert((ns, s.inode), d);

@@ -204,12 +204,7 @@ impl NsSources {
         let mut counts: HashMap<Endpoint, u32> = HashMap::new();
         let deadline = Instant::now() + SYN_DUMP_CAP;
         match diag.dump(STATE_NEW_SYN_RECV, false, Some(deadline), &mut |r| {
-            let endpoint = Endpoint {
-                addr: r.addr,
-                port: r.port,
-                ifindex: r.ifindex,
-            };
-            *counts.entry(endpoint).or_insert(0) += 1;
+            *counts.entry(r.endpoint()).or_insert(0) += 1;
         }) {
             Ok(()) => Some(counts),
             Err(e) => {
