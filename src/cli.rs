@@ -77,7 +77,7 @@ pub struct Args {
     #[arg(long)]
     pub per_socket: bool,
 
-    /// Report at most N listener rows, the deepest and most-dropping first
+    /// Report at most N listener rows: those dropping now first, then the deepest
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_listeners: u64,
 

@@ -6,14 +6,21 @@ use std::net::IpAddr;
 pub struct Filter {
     pub ports: Vec<u16>,
     pub exclude_ports: Vec<u16>,
-    /// Globs over the canonical address text (`127.0.0.1`, `::`, `10.*`).
+    /// Globs over the canonical address text (`127.0.0.1`, `::`, `10.*`); a device-bound
+    /// listener also matches as `ADDRESS%INTERFACE` (`fe80::1%eth0`, `*%eth0`).
     pub addresses: Vec<String>,
     /// Globs over the process name; a listener whose process is unknown does not match.
     pub processes: Vec<String>,
 }
 
 impl Filter {
-    pub fn matches(&self, addr: &IpAddr, port: u16, process: Option<&str>) -> bool {
+    pub fn matches(
+        &self,
+        addr: &IpAddr,
+        interface: Option<&str>,
+        port: u16,
+        process: Option<&str>,
+    ) -> bool {
         if !self.ports.is_empty() && !self.ports.contains(&port) {
             return false;
         }
@@ -22,7 +29,9 @@ impl Filter {
         }
         if !self.addresses.is_empty() {
             let text = addr.to_string();
-            if !self.addresses.iter().any(|g| glob(g, &text)) {
+            let scoped = interface.map(|i| format!("{text}%{i}"));
+            let hit = |g: &String| glob(g, &text) || scoped.as_ref().is_some_and(|s| glob(g, s));
+            if !self.addresses.iter().any(hit) {
                 return false;
             }
         }
@@ -85,20 +94,37 @@ mod tests {
             exclude_ports: vec![443],
             ..Default::default()
         };
-        assert!(f.matches(&lo, 80, None));
-        assert!(!f.matches(&lo, 443, None));
-        assert!(!f.matches(&lo, 22, None));
+        assert!(f.matches(&lo, None, 80, None));
+        assert!(!f.matches(&lo, None, 443, None));
+        assert!(!f.matches(&lo, None, 22, None));
         let f = Filter {
             addresses: vec!["127.*".into()],
             processes: vec!["py*".into()],
             ..Default::default()
         };
-        assert!(f.matches(&lo, 1, Some("python3")));
-        assert!(!f.matches(&lo, 1, Some("nginx")));
+        assert!(f.matches(&lo, None, 1, Some("python3")));
+        assert!(!f.matches(&lo, None, 1, Some("nginx")));
         assert!(
-            !f.matches(&lo, 1, None),
+            !f.matches(&lo, None, 1, None),
             "unknown process does not match --process"
         );
-        assert!(!f.matches(&"::1".parse().unwrap(), 1, Some("python3")));
+        assert!(!f.matches(&"::1".parse().unwrap(), None, 1, Some("python3")));
+    }
+
+    #[test]
+    fn a_device_bound_listener_matches_by_address_or_address_and_device() {
+        let ll: IpAddr = "fe80::1".parse().unwrap();
+        let on = |glob: &str, interface| {
+            Filter {
+                addresses: vec![glob.into()],
+                ..Default::default()
+            }
+            .matches(&ll, interface, 1, None)
+        };
+        assert!(on("fe80::1", Some("v0")));
+        assert!(on("fe80::1%v0", Some("v0")));
+        assert!(on("*%v0", Some("v0")));
+        assert!(!on("fe80::1%v0", Some("v2")));
+        assert!(!on("*%v0", None));
     }
 }

@@ -91,6 +91,7 @@ pub const SCHEMA: [MeasurementSpec; 2] = [
         tags: &[
             TagSpec { name: "address", help: "local address, canonical text: 0.0.0.0, ::, 127.0.0.1, ::1" },
             TagSpec { name: "port", help: "local TCP port" },
+            TagSpec { name: "interface", help: "device the listener is bound to (SO_BINDTODEVICE, or a link-local address's scope), if<index> when it has no name; absent when unbound" },
             TagSpec { name: "process", help: "comm of the lowest pid holding the socket; absent when unknown" },
             TagSpec { name: "unit", help: "with --unit: systemd unit or scope of that process (from its cgroup); absent outside any unit" },
             TagSpec { name: "socket", help: "with --per-socket: rank 0..n-1 of the socket by inode within its SO_REUSEPORT group" },

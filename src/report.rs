@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use crate::filter::Filter;
 use crate::metric::{Metric, Value, LISTENER, NETNS};
 use crate::snapshot::{Endpoint, NetnsSnapshot, Socket};
+use crate::source::ifname;
 use crate::source::owners::{Owner, OwnerCache};
 use crate::state::{delta, fingerprint, NsId, Peaks, Previous, RowKey};
 
@@ -41,6 +42,8 @@ struct Row<'a> {
     drops_delta: Option<u64>,
     syn: Option<u64>,
     owner: Option<&'a Owner>,
+    /// The `interface` tag: the device the row's sockets are bound to; `None` when unbound.
+    interface: Option<String>,
 }
 
 pub struct Built {
@@ -70,6 +73,10 @@ pub fn build(
             .as_ref()
             .map(|c| attribute_syn(c, &reading.snap.sockets));
         for (endpoint, mut group) in group_sockets(&reading.snap.sockets) {
+            let interface = (endpoint.ifindex != 0).then(|| {
+                let name = reading.snap.interfaces.get(&endpoint.ifindex);
+                ifname::tag(endpoint.ifindex, name.map(String::as_str))
+            });
             group.sort_by_key(|s| s.inode);
             let syn_depth = syn
                 .as_ref()
@@ -91,8 +98,9 @@ pub fn build(
             for (socket, members) in candidates {
                 let key = RowKey {
                     ns,
-                    addr: endpoint.0,
-                    port: endpoint.1,
+                    addr: endpoint.addr,
+                    port: endpoint.port,
+                    ifindex: endpoint.ifindex,
                     socket,
                 };
                 let fp = fingerprint(members.iter().map(|s| s.inode));
@@ -102,21 +110,17 @@ pub fn build(
                 next.rows.insert(key, fp);
                 // Each SO_REUSEPORT socket may belong to another process.
                 let owner = owners.owner_of(members.iter().map(|s| s.inode));
-                let row = make_row(
-                    key,
-                    pos,
-                    members,
-                    peaks,
+                let row = Row {
                     drops_delta,
-                    if socket.unwrap_or(0) == 0 {
-                        syn_depth
-                    } else {
-                        None
-                    },
+                    // The SYN queue cannot be split among a group's sockets: socket 0 has it.
+                    syn: syn_depth.filter(|_| socket.unwrap_or(0) == 0),
                     owner,
-                );
+                    interface: interface.clone(),
+                    ..measure(key, pos, members, peaks)
+                };
                 if filter.matches(
                     &row.key.addr,
+                    row.interface.as_deref(),
                     row.key.port,
                     row.owner.map(|o| o.comm.as_str()),
                 ) {
@@ -130,12 +134,12 @@ pub fn build(
     let omitted = rows.len().saturating_sub(opts.max_listeners);
     let mut omitted_per_ns = vec![0usize; readings.len()];
     if omitted > 0 {
-        // Keep the rows an operator needs to see: the deepest and most-dropping.
+        // Keep the rows an operator needs to see (see `rank`).
         rows.sort_by_key(|r| std::cmp::Reverse(rank(r)));
         for r in rows.drain(opts.max_listeners..) {
             omitted_per_ns[r.pos] += 1;
         }
-        rows.sort_by_key(|r| (r.pos, r.key.addr, r.key.port, r.key.socket));
+        rows.sort_by_key(|r| (r.pos, r.key.addr, r.key.port, r.key.ifindex, r.key.socket));
     }
 
     let mut metrics = Vec::with_capacity(rows.len() + readings.len());
@@ -164,34 +168,49 @@ pub fn build(
     Built { metrics, omitted }
 }
 
+/// Groups sockets into listeners: an SO_REUSEPORT group shares address, port and device;
+/// sockets bound to different devices are separate listeners even on the same address.
 fn group_sockets(sockets: &[Socket]) -> BTreeMap<Endpoint, Vec<&Socket>> {
     let mut groups: BTreeMap<Endpoint, Vec<&Socket>> = BTreeMap::new();
     for s in sockets {
-        groups.entry((s.addr, s.port)).or_default().push(s);
+        groups.entry(s.endpoint()).or_default().push(s);
     }
     groups
 }
 
-/// Assigns request sockets (counted by the local address the client reached) to the listener
-/// that took the SYN: the one bound to that address, else the same family's wildcard, else for
-/// IPv4 a dual-stack `[::]` listener.
+/// Assigns request sockets (counted by the local address the client reached and their
+/// `idiag_if`) to the listener that took the SYN: the one bound to that address, else the same
+/// family's wildcard, else for IPv4 a dual-stack `[::]` listener; at each address, the listener
+/// bound to the request's device before an unbound one. A request to a device-bound listener
+/// carries that listener's device (IPv4 and IPv6: the request inherits `sk_bound_dev_if`);
+/// an unbound IPv6 listener's request from a link-local client carries the device the SYN came
+/// in on, and so falls through to the unbound listener. A request never goes to a listener
+/// bound to another device: the kernel does not deliver it there.
 pub fn attribute_syn(
     counts: &HashMap<Endpoint, u32>,
     listeners: &[Socket],
 ) -> HashMap<Endpoint, u32> {
     let endpoints: std::collections::HashSet<Endpoint> =
-        listeners.iter().map(|s| (s.addr, s.port)).collect();
-    let bound = |e: &Endpoint| endpoints.contains(e);
+        listeners.iter().map(Socket::endpoint).collect();
     let mut out: HashMap<Endpoint, u32> = HashMap::new();
-    for (&(addr, port), &n) in counts {
-        let wildcard = match addr {
+    for (request, &n) in counts {
+        let port = request.port;
+        let wildcard = match request.addr {
             IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         };
-        let v6_any = (IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), port);
-        let target = [(addr, port), (wildcard, port), v6_any]
+        let v6_any = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+        let devices = [request.ifindex, 0];
+        let target = [request.addr, wildcard, v6_any]
             .into_iter()
-            .find(bound);
+            .flat_map(|addr| {
+                devices.into_iter().map(move |ifindex| Endpoint {
+                    addr,
+                    port,
+                    ifindex,
+                })
+            })
+            .find(|e| endpoints.contains(e));
         if let Some(t) = target {
             *out.entry(t).or_insert(0) += n;
         }
@@ -199,15 +218,9 @@ pub fn attribute_syn(
     out
 }
 
-fn make_row<'a>(
-    key: RowKey,
-    pos: usize,
-    members: Vec<&'a Socket>,
-    peaks: &Peaks,
-    drops_delta: Option<u64>,
-    syn: Option<u64>,
-    owner: Option<&'a Owner>,
-) -> Row<'a> {
+/// A row's figures from its sockets and the interval's peaks; the caller adds what comes from
+/// elsewhere (deltas, SYN queue, owner, device name).
+fn measure<'a>(key: RowKey, pos: usize, members: Vec<&'a Socket>, peaks: &Peaks) -> Row<'a> {
     let depth: u64 = members.iter().map(|s| u64::from(s.depth)).sum();
     let limit = members
         .iter()
@@ -217,10 +230,8 @@ fn make_row<'a>(
         .iter()
         .map(|s| s.drops.map(u64::from))
         .sum::<Option<u64>>();
-    let peak = u64::from(match (key.socket, members.first()) {
-        (Some(_), Some(s)) => peaks.socket_max(key.ns, s.inode),
-        _ => peaks.listener_max(key.ns, key.addr, key.port),
-    });
+    let summed = key.socket.is_none().then(|| key.endpoint());
+    let peak = peaks.row_max(key.ns, summed, members.iter().map(|s| (s.inode, s.limit)));
     let full_ratio = if members.iter().all(|s| s.limit.is_some()) {
         members
             .iter()
@@ -241,18 +252,26 @@ fn make_row<'a>(
         limit,
         full_ratio,
         drops,
-        drops_delta,
-        syn,
-        owner,
+        drops_delta: None,
+        syn: None,
+        owner: None,
+        interface: None,
     }
 }
 
-fn rank(r: &Row) -> (u64, u64, u64, u64) {
+/// How `--max-listeners` orders rows, most important first: a listener dropping now (drops
+/// since the previous report) outranks any depth, the most-dropping first, because a full SYN
+/// queue drops with an empty accept queue; then the accept queue's peak, the time it was full,
+/// the SYN queue, the depth now, and last the drops of the past (`drops` since boot).
+fn rank(r: &Row) -> (u64, u64, u64, u64, u64, u64) {
     (
-        r.depth_max,
         r.drops_delta.unwrap_or(0),
-        r.drops.unwrap_or(0),
+        r.depth_max,
+        // Ratios are compared in parts per million: ranks are integers.
+        r.full_ratio.map_or(0, |f| (f * 1e6) as u64),
+        r.syn.unwrap_or(0),
         r.depth,
+        r.drops.unwrap_or(0),
     )
 }
 
@@ -261,6 +280,9 @@ fn listener_metric(row: &Row, ns_name: &str, opts: &ReportOptions, timestamp: i6
         ("address", row.key.addr.to_string()),
         ("port", row.key.port.to_string()),
     ];
+    if let Some(interface) = &row.interface {
+        tags.push(("interface", interface.clone()));
+    }
     if let Some(owner) = row.owner {
         tags.push(("process", owner.comm.clone()));
         if let Some(unit) = owner.unit.as_ref().filter(|_| opts.unit_tag) {
@@ -358,11 +380,25 @@ mod tests {
         Socket {
             addr,
             port,
+            ifindex: 0,
             inode,
             depth,
             limit: Some(limit),
             drops: Some(drops),
         }
+    }
+
+    fn ep(addr: IpAddr, port: u16, ifindex: u32) -> Endpoint {
+        Endpoint {
+            addr,
+            port,
+            ifindex,
+        }
+    }
+
+    /// A socket bound to device `ifindex`.
+    fn on(ifindex: u32, s: Socket) -> Socket {
+        Socket { ifindex, ..s }
     }
 
     fn opts() -> ReportOptions {
@@ -564,6 +600,7 @@ mod tests {
             pid,
             comm: comm.into(),
             unit: None,
+            fd: 3,
         };
         owners.refresh(&[10, 20], |_| Scan {
             found: HashMap::from([(10, owner(300, "worker")), (20, owner(200, "other"))]),
@@ -622,8 +659,13 @@ mod tests {
         use crate::metric::{field_spec, SCHEMA};
         use crate::source::owners::{Owner, Scan};
         let mut snap = NetnsSnapshot {
-            sockets: vec![sock(LO, 80, 10, 3, 2, 5), sock(LO, 80, 20, 0, 2, 0)],
-            syn_queue: Some(HashMap::from([((LO, 80), 1)])),
+            sockets: vec![
+                sock(LO, 80, 10, 3, 2, 5),
+                sock(LO, 80, 20, 0, 2, 0),
+                on(3, sock(LO, 80, 30, 0, 2, 0)),
+            ],
+            syn_queue: Some(HashMap::from([(ep(LO, 80, 0), 1)])),
+            interfaces: HashMap::from([(3, "v0".to_string())]),
             tcpext: Some(TcpExt::all(1)),
             ..Default::default()
         };
@@ -641,6 +683,7 @@ mod tests {
                         pid: 7,
                         comm: "a".into(),
                         unit: Some("a.service".into()),
+                        fd: 3,
                     },
                 ),
                 (
@@ -649,6 +692,7 @@ mod tests {
                         pid: 8,
                         comm: "b".into(),
                         unit: None,
+                        fd: 4,
                     },
                 ),
             ]),
@@ -737,11 +781,20 @@ mod tests {
             sock(LO, 81, 2, 0, 1, 0),
             sock(ANY6, 82, 3, 0, 1, 0),
         ];
-        let counts = HashMap::from([((LO, 80), 2), ((LO, 81), 3), ((LO, 82), 4), ((LO, 99), 7)]);
+        let counts = HashMap::from([
+            (ep(LO, 80, 0), 2),
+            (ep(LO, 81, 0), 3),
+            (ep(LO, 82, 0), 4),
+            (ep(LO, 99, 0), 7),
+        ]);
         let got = attribute_syn(&counts, &listeners);
         assert_eq!(
             got,
-            HashMap::from([((ANY4, 80), 2), ((LO, 81), 3), ((ANY6, 82), 4)])
+            HashMap::from([
+                (ep(ANY4, 80, 0), 2),
+                (ep(LO, 81, 0), 3),
+                (ep(ANY6, 82, 0), 4)
+            ])
         );
     }
 
@@ -795,5 +848,154 @@ mod tests {
         );
         // Omitted rows still keep their counters, so their delta is right when they return.
         assert_eq!(prev.rows.len(), 10);
+    }
+
+    fn build_one(
+        snap: &NetnsSnapshot,
+        peaks: &Peaks,
+        prev: &mut Previous,
+        o: &ReportOptions,
+    ) -> Built {
+        let readings = [NsReading {
+            id: 0,
+            name: "default",
+            snap,
+        }];
+        build(
+            &readings,
+            peaks,
+            &OwnerCache::default(),
+            &Filter::default(),
+            o,
+            prev,
+            1,
+        )
+    }
+
+    #[test]
+    fn device_bound_listeners_are_separate_rows_tagged_with_their_device() {
+        let ll: IpAddr = "fe80::1".parse().unwrap();
+        let v0_addr: IpAddr = "10.1.0.1".parse().unwrap();
+        let snap = NetnsSnapshot {
+            sockets: vec![
+                on(3, sock(ll, 7000, 1, 2, 4, 0)),
+                on(5, sock(ll, 7000, 2, 3, 8, 6)),
+                on(3, sock(ANY4, 7001, 3, 1, 4, 0)),
+                on(5, sock(ANY4, 7001, 4, 0, 16, 0)),
+                on(3, sock(ll, 7002, 5, 0, 4, 0)),
+                sock(ANY6, 7002, 6, 0, 4, 0),
+                sock(LO, 80, 7, 0, 4, 0),
+            ],
+            syn_queue: Some(HashMap::from([
+                (ep(ll, 7000, 3), 2),
+                (ep(ll, 7000, 5), 1),
+                (ep(v0_addr, 7001, 3), 2),
+                // The unbound [::] listener's request from a link-local client carries the
+                // device it came in on; the one bound to v0 took those from v0.
+                (ep(ll, 7002, 3), 4),
+                (ep(ll, 7002, 5), 1),
+            ])),
+            // Index 5 has no name any more: it still gets a tag of its own.
+            interfaces: HashMap::from([(3, "v0".to_string())]),
+            ..Default::default()
+        };
+        let m = run(&snap, &mut Previous::default(), &opts());
+        let rows: Vec<_> = m
+            .iter()
+            .filter(|m| m.name == LISTENER)
+            .map(|m| {
+                (
+                    m.tag("address").unwrap().to_string(),
+                    m.tag("port").unwrap().to_string(),
+                    m.tag("interface").map(str::to_string),
+                    [
+                        "queue_depth",
+                        "queue_limit",
+                        "sockets",
+                        "drops",
+                        "syn_queue_depth",
+                    ]
+                    .map(|f| m.field(f)),
+                )
+            })
+            .collect();
+        let row = |a: &str, p: &str, i: Option<&str>, v: [u64; 5]| {
+            (
+                a.to_string(),
+                p.to_string(),
+                i.map(str::to_string),
+                v.map(|x| Some(Value::Int(x))),
+            )
+        };
+        assert_eq!(
+            rows,
+            vec![
+                row("0.0.0.0", "7001", Some("v0"), [1, 4, 1, 0, 2]),
+                row("0.0.0.0", "7001", Some("if5"), [0, 16, 1, 0, 0]),
+                row("127.0.0.1", "80", None, [0, 4, 1, 0, 0]),
+                row("::", "7002", None, [0, 4, 1, 0, 1]),
+                row("fe80::1", "7000", Some("v0"), [2, 4, 1, 0, 2]),
+                row("fe80::1", "7000", Some("if5"), [3, 8, 1, 6, 1]),
+                row("fe80::1", "7002", Some("v0"), [0, 4, 1, 0, 4]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_listener_dropping_now_outranks_deeper_ones_under_max_listeners() {
+        // Ten listeners with one connection queued, and one whose SYN queue overflows: its
+        // accept queue stays empty while its drops climb.
+        let mut snap = NetnsSnapshot {
+            sockets: (0..10)
+                .map(|i| sock(LO, 1000 + i, u32::from(i) + 1, 1, 8, 0))
+                .chain([sock(LO, 2000, 99, 0, 8, 100)])
+                .collect(),
+            ..Default::default()
+        };
+        let o = ReportOptions {
+            max_listeners: 10,
+            ..opts()
+        };
+        let mut prev = Previous::default();
+        build_one(&snap, &Peaks::default(), &mut prev, &o);
+        snap.sockets[10].drops = Some(154);
+        let built = build_one(&snap, &Peaks::default(), &mut prev, &o);
+        assert_eq!(built.omitted, 1);
+        let dropping = built
+            .metrics
+            .iter()
+            .find(|m| m.tag("port") == Some("2000"))
+            .expect("the dropping listener is kept");
+        assert_eq!(dropping.field("drops_delta"), Some(Value::Int(54)));
+    }
+
+    #[test]
+    fn a_peak_leaves_with_the_socket_that_made_it() {
+        // listen(16) filled to 17, closed and replaced by listen(1) on the same port.
+        let mut peaks = Peaks::default();
+        peaks.begin_sample();
+        peaks.count_round(0);
+        peaks.observe(0, ep(LO, 80, 0), 1, 17, Some(16));
+        // A group of three full listen(4) sockets, of which two close.
+        for inode in [10, 11, 12] {
+            peaks.observe(0, ep(LO, 81, 0), inode, 5, Some(4));
+        }
+        let snap = NetnsSnapshot {
+            sockets: vec![sock(LO, 80, 2, 1, 1, 0), sock(LO, 81, 11, 5, 4, 0)],
+            ..Default::default()
+        };
+        for per_socket in [false, true] {
+            let o = ReportOptions {
+                per_socket,
+                ..opts()
+            };
+            let m = build_one(&snap, &peaks, &mut Previous::default(), &o).metrics;
+            let peak = |port: &str| {
+                let row = m.iter().find(|m| m.tag("port") == Some(port)).unwrap();
+                (row.field("queue_depth_max"), row.field("queue_limit"))
+            };
+            assert_eq!(peak("80"), (Some(Value::Int(1)), Some(Value::Int(1))));
+            assert_eq!(peak("81"), (Some(Value::Int(5)), Some(Value::Int(4))));
+        }
     }
 }

@@ -97,7 +97,7 @@ impl Reporter {
             self.peaks.count_round(w.id);
             for s in &w.snap.sockets {
                 self.peaks
-                    .observe(w.id, s.addr, s.port, s.inode, s.depth, s.limit);
+                    .observe(w.id, s.endpoint(), s.inode, s.depth, s.limit);
             }
         }
         if let Some(cache) = &mut self.owners {
@@ -144,7 +144,7 @@ impl Reporter {
             self.warnings.once(
                 "max-listeners",
                 format!(
-                    "{} listener rows left out by --max-listeners {}: the deepest and most-dropping are reported; acceptq_netns.listeners_omitted counts them each report",
+                    "{} listener rows left out by --max-listeners {}: those dropping now, then the deepest, are reported; acceptq_netns.listeners_omitted counts them each report",
                     built.omitted, self.opts.max_listeners
                 ),
             );

@@ -146,7 +146,7 @@ pub fn sample_once(targets: &mut [Target], records: &mut Vec<Record>, peaks: &Mu
         }
         p.count_round(t.id);
         for r in records.iter() {
-            p.observe(t.id, r.addr, r.port, r.inode, r.rqueue, Some(r.wqueue));
+            p.observe(t.id, r.endpoint(), r.inode, r.rqueue, Some(r.wqueue));
         }
     }
 }

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
+use crate::snapshot::Endpoint;
+
 /// The increase of a cumulative u64 counter, or `None` when there is no previous value or the
 /// counter went backwards (a reset: the namespace was recreated). Never negative, never invented.
 pub fn delta(prev: Option<u64>, cur: Option<u64>) -> Option<u64> {
@@ -20,14 +22,26 @@ pub fn delta_u32(prev: u32, cur: u32) -> u64 {
     u64::from(cur.wrapping_sub(prev))
 }
 
-/// A listener row's identity: namespace index, address, port, and with `--per-socket` the
-/// socket's rank by inode within its SO_REUSEPORT group.
+/// A listener row's identity: namespace index, address, port, bound device, and with
+/// `--per-socket` the socket's rank by inode within its SO_REUSEPORT group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RowKey {
     pub ns: NsId,
     pub addr: IpAddr,
     pub port: u16,
+    /// Interface index the row's sockets are bound to; 0: none.
+    pub ifindex: u32,
     pub socket: Option<u16>,
+}
+
+impl RowKey {
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            addr: self.addr,
+            port: self.port,
+            ifindex: self.ifindex,
+        }
+    }
 }
 
 /// Identifies a row's set of sockets: a socket replaced on the same port changes it.
@@ -105,7 +119,7 @@ pub struct Peaks {
     /// Samples taken of each namespace: the denominator of its sockets' full ratios.
     rounds: HashMap<NsId, u32>,
     sockets: HashMap<(NsId, u32), SocketPeak>,
-    listeners: HashMap<(NsId, IpAddr, u16), ListenerPeak>,
+    listeners: HashMap<(NsId, Endpoint), ListenerPeak>,
 }
 
 impl Peaks {
@@ -125,8 +139,7 @@ impl Peaks {
     pub fn observe(
         &mut self,
         ns: NsId,
-        addr: IpAddr,
-        port: u16,
+        endpoint: Endpoint,
         inode: u32,
         depth: u32,
         limit: Option<u32>,
@@ -142,7 +155,7 @@ impl Peaks {
             }
         }
         let room = self.listeners.len() < MAX_TRACKED;
-        if let Some(l) = lookup(&mut self.listeners, (ns, addr, port), room) {
+        if let Some(l) = lookup(&mut self.listeners, (ns, endpoint), room) {
             if l.sample != self.sample {
                 l.sample = self.sample;
                 l.current = 0;
@@ -169,9 +182,36 @@ impl Peaks {
         self.rounds.get(&ns).copied().unwrap_or(0)
     }
 
-    /// The peak of a listener's summed depth (0 if never seen busy).
-    pub fn listener_max(&self, ns: NsId, addr: IpAddr, port: u16) -> u32 {
-        self.listeners.get(&(ns, addr, port)).map_or(0, |l| l.max)
+    /// The peak of a listener's summed depth (0 if never seen busy), over every socket it had
+    /// in this interval, closed ones included.
+    pub fn listener_max(&self, ns: NsId, endpoint: Endpoint) -> u32 {
+        self.listeners.get(&(ns, endpoint)).map_or(0, |l| l.max)
+    }
+
+    /// The peak of a row made of `members` (its sockets now: inode and limit), summed over an
+    /// SO_REUSEPORT group when `summed` names its endpoint. A peak belongs to the sockets that
+    /// made it: the row's never exceeds the sum of its current sockets' own peaks (a socket
+    /// closed or replaced takes its share with it), nor what they can hold (limit + 1 each, so a
+    /// socket listening again with a smaller backlog does not carry its old peak either).
+    pub fn row_max(
+        &self,
+        ns: NsId,
+        summed: Option<Endpoint>,
+        members: impl Iterator<Item = (u32, Option<u32>)>,
+    ) -> u64 {
+        let mut own = 0u64;
+        let mut capacity = Some(0u64);
+        for (inode, limit) in members {
+            own += u64::from(self.socket_max(ns, inode));
+            capacity = capacity.zip(limit).map(|(c, l)| c + u64::from(l) + 1);
+        }
+        let mut peak = own;
+        if let Some(endpoint) = summed {
+            // The highest sum seen in one sample: below the sum of the members' own peaks
+            // when they peaked at different moments.
+            peak = peak.min(u64::from(self.listener_max(ns, endpoint)));
+        }
+        capacity.map_or(peak, |c| peak.min(c))
     }
 
     /// Moves everything recorded into `into` (whose old content is dropped) and leaves `self`
@@ -217,6 +257,14 @@ mod tests {
 
     const A: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
+    fn ep(port: u16) -> Endpoint {
+        Endpoint {
+            addr: A,
+            port,
+            ifindex: 0,
+        }
+    }
+
     #[test]
     fn delta_needs_a_previous_value_and_never_goes_negative() {
         assert_eq!(delta(None, Some(5)), None);
@@ -237,6 +285,7 @@ mod tests {
             ns: 0,
             addr: A,
             port: 80,
+            ifindex: 0,
             socket: None,
         }
     }
@@ -277,10 +326,10 @@ mod tests {
         for (d1, d2) in [(1, 2), (5, 0), (3, 3), (0, 0)] {
             p.begin_sample();
             p.count_round(0);
-            p.observe(0, A, 80, 1, d1, Some(4));
-            p.observe(0, A, 80, 2, d2, Some(2));
+            p.observe(0, ep(80), 1, d1, Some(4));
+            p.observe(0, ep(80), 2, d2, Some(2));
         }
-        assert_eq!(p.listener_max(0, A, 80), 6);
+        assert_eq!(p.listener_max(0, ep(80)), 6);
         assert_eq!(p.socket_max(0, 1), 5);
         assert_eq!(p.full_ratio(0, 1), Some(1.0 / 4.0));
         assert_eq!(p.full_ratio(0, 2), Some(1.0 / 4.0));
@@ -290,13 +339,42 @@ mod tests {
         assert_eq!(p.tracked(), 2, "idle samples leave no entry");
         let mut taken = Peaks::default();
         p.take_into(&mut taken);
-        assert_eq!(taken.listener_max(0, A, 80), 6);
+        assert_eq!(taken.listener_max(0, ep(80)), 6);
         assert_eq!(taken.rounds(0), 4);
-        assert_eq!((p.listener_max(0, A, 80), p.rounds(0)), (0, 0));
+        assert_eq!((p.listener_max(0, ep(80)), p.rounds(0)), (0, 0));
         // A new sample after the swap starts from zero, not from the old sum.
         p.begin_sample();
-        p.observe(0, A, 80, 1, 1, Some(4));
-        assert_eq!(p.listener_max(0, A, 80), 1);
+        p.observe(0, ep(80), 1, 1, Some(4));
+        assert_eq!(p.listener_max(0, ep(80)), 1);
+    }
+
+    #[test]
+    fn a_row_peak_never_exceeds_what_its_current_sockets_reached_or_hold() {
+        let mut p = Peaks::default();
+        // listen(16) filled to 17, then closed and replaced by listen(1) holding 2.
+        p.begin_sample();
+        p.observe(0, ep(80), 1, 17, Some(16));
+        p.begin_sample();
+        p.observe(0, ep(80), 2, 2, Some(1));
+        assert_eq!(p.listener_max(0, ep(80)), 17, "the endpoint saw 17");
+        assert_eq!(p.row_max(0, Some(ep(80)), [(2, Some(1))].into_iter()), 2);
+        // A group of three that shrank to one: only the survivor's own peak is left.
+        p.begin_sample();
+        for inode in [10, 11, 12] {
+            p.observe(0, ep(81), inode, 5, Some(4));
+        }
+        assert_eq!(p.row_max(0, Some(ep(81)), [(10, Some(4))].into_iter()), 5);
+        // Members that peaked at different moments: the highest sum of one sample.
+        p.begin_sample();
+        p.observe(0, ep(82), 20, 3, Some(8));
+        p.begin_sample();
+        p.observe(0, ep(82), 21, 4, Some(8));
+        let both = [(20, Some(8)), (21, Some(8))];
+        assert_eq!(p.row_max(0, Some(ep(82)), both.into_iter()), 4);
+        // The same socket listening again with a smaller backlog: capped at what it holds now.
+        assert_eq!(p.row_max(0, None, [(1, Some(3))].into_iter()), 4);
+        // Unknown limits (the /proc fallback) leave the peak uncapped.
+        assert_eq!(p.row_max(0, None, [(1, None)].into_iter()), 17);
     }
 
     #[test]
@@ -304,7 +382,7 @@ mod tests {
         let mut p = Peaks::default();
         p.begin_sample();
         for inode in 0..(MAX_TRACKED as u32 + 1000) {
-            p.observe(0, A, (inode % 60_000) as u16, inode, 1, Some(1));
+            p.observe(0, ep((inode % 60_000) as u16), inode, 1, Some(1));
         }
         assert_eq!(p.tracked(), MAX_TRACKED);
         // Handed over against a quiet interval, the table that held the burst comes back
@@ -325,7 +403,7 @@ mod tests {
         for _ in 0..3 {
             p.begin_sample();
             for inode in 0..5000 {
-                p.observe(0, A, 1, inode, 1, Some(8));
+                p.observe(0, ep(1), inode, 1, Some(8));
             }
             p.take_into(&mut other);
         }

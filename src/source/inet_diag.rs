@@ -41,6 +41,10 @@ pub struct Record {
     /// Local address; an IPv4-mapped IPv6 address is returned as IPv4.
     pub addr: IpAddr,
     pub port: u16,
+    /// `idiag_if`: the device a listener is bound to (`SO_BINDTODEVICE`, or the scope of a
+    /// link-local address); for a request socket, the listener's device, or for an IPv6
+    /// link-local client the device the SYN came in on. 0: none.
+    pub ifindex: u32,
     pub inode: u32,
     /// `idiag_rqueue`: for a listener, connections waiting in the accept queue.
     pub rqueue: u32,
@@ -48,6 +52,16 @@ pub struct Record {
     pub wqueue: u32,
     /// `sk_drops`, when the reply carried `INET_DIAG_SKMEMINFO` long enough to hold it.
     pub drops: Option<u32>,
+}
+
+impl Record {
+    pub fn endpoint(&self) -> crate::snapshot::Endpoint {
+        crate::snapshot::Endpoint {
+            addr: self.addr,
+            port: self.port,
+            ifindex: self.ifindex,
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -223,6 +237,7 @@ pub fn decode_record(payload: &[u8], with_meminfo: bool) -> Result<Record, Decod
         state: header.state,
         addr: canonical(header.socket_id.source_address),
         port: header.socket_id.source_port,
+        ifindex: header.socket_id.interface_id,
         inode: header.inode,
         rqueue: header.recv_queue,
         wqueue: header.send_queue,
@@ -254,6 +269,16 @@ pub fn canonical(addr: IpAddr) -> IpAddr {
 
 #[cfg(test)]
 pub(crate) mod fixtures {
+    /// Offset of `id.idiag_if` in `inet_diag_msg`: family, state, timer, retrans (4), ports (4),
+    /// src and dst (32).
+    const IDIAG_IF: usize = 40;
+
+    /// Sets `idiag_if` of a record built by [`inet_diag_msg`] (which leaves it 0: unbound).
+    pub fn bound_to(mut msg: Vec<u8>, ifindex: u32) -> Vec<u8> {
+        msg[IDIAG_IF..IDIAG_IF + 4].copy_from_slice(&ifindex.to_ne_bytes());
+        msg
+    }
+
     /// Appends one netlink message (header + payload) the way the kernel lays it out.
     pub fn message(out: &mut Vec<u8>, msg_type: u16, flags: u16, seq: u32, payload: &[u8]) {
         let len = 16 + payload.len();
@@ -368,6 +393,7 @@ mod tests {
                 state: 10,
                 addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
                 port: 8080,
+                ifindex: 0,
                 inode: 4242,
                 rqueue: 3,
                 wqueue: 2,
@@ -418,6 +444,17 @@ mod tests {
             collect(&d, 1)
         };
         assert_eq!(recs[0].addr, IpAddr::V6(Ipv6Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn the_bound_device_index_is_read_from_the_header() {
+        let link_local = "fe80::1".parse::<Ipv6Addr>().unwrap().octets();
+        let body = bound_to(inet_diag_msg(10, 10, &link_local, 7000, 2, 4, 9, 0, 0), 7);
+        let mut d = Vec::new();
+        message(&mut d, SOCK_DIAG_BY_FAMILY, 2, 1, &body);
+        let (_, recs) = collect(&d, 1);
+        assert_eq!(recs[0].ifindex, 7);
+        assert_eq!(recs[0].addr, "fe80::1".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Kernel sources, one file each; this file bundles what one watched namespace needs.
 
+pub mod ifname;
 pub mod inet_diag;
 pub mod netns;
 pub mod netstat;
@@ -14,8 +15,9 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
-use crate::snapshot::{NetnsSnapshot, Socket};
+use crate::snapshot::{Endpoint, NetnsSnapshot, Socket};
 use crate::warn::Warnings;
+use ifname::IfNames;
 use inet_diag::{Record, STATE_LISTEN, STATE_NEW_SYN_RECV};
 use netns::Netns;
 use sock_diag::DiagSocket;
@@ -54,6 +56,8 @@ pub struct NsSources {
     netstat: Option<File>,
     sysctls: [Option<File>; 4],
     proc_tcp: [Option<File>; 2],
+    /// Device names of this namespace, for listeners bound to a device.
+    ifnames: Option<IfNames>,
     records: Vec<Record>,
     text: String,
 }
@@ -75,13 +79,24 @@ impl NsSources {
                 None
             }
         };
-        let (netstat, sysctls, proc_tcp) = netns::run_in(netns.file.as_deref(), || {
+        let (netstat, sysctls, proc_tcp, ifnames) = netns::run_in(netns.file.as_deref(), || {
             (
                 File::open("/proc/thread-self/net/netstat"),
                 sysctl::open(),
                 proc_tcp::open(),
+                IfNames::open(),
             )
         })?;
+        let ifnames = match ifnames {
+            Ok(n) => Some(n),
+            Err(e) => {
+                warnings.once(
+                    "ifnames",
+                    format!("cannot ask for device names ({e}): device-bound listeners are tagged interface=if<index>"),
+                );
+                None
+            }
+        };
         let netstat = match netstat {
             Ok(f) => Some(f),
             Err(e) => {
@@ -100,6 +115,7 @@ impl NsSources {
             netstat,
             sysctls,
             proc_tcp,
+            ifnames,
             records: Vec::new(),
             text: String::new(),
         })
@@ -110,6 +126,7 @@ impl NsSources {
     pub fn read(&mut self, opts: &Options, warnings: &mut Warnings, out: &mut NetnsSnapshot) {
         out.sockets.clear();
         self.read_listeners(warnings, &mut out.sockets);
+        self.name_interfaces(&out.sockets, &mut out.interfaces);
         out.syn_queue = if opts.syn_queue {
             self.read_syn_queue(warnings)
         } else {
@@ -138,6 +155,7 @@ impl NsSources {
                     out.extend(self.records.iter().map(|r| Socket {
                         addr: r.addr,
                         port: r.port,
+                        ifindex: r.ifindex,
                         inode: r.inode,
                         depth: r.rqueue,
                         limit: Some(r.wqueue),
@@ -165,16 +183,28 @@ impl NsSources {
         }
     }
 
+    /// Names the devices listeners are bound to, asked afresh each report: a device renamed, or
+    /// deleted and its index given to another, is named as it is now. Only indexes in use are
+    /// asked (none on a host without device-bound listeners), so `names` stays that small.
+    fn name_interfaces(&self, sockets: &[Socket], names: &mut HashMap<u32, String>) {
+        names.clear();
+        let Some(ifnames) = &self.ifnames else { return };
+        for s in sockets {
+            if s.ifindex != 0 && !names.contains_key(&s.ifindex) {
+                if let Some(name) = ifnames.name(s.ifindex) {
+                    names.insert(s.ifindex, name);
+                }
+            }
+        }
+    }
+
     /// Counts request sockets by local endpoint without storing them, within [`SYN_DUMP_CAP`].
-    fn read_syn_queue(
-        &mut self,
-        warnings: &mut Warnings,
-    ) -> Option<HashMap<crate::snapshot::Endpoint, u32>> {
+    fn read_syn_queue(&mut self, warnings: &mut Warnings) -> Option<HashMap<Endpoint, u32>> {
         let diag = self.diag.as_mut()?;
-        let mut counts: HashMap<crate::snapshot::Endpoint, u32> = HashMap::new();
+        let mut counts: HashMap<Endpoint, u32> = HashMap::new();
         let deadline = Instant::now() + SYN_DUMP_CAP;
         match diag.dump(STATE_NEW_SYN_RECV, false, Some(deadline), &mut |r| {
-            *counts.entry((r.addr, r.port)).or_insert(0) += 1;
+            *counts.entry(r.endpoint()).or_insert(0) += 1;
         }) {
             Ok(()) => Some(counts),
             Err(e) => {

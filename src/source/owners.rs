@@ -2,7 +2,8 @@
 //!
 //! Walking every process's fds is the most expensive thing acceptq does (≈ 200 ms with 42 k
 //! socket fds), so results are cached by inode and `/proc` is walked again only when a listener
-//! appears whose inode was never looked up. The cache holds only inodes still listening.
+//! appears whose inode was never looked up, or whose cached owner no longer holds it. The cache
+//! holds only inodes still listening.
 
 use std::collections::{HashMap, HashSet};
 
@@ -17,6 +18,9 @@ pub struct Owner {
     /// The systemd unit (`nginx.service`) or scope (a container's `docker-….scope`) the process
     /// runs in, from its cgroup: what tells two `python3` listeners apart.
     pub unit: Option<String>,
+    /// The fd through which `pid` held the socket when it was found: one `readlink` of it tells
+    /// whether the process still holds the socket before the cached owner is trusted again.
+    pub fd: i32,
 }
 
 /// What one walk of `/proc` found for the inodes asked about.
@@ -35,39 +39,43 @@ pub struct OwnerCache {
 
 impl OwnerCache {
     /// Resolves `inodes`, calling `scan` (at most once) for those never looked up before or
-    /// whose owner has exited or changed its name, and forgets inodes no longer listening.
+    /// whose cached owner no longer holds them, and forgets inodes no longer listening.
     /// Returns how many processes could not be read during the scan, if one ran.
     pub fn refresh(
         &mut self,
         inodes: &[u32],
         scan: impl FnOnce(&HashSet<u32>) -> Scan,
     ) -> Option<usize> {
-        self.refresh_with(inodes, current_comm, scan)
+        let mut comms: HashMap<i32, Option<String>> = HashMap::new();
+        let still_owner = |inode: u32, o: &Owner| {
+            let same_name = comms
+                .entry(o.pid)
+                .or_insert_with(|| current_comm(o.pid))
+                .as_deref()
+                == Some(o.comm.as_str());
+            same_name && holds(o.pid, o.fd, inode)
+        };
+        self.refresh_with(inodes, still_owner, scan)
     }
 
-    /// [`refresh`](Self::refresh) with `comm_of(pid)`: the name of a running (not zombie)
-    /// process, `None` when it is gone. Asked once per cached owner pid per call.
+    /// [`refresh`](Self::refresh) with `still_owner(inode, owner)`: whether the cached owner of
+    /// `inode` still holds it under the same name. Asked once per cached owner per call.
     pub fn refresh_with(
         &mut self,
         inodes: &[u32],
-        comm_of: impl Fn(i32) -> Option<String>,
+        mut still_owner: impl FnMut(u32, &Owner) -> bool,
         scan: impl FnOnce(&HashSet<u32>) -> Scan,
     ) -> Option<usize> {
         let live: HashSet<u32> = inodes.iter().copied().filter(|i| *i != 0).collect();
-        // A daemon's parent that bound the socket and exited leaves its child holding it: an
-        // owner found earlier is kept only while that process still runs under that name.
-        let mut comms: HashMap<i32, Option<String>> = HashMap::new();
+        // An owner found earlier may have let go: a daemon's parent that bound the socket and
+        // exited, a supervisor that forked a worker and closed its own fd, a process that exec'd
+        // another program. It is kept only while it still holds the socket under that name;
+        // otherwise the inode is looked up again and the holder now is named.
         self.known.retain(|inode, owner| {
             live.contains(inode)
                 && match owner {
                     None => true,
-                    Some(o) => {
-                        comms
-                            .entry(o.pid)
-                            .or_insert_with(|| comm_of(o.pid))
-                            .as_deref()
-                            == Some(o.comm.as_str())
-                    }
+                    Some(o) => still_owner(*inode, o),
                 }
         });
         let wanted: HashSet<u32> = live
@@ -108,6 +116,21 @@ impl OwnerCache {
 fn current_comm(pid: i32) -> Option<String> {
     let stat = procfs::process::Process::new(pid).ok()?.stat().ok()?;
     (stat.state != 'Z').then_some(stat.comm)
+}
+
+/// Whether fd `fd` of `pid` is still the socket `inode`: one `readlink`, no walk. A closed fd,
+/// a reused fd number or a gone process all say no.
+fn holds(pid: i32, fd: i32, inode: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+        .is_ok_and(|target| is_socket_link(target.as_os_str().as_encoded_bytes(), inode))
+}
+
+/// `socket:[inode]`, the text of an fd link to a socket.
+fn is_socket_link(target: &[u8], inode: u32) -> bool {
+    target
+        .strip_prefix(b"socket:[")
+        .and_then(|rest| rest.strip_suffix(b"]"))
+        .is_some_and(|n| n == inode.to_string().as_bytes())
 }
 
 /// Walks `/proc` for the owners of `wanted`. When several processes share a socket (a forking
@@ -160,6 +183,7 @@ pub fn scan_proc(wanted: &HashSet<u32>) -> Scan {
                     pid: proc.pid(),
                     comm,
                     unit,
+                    fd: fd.fd,
                 },
             );
         }
@@ -196,6 +220,7 @@ mod tests {
             pid,
             comm: format!("p{pid}"),
             unit: None,
+            fd: 3,
         }
     }
 
@@ -237,7 +262,7 @@ mod tests {
     fn scans_only_for_new_inodes_and_forgets_gone_ones() {
         let mut cache = OwnerCache::default();
         let mut calls = Vec::new();
-        let running = |pid: i32| Some(format!("p{pid}"));
+        let running = |_: u32, _: &Owner| true;
         let denied = cache.refresh_with(&[10, 11], running, |w| {
             calls.push(w.clone());
             Scan {
@@ -269,7 +294,7 @@ mod tests {
     #[test]
     fn an_owner_that_exited_or_was_renamed_is_looked_up_again() {
         let mut cache = OwnerCache::default();
-        let running = |pid: i32| Some(format!("p{pid}"));
+        let running = |_: u32, _: &Owner| true;
         cache.refresh_with(&[10, 11], running, |_| Scan {
             found: HashMap::from([(10, owner(1)), (11, owner(2))]),
             denied: 0,
@@ -278,7 +303,7 @@ mod tests {
         let mut asked = Vec::new();
         cache.refresh_with(
             &[10, 11],
-            |pid| (pid != 1).then(|| format!("p{pid}")),
+            |_, o| o.pid != 1,
             |w| {
                 asked.push(w.clone());
                 Scan {
@@ -290,22 +315,80 @@ mod tests {
         assert_eq!(asked, vec![HashSet::from([10])]);
         assert_eq!(cache.get(10), Some(&owner(5)));
         assert_eq!(cache.get(11), Some(&owner(2)));
-        // pid 2 exec'd another program: same pid, new name.
+        // pid 2 exec'd another program, or closed its fd: it holds inode 11 no more.
         cache.refresh_with(
             &[10, 11],
-            |pid| {
-                Some(if pid == 2 {
-                    "other".into()
-                } else {
-                    format!("p{pid}")
-                })
-            },
+            |inode, _| inode != 11,
             |w| {
                 assert_eq!(w, &HashSet::from([11]));
                 Scan::default()
             },
         );
         assert_eq!(cache.get(11), None);
+    }
+
+    #[test]
+    fn a_supervisor_that_closed_its_fd_gives_way_to_the_worker_holding_the_socket() {
+        let mut cache = OwnerCache::default();
+        // The supervisor (pid 100) bound the socket and forked a worker (pid 200): the lowest
+        // pid is named.
+        cache.refresh_with(
+            &[10],
+            |_, _| true,
+            |_| Scan {
+                found: HashMap::from([(10, owner(100))]),
+                denied: 0,
+            },
+        );
+        assert_eq!(cache.get(10).map(|o| o.pid), Some(100));
+        // The supervisor closed its fd and lives on, under the same name: only its fd says so.
+        let fds: HashMap<i32, Vec<u32>> = HashMap::from([(100, vec![]), (200, vec![10])]);
+        let mut rescans = 0;
+        cache.refresh_with(
+            &[10],
+            |inode, o| fds[&o.pid].contains(&inode),
+            |w| {
+                rescans += 1;
+                assert_eq!(w, &HashSet::from([10]));
+                Scan {
+                    found: HashMap::from([(10, owner(200))]),
+                    denied: 0,
+                }
+            },
+        );
+        assert_eq!(rescans, 1);
+        assert_eq!(cache.get(10).map(|o| o.pid), Some(200));
+        // The worker still holds it: trusted without a walk.
+        cache.refresh_with(
+            &[10],
+            |inode, o| fds[&o.pid].contains(&inode),
+            |_| panic!("rescanned"),
+        );
+    }
+
+    #[test]
+    fn the_fd_check_reads_the_link_of_this_process() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+        let pid = std::process::id() as i32;
+        let inode = own_inode(fd);
+        assert!(holds(pid, fd, inode));
+        assert!(!holds(pid, fd, inode + 1), "another socket");
+        drop(listener);
+        assert!(!holds(pid, fd, inode), "closed");
+        assert!(is_socket_link(b"socket:[42]", 42));
+        assert!(!is_socket_link(b"socket:[421]", 42));
+        assert!(!is_socket_link(b"pipe:[42]", 42));
+    }
+
+    fn own_inode(fd: i32) -> u32 {
+        std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("socket:[")
+            .trim_end_matches(']')
+            .parse::<u32>()
+            .unwrap()
     }
 
     #[test]
@@ -320,18 +403,11 @@ mod tests {
     #[test]
     fn finds_a_socket_of_this_process() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let inode = std::fs::read_link(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&listener)
-        ))
-        .unwrap()
-        .to_string_lossy()
-        .trim_start_matches("socket:[")
-        .trim_end_matches(']')
-        .parse::<u32>()
-        .unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+        let inode = own_inode(fd);
         let scan = scan_proc(&HashSet::from([inode]));
         let found = scan.found.get(&inode).expect("own socket found");
         assert_eq!(found.pid, std::process::id() as i32);
+        assert_eq!(found.fd, fd, "where it was found, for the cheap re-check");
     }
 }

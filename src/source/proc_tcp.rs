@@ -33,6 +33,7 @@ pub fn read(files: &[Option<File>; 2], out: &mut Vec<Socket>) -> io::Result<()> 
                 .map(|e| Socket {
                     addr: canonical(e.local_address.ip()),
                     port: e.local_address.port(),
+                    ifindex: 0,
                     inode: e.inode as u32,
                     depth: e.rx_queue,
                     limit: None,

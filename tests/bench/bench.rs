@@ -158,7 +158,7 @@ fn run(acceptq: &str, expected: usize, sampler_window: Duration) -> Result<bool,
         p.begin_sample();
         p.count_round(0);
         for r in records.iter() {
-            p.observe(0, r.addr, r.port, r.inode, r.rqueue, Some(r.wqueue));
+            p.observe(0, r.endpoint(), r.inode, r.rqueue, Some(r.wqueue));
         }
     });
 

@@ -8,5 +8,6 @@ mod cli;
 mod listeners;
 mod peaks;
 mod readme;
+mod rows;
 mod sampler_cost;
 mod who;

@@ -14,6 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::sync::Mutex;
 
 use acceptq::sampler::{sample_once, Target};
+use acceptq::snapshot::Endpoint;
 use acceptq::source::inet_diag::{Record, STATE_LISTEN};
 use acceptq::source::sock_diag::DiagSocket;
 use acceptq::state::Peaks;
@@ -190,7 +191,14 @@ fn a_sample_allocates_nothing_in_steady_state() {
     for port in &ports {
         let want = u32::from(busy.contains(port));
         assert_eq!(
-            p.listener_max(0, LOCALHOST, *port),
+            p.listener_max(
+                0,
+                Endpoint {
+                    addr: LOCALHOST,
+                    port: *port,
+                    ifindex: 0
+                }
+            ),
             want,
             "listener 127.0.0.1:{port}: peak"
         );
