@@ -52,120 +52,140 @@ pub struct Built {
     pub omitted: usize,
 }
 
-/// Builds the report's metrics and replaces `prev` with this report's counters.
-pub fn build(
-    readings: &[NsReading],
-    peaks: &Peaks,
-    owners: &OwnerCache,
-    filter: &Filter,
-    opts: &ReportOptions,
-    prev: &mut Previous,
-    timestamp: i64,
-) -> Built {
-    let mut next = Previous::default();
-    let mut rows: Vec<Row> = Vec::new();
-    let mut per_ns_rows = vec![0usize; readings.len()];
-    for (pos, reading) in readings.iter().enumerate() {
-        let ns = reading.id;
-        let syn = reading
-            .snap
-            .syn_queue
-            .as_ref()
-            .map(|c| attribute_syn(c, &reading.snap.sockets));
-        for (endpoint, mut group) in group_sockets(&reading.snap.sockets) {
-            let interface = (endpoint.ifindex != 0).then(|| {
-                let name = reading.snap.interfaces.get(&endpoint.ifindex);
-                ifname::tag(endpoint.ifindex, name.map(String::as_str))
-            });
-            group.sort_by_key(|s| s.inode);
-            let syn_depth = syn
-                .as_ref()
-                .map(|m| u64::from(m.get(&endpoint).copied().unwrap_or(0)));
-            for s in &group {
-                if let Some(d) = s.drops {
-                    next.socket_drops.insert((ns, s.inode), d);
-                }
-            }
-            let candidates: Vec<(Option<u16>, Vec<&Socket>)> = if opts.per_socket {
-                group
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| (Some(i as u16), vec![*s]))
-                    .collect()
-            } else {
-                vec![(None, group)]
-            };
-            for (socket, members) in candidates {
-                let key = RowKey {
-                    ns,
-                    addr: endpoint.addr,
-                    port: endpoint.port,
-                    ifindex: endpoint.ifindex,
-                    socket,
-                };
-                let fp = fingerprint(members.iter().map(|s| s.inode));
-                let pairs: Vec<(u32, Option<u32>)> =
-                    members.iter().map(|s| (s.inode, s.drops)).collect();
-                let drops_delta = prev.row_drops_delta(&key, fp, &pairs);
-                next.rows.insert(key, fp);
-                // Each SO_REUSEPORT socket may belong to another process.
-                let owner = owners.owner_of(members.iter().map(|s| s.inode));
-                let row = Row {
-                    drops_delta,
-                    // The SYN queue cannot be split among a group's sockets: socket 0 has it.
-                    syn: syn_depth.filter(|_| socket.unwrap_or(0) == 0),
-                    owner,
-                    interface: interface.clone(),
-                    ..measure(key, pos, members, peaks)
-                };
-                if filter.matches(
-                    &row.key.addr,
-                    row.interface.as_deref(),
-                    row.key.port,
-                    row.owner.map(|o| o.comm.as_str()),
-                ) {
-                    per_ns_rows[pos] += 1;
-                    rows.push(row);
-                }
-            }
-        }
-    }
+/// Everything a report is built from besides the readings and the previous counters.
+pub struct Context<'a> {
+    /// The interval's peaks (the sampler's and the report's own reading).
+    pub peaks: &'a Peaks,
+    pub owners: &'a OwnerCache,
+    pub filter: &'a Filter,
+    pub opts: &'a ReportOptions,
+    /// Nanoseconds since the Unix epoch, the same on every metric of the report.
+    pub timestamp: i64,
+}
 
-    let omitted = rows.len().saturating_sub(opts.max_listeners);
-    let mut omitted_per_ns = vec![0usize; readings.len()];
-    if omitted > 0 {
-        // Keep the rows an operator needs to see (see `rank`).
-        rows.sort_by_key(|r| std::cmp::Reverse(rank(r)));
-        for r in rows.drain(opts.max_listeners..) {
-            omitted_per_ns[r.pos] += 1;
-        }
-        rows.sort_by_key(|r| (r.pos, r.key.addr, r.key.port, r.key.ifindex, r.key.socket));
+/// Builds the report's metrics and replaces `prev` with this report's counters: rows from the
+/// readings, the `--max-listeners` cut, then metrics.
+pub fn build(readings: &[NsReading], ctx: &Context, prev: &mut Previous) -> Built {
+    let mut next = Previous::default();
+    let mut rows = Vec::new();
+    for (pos, reading) in readings.iter().enumerate() {
+        namespace_rows(pos, reading, ctx, prev, &mut next, &mut rows);
     }
+    let mut per_ns_rows = vec![0usize; readings.len()];
+    for r in &rows {
+        per_ns_rows[r.pos] += 1;
+    }
+    let omitted_per_ns = keep_most_important(&mut rows, readings.len(), ctx.opts.max_listeners);
 
     let mut metrics = Vec::with_capacity(rows.len() + readings.len());
     for row in &rows {
-        metrics.push(listener_metric(
-            row,
-            readings[row.pos].name,
-            opts,
-            timestamp,
-        ));
+        metrics.push(listener_metric(row, readings[row.pos].name, ctx));
     }
-    for (ns, reading) in readings.iter().enumerate() {
-        metrics.push(netns_metric(
-            reading,
-            prev,
-            opts,
-            per_ns_rows[ns],
-            omitted_per_ns[ns],
-            timestamp,
-        ));
+    for (pos, reading) in readings.iter().enumerate() {
+        let counts = (per_ns_rows[pos], omitted_per_ns[pos]);
+        metrics.push(netns_metric(reading, prev, ctx, counts));
         if let Some(t) = reading.snap.tcpext {
             next.counters.insert(reading.id, t);
         }
     }
     *prev = next;
-    Built { metrics, omitted }
+    Built {
+        metrics,
+        omitted: omitted_per_ns.iter().sum(),
+    }
+}
+
+/// The rows of one namespace that pass the filter, appended to `rows`; every socket's counters
+/// go to `next`, filtered or not, so a row's delta is right when it is shown again.
+fn namespace_rows<'a>(
+    pos: usize,
+    reading: &NsReading<'a>,
+    ctx: &Context<'a>,
+    prev: &Previous,
+    next: &mut Previous,
+    rows: &mut Vec<Row<'a>>,
+) {
+    let ns = reading.id;
+    let snap = reading.snap;
+    let syn = snap
+        .syn_queue
+        .as_ref()
+        .map(|c| attribute_syn(c, &snap.sockets));
+    for (endpoint, mut group) in group_sockets(&snap.sockets) {
+        let interface = (endpoint.ifindex != 0).then(|| {
+            let name = snap.interfaces.get(&endpoint.ifindex);
+            ifname::tag(endpoint.ifindex, name.map(String::as_str))
+        });
+        group.sort_by_key(|s| s.inode);
+        let syn_depth = syn
+            .as_ref()
+            .map(|m| u64::from(m.get(&endpoint).copied().unwrap_or(0)));
+        for s in &group {
+            if let Some(d) = s.drops {
+                next.socket_drops.insert((ns, s.inode), d);
+            }
+        }
+        for (socket, members) in split(group, ctx.opts.per_socket) {
+            let key = RowKey {
+                ns,
+                addr: endpoint.addr,
+                port: endpoint.port,
+                ifindex: endpoint.ifindex,
+                socket,
+            };
+            let fp = fingerprint(members.iter().map(|s| s.inode));
+            let pairs: Vec<(u32, Option<u32>)> =
+                members.iter().map(|s| (s.inode, s.drops)).collect();
+            let drops_delta = prev.row_drops_delta(&key, fp, &pairs);
+            next.rows.insert(key, fp);
+            // Each SO_REUSEPORT socket may belong to another process.
+            let owner = ctx.owners.owner_of(members.iter().map(|s| s.inode));
+            let row = Row {
+                drops_delta,
+                // The SYN queue cannot be split among a group's sockets: socket 0 has it.
+                syn: syn_depth.filter(|_| socket.unwrap_or(0) == 0),
+                owner,
+                interface: interface.clone(),
+                ..measure(key, pos, members, ctx.peaks)
+            };
+            if ctx.filter.matches(
+                &row.key.addr,
+                row.interface.as_deref(),
+                row.key.port,
+                row.owner.map(|o| o.comm.as_str()),
+            ) {
+                rows.push(row);
+            }
+        }
+    }
+}
+
+/// One row for an SO_REUSEPORT group (sorted by inode), or with `--per-socket` one per socket,
+/// each with its rank in the group.
+fn split(group: Vec<&Socket>, per_socket: bool) -> Vec<(Option<u16>, Vec<&Socket>)> {
+    if per_socket {
+        group
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (Some(i as u16), vec![*s]))
+            .collect()
+    } else {
+        vec![(None, group)]
+    }
+}
+
+/// Applies `--max-listeners`: keeps the `max` rows an operator most needs to see (see `rank`),
+/// in report order, and returns how many were left out of each of `namespaces`.
+fn keep_most_important(rows: &mut Vec<Row>, namespaces: usize, max: usize) -> Vec<usize> {
+    let mut omitted = vec![0usize; namespaces];
+    if rows.len() > max {
+        rows.sort_by_key(|r| std::cmp::Reverse(rank(r)));
+        for r in rows.drain(max..) {
+            omitted[r.pos] += 1;
+        }
+        rows.sort_by_key(|r| (r.pos, r.key.addr, r.key.port, r.key.ifindex, r.key.socket));
+    }
+    omitted
 }
 
 /// Groups sockets into listeners: an SO_REUSEPORT group shares address, port and device;
@@ -275,7 +295,8 @@ fn rank(r: &Row) -> (u64, u64, u64, u64, u64, u64) {
     )
 }
 
-fn listener_metric(row: &Row, ns_name: &str, opts: &ReportOptions, timestamp: i64) -> Metric {
+fn listener_metric(row: &Row, ns_name: &str, ctx: &Context) -> Metric {
+    let opts = ctx.opts;
     let mut tags = vec![
         ("address", row.key.addr.to_string()),
         ("port", row.key.port.to_string()),
@@ -322,19 +343,19 @@ fn listener_metric(row: &Row, ns_name: &str, opts: &ReportOptions, timestamp: i6
         name: LISTENER,
         tags,
         fields,
-        timestamp,
+        timestamp: ctx.timestamp,
     }
 }
 
+/// The namespace's row; `(rows, omitted)`: its listener rows after filters, and how many of
+/// them `--max-listeners` left out.
 fn netns_metric(
     reading: &NsReading,
     prev: &Previous,
-    opts: &ReportOptions,
-    rows: usize,
-    omitted: usize,
-    timestamp: i64,
+    ctx: &Context,
+    (rows, omitted): (usize, usize),
 ) -> Metric {
-    let tags = if opts.netns_tag {
+    let tags = if ctx.opts.netns_tag {
         vec![("netns", reading.name.to_string())]
     } else {
         Vec::new()
@@ -361,7 +382,7 @@ fn netns_metric(
         name: NETNS,
         tags,
         fields,
-        timestamp,
+        timestamp: ctx.timestamp,
     }
 }
 
@@ -410,20 +431,36 @@ mod tests {
         }
     }
 
+    /// The one way tests build a report: defaults for the filter and the timestamp.
+    fn report_with(
+        readings: &[NsReading],
+        peaks: &Peaks,
+        owners: &OwnerCache,
+        opts: &ReportOptions,
+        prev: &mut Previous,
+    ) -> Built {
+        let ctx = Context {
+            peaks,
+            owners,
+            filter: &Filter::default(),
+            opts,
+            timestamp: 1,
+        };
+        build(readings, &ctx, prev)
+    }
+
     fn run(snap: &NetnsSnapshot, prev: &mut Previous, o: &ReportOptions) -> Vec<Metric> {
         let readings = [NsReading {
             id: 0,
             name: "default",
             snap,
         }];
-        build(
+        report_with(
             &readings,
             &Peaks::default(),
             &OwnerCache::default(),
-            &Filter::default(),
             o,
             prev,
-            1,
         )
         .metrics
     }
@@ -616,14 +653,12 @@ mod tests {
             ..opts()
         };
         let mut prev = Previous::default();
-        let m = build(
+        let m = report_with(
             &readings,
             &Peaks::default(),
             &owners,
-            &Filter::default(),
             &per_socket,
             &mut prev,
-            1,
         )
         .metrics;
         let who: Vec<_> = m[..2]
@@ -638,16 +673,7 @@ mod tests {
             ]
         );
         // The summed row names the lowest pid of the group.
-        let m = build(
-            &readings,
-            &Peaks::default(),
-            &owners,
-            &Filter::default(),
-            &opts(),
-            &mut prev,
-            1,
-        )
-        .metrics;
+        let m = report_with(&readings, &Peaks::default(), &owners, &opts(), &mut prev).metrics;
         assert_eq!(
             (m[0].tag("process"), m[0].field("pid")),
             (Some("other"), Some(Value::Int(200)))
@@ -723,17 +749,7 @@ mod tests {
             };
             // Twice, so the second report carries deltas.
             for _ in 0..2 {
-                for m in build(
-                    &readings,
-                    &peaks,
-                    &owners,
-                    &Filter::default(),
-                    &o,
-                    &mut prev,
-                    1,
-                )
-                .metrics
-                {
+                for m in report_with(&readings, &peaks, &owners, &o, &mut prev).metrics {
                     let spec = SCHEMA
                         .iter()
                         .find(|s| s.name == m.name)
@@ -817,14 +833,12 @@ mod tests {
             max_listeners: 3,
             ..opts()
         };
-        let built = build(
+        let built = report_with(
             &readings,
             &Peaks::default(),
             &OwnerCache::default(),
-            &Filter::default(),
             &o,
             &mut prev,
-            1,
         );
         assert_eq!(built.omitted, 7);
         // Depths are 0,1,2,3,0,1,2,3,0,1: the two 3s and one 2 stay.
@@ -861,15 +875,7 @@ mod tests {
             name: "default",
             snap,
         }];
-        build(
-            &readings,
-            peaks,
-            &OwnerCache::default(),
-            &Filter::default(),
-            o,
-            prev,
-            1,
-        )
+        report_with(&readings, peaks, &OwnerCache::default(), o, prev)
     }
 
     #[test]

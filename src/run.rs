@@ -131,15 +131,14 @@ impl Reporter {
             .collect();
         let empty = OwnerCache::default();
         let owners = self.owners.as_ref().unwrap_or(&empty);
-        let built = report::build(
-            &readings,
-            &self.peaks,
+        let ctx = report::Context {
+            peaks: &self.peaks,
             owners,
-            &self.filter,
-            &self.opts,
-            &mut self.prev,
+            filter: &self.filter,
+            opts: &self.opts,
             timestamp,
-        );
+        };
+        let built = report::build(&readings, &ctx, &mut self.prev);
         if built.omitted > 0 {
             self.warnings.once(
                 "max-listeners",
