@@ -11,7 +11,9 @@ use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NlasIterator, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_sock_diag::{
-    constants::{AF_INET, AF_INET6, INET_DIAG_SKMEMINFO, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY},
+    constants::{
+        AF_INET, AF_INET6, INET_DIAG_INFO, INET_DIAG_SKMEMINFO, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY,
+    },
     inet::{ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags},
     SockDiagMessage,
 };
@@ -23,6 +25,34 @@ pub const NLMSG_DONE: u16 = 3;
 pub const STATE_LISTEN: u32 = 1 << 10;
 /// `TCP_NEW_SYN_RECV` (12): request sockets in the SYN queue. The crate has no constant for it.
 pub const STATE_NEW_SYN_RECV: u32 = 1 << 12;
+
+/// The states a connection still waiting in an accept queue can be in: `TCP_ESTABLISHED` (1),
+/// `TCP_CLOSE_WAIT` (8) when the client already closed, and `TCP_SYN_RECV` (3) for a Fast Open
+/// child. Asking for `TCP_SYN_RECV` makes the kernel add `TCP_NEW_SYN_RECV` request sockets too
+/// (`inet_diag_dump_icsk`); they come back as state 3 without `INET_DIAG_INFO` and are told
+/// apart by that.
+pub const STATES_QUEUED_CHILD: u32 = (1 << 1) | (1 << 3) | (1 << 8);
+
+/// `INET_DIAG_REQ_BYTECODE`: the request attribute carrying a filter program.
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
+/// Bytecode op codes of `include/uapi/linux/inet_diag.h`. Only the local-port comparisons and
+/// the jump are used: they exist since the first inet_diag (the newer `S_EQ` does not).
+const INET_DIAG_BC_JMP: u8 = 1;
+const INET_DIAG_BC_S_GE: u8 = 2;
+const INET_DIAG_BC_S_LE: u8 = 3;
+/// Size of `struct inet_diag_bc_op` (code, yes, no).
+const BC_OP: usize = 4;
+/// A port range in the filter: `S_GE lo`, `S_LE hi` (each an op and a follow-on op holding the
+/// port), then a jump to the end (accept). The last range needs no jump.
+const BC_RANGE: usize = 4 * BC_OP;
+const BC_RANGE_AND_JUMP: usize = BC_RANGE + BC_OP;
+/// At most this many port ranges in one filter: the kernel runs the program on every socket of
+/// the asked states, so nearby ranges are merged past this (the caller matches ports again).
+pub const MAX_PORT_RANGES: usize = 64;
+
+/// `tcpi_last_data_sent` in `struct tcp_info`: eight u8 fields, then `rto`, `ato`, `snd_mss`,
+/// `rcv_mss`, `unacked`, `sacked`, `lost`, `retrans`, `fackets` (u32 each).
+const TCPI_LAST_DATA_SENT: usize = 44;
 
 /// Size of `struct inet_diag_msg`, after which the attributes start.
 const INET_DIAG_MSG_LEN: usize = 72;
@@ -52,6 +82,27 @@ pub struct Record {
     pub wqueue: u32,
     /// `sk_drops`, when the reply carried `INET_DIAG_SKMEMINFO` long enough to hold it.
     pub drops: Option<u32>,
+    /// The `tcp_info` of a full TCP socket, when `INET_DIAG_INFO` was asked for and sent
+    /// (never for listeners' request sockets).
+    pub tcp_info: Option<TcpInfo>,
+}
+
+/// The fields of `struct tcp_info` acceptq reads, each present only when the kernel's struct
+/// is long enough to hold it: older kernels send shorter ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpInfo {
+    /// `tcpi_last_data_sent`: ms (jiffy resolution) since this socket last sent data, or for a
+    /// child not yet accepted, since its handshake completed.
+    pub last_data_sent: Option<u32>,
+}
+
+impl TcpInfo {
+    /// Reads `INET_DIAG_INFO`'s value by offset; a field cut short is `None`, the rest stands.
+    pub fn parse(value: &[u8]) -> TcpInfo {
+        TcpInfo {
+            last_data_sent: read_u32(value, TCPI_LAST_DATA_SENT / 4),
+        }
+    }
 }
 
 impl Record {
@@ -108,6 +159,112 @@ impl std::error::Error for DecodeError {}
 
 /// Serialises a TCP dump request into `out` (cleared first), using the crate's layout.
 pub fn build_request(out: &mut Vec<u8>, family: u8, states: u32, with_meminfo: bool, seq: u32) {
+    let extensions = if with_meminfo {
+        ExtensionFlags::SKMEMINFO
+    } else {
+        ExtensionFlags::empty()
+    };
+    build(out, family, states, extensions, seq);
+}
+
+/// Serialises a dump of the connections waiting in accept queues (see [`STATES_QUEUED_CHILD`])
+/// on the local ports `bytecode` accepts ([`port_filter`]), with `tcp_info` and nothing else.
+pub fn build_children_request(out: &mut Vec<u8>, family: u8, bytecode: &[u8], seq: u32) {
+    build(out, family, STATES_QUEUED_CHILD, ExtensionFlags::INFO, seq);
+    if bytecode.is_empty() {
+        return;
+    }
+    // The crate cannot carry request attributes: append the nlattr and fix nlmsg_len.
+    let nla_len = 4 + bytecode.len();
+    out.extend_from_slice(&(nla_len as u16).to_ne_bytes());
+    out.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+    out.extend_from_slice(bytecode);
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+    let len = out.len() as u32;
+    out[..4].copy_from_slice(&len.to_ne_bytes());
+}
+
+/// Writes into `out` (cleared first) an inet_diag filter program accepting sockets whose local
+/// port is in `ports` (sorted or not). Consecutive ports share one range; past
+/// [`MAX_PORT_RANGES`] the ranges closest together are merged, so the program may accept
+/// more ports than asked, never fewer. Empty `ports`: an empty program (no filter).
+///
+/// The kernel runs the program from its start: an op whose test holds moves on by `yes` bytes,
+/// else by `no`; running off the end exactly accepts, jumping past it (by 4) rejects
+/// (`inet_diag_bc_run`). `inet_diag_bc_audit` wants every jump a multiple of 4, at least the
+/// op's size, landing on an op boundary or at most 4 past the end.
+pub fn port_filter(ports: &[u16], out: &mut Vec<u8>) {
+    out.clear();
+    let ranges = port_ranges(ports, MAX_PORT_RANGES);
+    let total = (ranges.len() * BC_RANGE_AND_JUMP).saturating_sub(BC_OP);
+    for (i, &(lo, hi)) in ranges.iter().enumerate() {
+        let last = i + 1 == ranges.len();
+        // On failure, go to the next range's first op; from the last range, to the end + 4.
+        let block = if last { BC_RANGE } else { BC_RANGE_AND_JUMP };
+        let fail_ge = if last { block + BC_OP } else { block };
+        let fail_le = fail_ge - 2 * BC_OP;
+        push_op(out, INET_DIAG_BC_S_GE, 2 * BC_OP, fail_ge);
+        push_op(out, 0, 0, usize::from(lo));
+        push_op(out, INET_DIAG_BC_S_LE, 2 * BC_OP, fail_le);
+        push_op(out, 0, 0, usize::from(hi));
+        if !last {
+            // Matched: jump to the very end, which accepts. `yes` is never taken by a jump.
+            let to_end = total - out.len();
+            push_op(out, INET_DIAG_BC_JMP, BC_OP, to_end);
+        }
+    }
+    debug_assert_eq!(out.len(), total);
+}
+
+fn push_op(out: &mut Vec<u8>, code: u8, yes: usize, no: usize) {
+    out.push(code);
+    out.push(yes as u8);
+    out.extend_from_slice(&(no as u16).to_ne_bytes());
+}
+
+/// `ports` as at most `max` inclusive ranges, sorted: runs of consecutive ports become one
+/// range, then the smallest gaps between ranges are closed until `max` remain.
+pub fn port_ranges(ports: &[u16], max: usize) -> Vec<(u16, u16)> {
+    let mut sorted = ports.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut ranges: Vec<(u16, u16)> = Vec::new();
+    for p in sorted {
+        match ranges.last_mut() {
+            Some((_, hi)) if u32::from(*hi) + 1 == u32::from(p) => *hi = p,
+            _ => ranges.push((p, p)),
+        }
+    }
+    if ranges.len() > max.max(1) {
+        // Keep the max - 1 widest gaps as the places where ranges stay apart.
+        let mut gaps: Vec<(u16, usize)> = ranges
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| (w[1].0 - w[0].1, i))
+            .collect();
+        gaps.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut split = vec![false; ranges.len()];
+        for &(_, i) in gaps.iter().take(max.max(1) - 1) {
+            split[i] = true;
+        }
+        let mut merged: Vec<(u16, u16)> = Vec::with_capacity(max);
+        let mut start = ranges[0].0;
+        for (i, r) in ranges.iter().enumerate() {
+            if split[i] || i + 1 == ranges.len() {
+                merged.push((start, r.1));
+                if let Some(next) = ranges.get(i + 1) {
+                    start = next.0;
+                }
+            }
+        }
+        ranges = merged;
+    }
+    ranges
+}
+
+fn build(out: &mut Vec<u8>, family: u8, states: u32, extensions: ExtensionFlags, seq: u32) {
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     header.sequence_number = seq;
@@ -115,11 +272,6 @@ pub fn build_request(out: &mut Vec<u8>, family: u8, states: u32, with_meminfo: b
         SocketId::new_v6()
     } else {
         SocketId::new_v4()
-    };
-    let extensions = if with_meminfo {
-        ExtensionFlags::SKMEMINFO
-    } else {
-        ExtensionFlags::empty()
     };
     let mut msg = NetlinkMessage::new(
         header,
@@ -141,11 +293,12 @@ pub fn build_request(out: &mut Vec<u8>, family: u8, states: u32, with_meminfo: b
 
 /// Decodes one datagram of a dump reply, calling `on_record` for every socket record that
 /// belongs to the request numbered `seq`. Messages of other sequence numbers are skipped: they
-/// are leftovers of an earlier dump and must not be counted twice.
+/// are leftovers of an earlier dump and must not be counted twice. `with_attributes`: the
+/// request asked for an extension, so the records' attributes are worth reading.
 pub fn decode_datagram(
     datagram: &[u8],
     seq: u32,
-    with_meminfo: bool,
+    with_attributes: bool,
     on_record: &mut dyn FnMut(&Record),
 ) -> Result<Step, DecodeError> {
     let mut rest = datagram;
@@ -188,7 +341,7 @@ pub fn decode_datagram(
                 }
                 return Err(DecodeError::Kernel(errno.saturating_neg()));
             }
-            SOCK_DIAG_BY_FAMILY => on_record(&decode_record(payload, with_meminfo)?),
+            SOCK_DIAG_BY_FAMILY => on_record(&decode_record(payload, with_attributes)?),
             _ => {}
         }
     }
@@ -203,8 +356,9 @@ fn message_len_claim(buf: &[u8]) -> usize {
     }
 }
 
-/// Decodes one `inet_diag_msg` and, when SKMEMINFO was asked for, its attributes.
-pub fn decode_record(payload: &[u8], with_meminfo: bool) -> Result<Record, DecodeError> {
+/// Decodes one `inet_diag_msg` and, when an extension was asked for, its SKMEMINFO and INFO
+/// attributes.
+pub fn decode_record(payload: &[u8], with_attributes: bool) -> Result<Record, DecodeError> {
     if payload.len() < INET_DIAG_MSG_LEN {
         return Err(DecodeError::Truncated {
             what: "inet_diag_msg",
@@ -220,17 +374,20 @@ pub fn decode_record(payload: &[u8], with_meminfo: bool) -> Result<Record, Decod
         }
     })?;
     let mut drops = None;
-    // The crate's MemInfo rejects a shorter SKMEMINFO (older kernels) and would lose the whole
-    // record, so the attribute is read by offset and only `drops` depends on its length.
-    let attributes = if with_meminfo {
+    let mut tcp_info = None;
+    // The crate's MemInfo and TcpInfo reject shorter structs (older kernels) and would lose the
+    // whole record, so attributes are read by offset and each field depends on its own length.
+    let attributes = if with_attributes {
         &payload[INET_DIAG_MSG_LEN..]
     } else {
         &[][..]
     };
     for nla in NlasIterator::new(attributes) {
         let Ok(nla) = nla else { break };
-        if nla.kind() == INET_DIAG_SKMEMINFO {
-            drops = read_u32(nla.value(), SK_MEMINFO_DROPS);
+        match nla.kind() {
+            INET_DIAG_SKMEMINFO => drops = read_u32(nla.value(), SK_MEMINFO_DROPS),
+            INET_DIAG_INFO => tcp_info = Some(TcpInfo::parse(nla.value())),
+            _ => {}
         }
     }
     Ok(Record {
@@ -242,6 +399,7 @@ pub fn decode_record(payload: &[u8], with_meminfo: bool) -> Result<Record, Decod
         rqueue: header.recv_queue,
         wqueue: header.send_queue,
         drops,
+        tcp_info,
     })
 }
 
@@ -398,6 +556,7 @@ mod tests {
                 rqueue: 3,
                 wqueue: 2,
                 drops: Some(14),
+                tcp_info: None,
             }]
         );
     }
@@ -511,5 +670,232 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// The kernel's `inet_diag_bc_audit` for the ops we emit, as its source reads: each op's
+    /// `yes` and `no` (but a NOP's `no`) a multiple of 4, at least the op's size, at most 4 past
+    /// the end, a `no` inside the program landing on an op reached by `yes` steps.
+    fn audit(bc: &[u8]) -> Result<(), String> {
+        let op = |at: usize| {
+            (
+                bc[at],
+                bc[at + 1] as usize,
+                u16::from_ne_bytes([bc[at + 2], bc[at + 3]]) as usize,
+            )
+        };
+        // valid_cc: walking from the start by `yes` steps reaches `target`.
+        let boundary = |target: usize| {
+            let mut at = 0;
+            while at < bc.len() {
+                if at == target {
+                    return true;
+                }
+                if at > target {
+                    return false;
+                }
+                let yes = op(at).1;
+                if yes < 4 || yes % 4 != 0 {
+                    return false;
+                }
+                at += yes;
+            }
+            false
+        };
+        if bc.len() < 4 {
+            return Err("shorter than one op".into());
+        }
+        let mut at = 0;
+        while at < bc.len() {
+            let len = bc.len() - at;
+            let (code, yes, no) = op(at);
+            let min_len = match code {
+                INET_DIAG_BC_S_GE | INET_DIAG_BC_S_LE => 8,
+                INET_DIAG_BC_JMP => 4,
+                c => return Err(format!("op {c} at {at} not expected")),
+            };
+            if len < min_len {
+                return Err(format!("op at {at} runs past the end"));
+            }
+            if no < min_len || no > len + 4 || no % 4 != 0 {
+                return Err(format!("bad no {no} at {at} (len {len})"));
+            }
+            if no < len && !boundary(at + no) {
+                return Err(format!("no {no} at {at} lands inside an op"));
+            }
+            if yes < min_len || yes > len + 4 || yes % 4 != 0 {
+                return Err(format!("bad yes {yes} at {at}"));
+            }
+            at += yes;
+        }
+        if at == bc.len() {
+            Ok(())
+        } else {
+            Err("program does not end on an op boundary".into())
+        }
+    }
+
+    /// The kernel's `inet_diag_bc_run` for a socket with local port `sport`.
+    fn run(bc: &[u8], sport: u16) -> bool {
+        let mut at = 0i64;
+        let len = bc.len() as i64;
+        while at < len {
+            let i = at as usize;
+            let (code, yes, no) = (
+                bc[i],
+                bc[i + 1] as i64,
+                u16::from_ne_bytes([bc[i + 2], bc[i + 3]]) as i64,
+            );
+            let arg = || u16::from_ne_bytes([bc[i + 6], bc[i + 7]]);
+            let hold = match code {
+                INET_DIAG_BC_JMP => false,
+                INET_DIAG_BC_S_GE => sport >= arg(),
+                INET_DIAG_BC_S_LE => sport <= arg(),
+                _ => true,
+            };
+            at += if hold { yes } else { no };
+        }
+        at == len
+    }
+
+    #[test]
+    fn port_filter_passes_the_kernel_audit_and_accepts_exactly_its_ports() {
+        let cases: Vec<Vec<u16>> = vec![
+            vec![80],
+            vec![0],
+            vec![65535],
+            vec![80, 81, 82],
+            vec![443, 80, 8080, 80],
+            vec![1, 3, 5, 7, 65534, 65535],
+            (1000..1010).chain([2000, 3000]).collect(),
+        ];
+        let mut bc = Vec::new();
+        for ports in cases {
+            port_filter(&ports, &mut bc);
+            audit(&bc).unwrap_or_else(|e| panic!("{ports:?}: {e}"));
+            for p in (0..=u16::MAX)
+                .step_by(1)
+                .filter(|p| p % 97 == 0 || ports.iter().any(|q| q.abs_diff(*p) <= 2))
+            {
+                assert_eq!(run(&bc, p), ports.contains(&p), "{ports:?} port {p}");
+            }
+        }
+        port_filter(&[], &mut bc);
+        assert!(
+            bc.is_empty(),
+            "no ports: no program, not a program rejecting all"
+        );
+    }
+
+    #[test]
+    fn port_filter_merges_the_nearest_ranges_past_its_cap() {
+        // Twice the cap of lone ports, in pairs 10 apart with 1000 between pairs.
+        let ports: Vec<u16> = (0..MAX_PORT_RANGES as u16)
+            .flat_map(|i| [1000 + i * 1000, 1010 + i * 1000])
+            .collect();
+        let ranges = port_ranges(&ports, MAX_PORT_RANGES);
+        assert_eq!(ranges.len(), MAX_PORT_RANGES);
+        assert!(ranges.iter().all(|(lo, hi)| hi - lo == 10), "{ranges:?}");
+        let mut bc = Vec::new();
+        port_filter(&ports, &mut bc);
+        audit(&bc).unwrap();
+        assert_eq!(bc.len(), MAX_PORT_RANGES * BC_RANGE_AND_JUMP - BC_OP);
+        for p in &ports {
+            assert!(run(&bc, *p), "port {p} must still pass");
+        }
+        assert!(!run(&bc, 1500), "a wide gap stays closed");
+    }
+
+    #[test]
+    fn children_request_carries_the_filter_and_asks_tcp_info_only() {
+        let mut bc = Vec::new();
+        port_filter(&[8080], &mut bc);
+        let mut buf = Vec::new();
+        build_children_request(&mut buf, AF_INET6, &bc, 3);
+        assert_eq!(buf.len(), 16 + 56 + 4 + bc.len());
+        assert_eq!(
+            u32::from_ne_bytes(buf[..4].try_into().unwrap()) as usize,
+            buf.len(),
+            "nlmsg_len"
+        );
+        assert_eq!(buf[18], 1 << (INET_DIAG_INFO - 1), "idiag_ext: INFO only");
+        assert_eq!(
+            u32::from_ne_bytes(buf[20..24].try_into().unwrap()),
+            (1 << 1) | (1 << 3) | (1 << 8),
+            "ESTABLISHED, SYN_RECV, CLOSE_WAIT"
+        );
+        assert_eq!(
+            u16::from_ne_bytes([buf[72], buf[73]]) as usize,
+            4 + bc.len(),
+            "nla_len"
+        );
+        assert_eq!(
+            u16::from_ne_bytes([buf[74], buf[75]]),
+            INET_DIAG_REQ_BYTECODE
+        );
+        assert_eq!(&buf[76..], &bc[..]);
+    }
+
+    /// An `INET_DIAG_INFO` attribute holding the first `len` bytes of a tcp_info whose
+    /// `tcpi_last_data_sent` is `sent`.
+    fn info_attr(len: usize, sent: u32) -> Vec<u8> {
+        let mut info = vec![0u8; 232]; // struct tcp_info of 6.x kernels
+        info[0] = 1; // tcpi_state
+        info[TCPI_LAST_DATA_SENT..TCPI_LAST_DATA_SENT + 4].copy_from_slice(&sent.to_ne_bytes());
+        info[52..56].copy_from_slice(&7u32.to_ne_bytes()); // tcpi_last_data_recv: not the wait
+        let mut a = Vec::new();
+        a.extend_from_slice(&((4 + len) as u16).to_ne_bytes());
+        a.extend_from_slice(&INET_DIAG_INFO.to_ne_bytes());
+        a.extend_from_slice(&info[..len]);
+        while a.len() % 4 != 0 {
+            a.push(0);
+        }
+        a
+    }
+
+    #[test]
+    fn tcp_info_is_read_by_offset_and_a_short_struct_loses_only_missing_fields() {
+        for len in 0..=232 {
+            let mut body = inet_diag_msg(2, 1, &[127, 0, 0, 1], 8080, 0, 0, 0, 0, 0);
+            body.extend_from_slice(&info_attr(len, 2508));
+            let r = decode_record(&body, true).unwrap();
+            let want = (len >= TCPI_LAST_DATA_SENT + 4).then_some(2508);
+            assert_eq!(
+                r.tcp_info,
+                Some(TcpInfo {
+                    last_data_sent: want
+                }),
+                "struct of {len} bytes"
+            );
+            assert_eq!((r.port, r.inode, r.state), (8080, 0, 1));
+        }
+        // Without INFO (a request socket, or not asked for): no tcp_info at all.
+        let body = inet_diag_msg(2, 3, &[127, 0, 0, 1], 8080, 0, 0, 0, 0, 0);
+        assert_eq!(decode_record(&body, true).unwrap().tcp_info, None);
+    }
+
+    #[test]
+    fn a_child_record_cut_at_every_offset_is_an_error_or_whole() {
+        let mut body = inet_diag_msg(
+            10,
+            8,
+            &Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped().octets(),
+            443,
+            0,
+            0,
+            0,
+            0,
+            0,
+        );
+        body.extend_from_slice(&info_attr(232, 1200));
+        let mut d = Vec::new();
+        message(&mut d, SOCK_DIAG_BY_FAMILY, 2, 1, &body);
+        let (step, recs) = collect(&d, 1);
+        assert_eq!(step, Ok(Step::More));
+        assert_eq!(recs[0].tcp_info.and_then(|t| t.last_data_sent), Some(1200));
+        assert_eq!(recs[0].addr, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+        for cut in 1..d.len() {
+            let (r, recs) = collect(&d[..cut], 1);
+            assert!(r.is_err() && recs.is_empty(), "cut at {cut} gave {r:?}");
+        }
     }
 }

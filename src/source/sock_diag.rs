@@ -45,6 +45,19 @@ impl std::fmt::Display for DiagError {
 
 impl std::error::Error for DiagError {}
 
+/// What one dump asks for.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    Sockets {
+        states: u32,
+        with_meminfo: bool,
+    },
+    /// Accept-queue children on the local ports this filter program accepts.
+    Children {
+        bytecode: &'a [u8],
+    },
+}
+
 pub struct DiagSocket {
     sock: Socket,
     /// The namespace the socket lives in (`None`: ours), kept to open a replacement.
@@ -121,7 +134,11 @@ impl DiagSocket {
             if self.poisoned {
                 self.reopen()?;
             }
-            match self.dump_family(family, states, with_meminfo, None, &mut |r| out.push(*r)) {
+            let request = Request::Sockets {
+                states,
+                with_meminfo,
+            };
+            match self.dump_family(family, request, None, &mut |r| out.push(*r)) {
                 Err(e) if attempt < RETRIES && e.retryable() => attempt += 1,
                 other => return other,
             }
@@ -141,7 +158,28 @@ impl DiagSocket {
             self.reopen()?;
         }
         for family in FAMILIES {
-            self.dump_family(family, states, with_meminfo, deadline, on_record)?;
+            let request = Request::Sockets {
+                states,
+                with_meminfo,
+            };
+            self.dump_family(family, request, deadline, on_record)?;
+        }
+        Ok(())
+    }
+
+    /// Dumps the connections waiting in accept queues whose local port `bytecode` accepts
+    /// ([`inet_diag::port_filter`]), with their `tcp_info`, IPv4 then IPv6, as [`Self::dump`].
+    pub fn dump_children(
+        &mut self,
+        bytecode: &[u8],
+        deadline: Option<Instant>,
+        on_record: &mut dyn FnMut(&Record),
+    ) -> Result<(), DiagError> {
+        if self.poisoned {
+            self.reopen()?;
+        }
+        for family in FAMILIES {
+            self.dump_family(family, Request::Children { bytecode }, deadline, on_record)?;
         }
         Ok(())
     }
@@ -149,13 +187,24 @@ impl DiagSocket {
     fn dump_family(
         &mut self,
         family: u8,
-        states: u32,
-        with_meminfo: bool,
+        request: Request,
         deadline: Option<Instant>,
         on_record: &mut dyn FnMut(&Record),
     ) -> Result<(), DiagError> {
         self.seq = self.seq.wrapping_add(1);
-        inet_diag::build_request(&mut self.req, family, states, with_meminfo, self.seq);
+        let with_attributes = match request {
+            Request::Sockets {
+                states,
+                with_meminfo,
+            } => {
+                inet_diag::build_request(&mut self.req, family, states, with_meminfo, self.seq);
+                with_meminfo
+            }
+            Request::Children { bytecode } => {
+                inet_diag::build_children_request(&mut self.req, family, bytecode, self.seq);
+                true
+            }
+        };
         loop {
             match self.sock.send(&self.req, 0) {
                 Ok(_) => break,
@@ -190,7 +239,7 @@ impl DiagSocket {
                 )));
             }
             let step =
-                inet_diag::decode_datagram(&self.buf[..n], self.seq, with_meminfo, &mut |r| {
+                inet_diag::decode_datagram(&self.buf[..n], self.seq, with_attributes, &mut |r| {
                     records += 1;
                     on_record(r)
                 });
@@ -292,5 +341,35 @@ mod tests {
         let mut records = Vec::new();
         sock.dump_into(STATE_LISTEN, false, &mut records).unwrap();
         assert!(!sock.poisoned);
+    }
+
+    #[test]
+    fn dumps_queued_children_with_their_wait_and_not_the_accepted_one() {
+        use crate::source::inet_diag::port_filter;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _clients: Vec<TcpStream> = (0..3)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        let (_accepted, _) = listener.accept().unwrap();
+        // An unrelated listener with a queued child on another port: filtered out.
+        let other = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _other_client = TcpStream::connect(other.local_addr().unwrap()).unwrap();
+        let mut bytecode = Vec::new();
+        port_filter(&[port], &mut bytecode);
+        let mut sock = DiagSocket::open(None).unwrap();
+        let mut queued = 0;
+        let mut accepted = 0;
+        sock.dump_children(&bytecode, None, &mut |r| {
+            assert_eq!(r.port, port, "only the filtered port comes back");
+            assert!(r.tcp_info.and_then(|t| t.last_data_sent).is_some());
+            if r.inode == 0 {
+                queued += 1;
+            } else {
+                accepted += 1;
+            }
+        })
+        .unwrap();
+        assert_eq!((queued, accepted), (2, 1));
     }
 }
