@@ -94,6 +94,10 @@ pub struct Args {
     #[arg(long)]
     pub no_syn_queue: bool,
 
+    /// Do not measure how long connections have waited in accept queues (`queue_wait_max`)
+    #[arg(long)]
+    pub no_queue_wait: bool,
+
     /// Watch this network namespace instead of our own: a name from `ip netns` or a path such
     /// as /proc/PID/ns/net (repeatable; needs CAP_SYS_ADMIN)
     #[arg(long = "netns", value_name = "NAME|PATH")]

@@ -112,6 +112,14 @@ pub const SCHEMA: [MeasurementSpec; 2] = [
             f("drops", Kind::Counter, "packets", "sk_drops of the socket(s): SYNs and ACKs dropped by the listener (tracks ListenDrops)", Some(("derive", "drops"))),
             f("drops_delta", Kind::Delta, "packets", "drops since the previous report", None),
             f("syn_queue_depth", Kind::Gauge, "requests", "half-open requests (TCP_NEW_SYN_RECV) for this address and port", Some(("queue_length", "syn_depth"))),
+            FieldSpec {
+                name: "queue_wait_max",
+                kind: Kind::Gauge,
+                float: true,
+                unit: "seconds",
+                help: "how long the oldest connection now in the accept queue has waited (tcpi_last_data_sent of queued children, jiffy resolution); absent when the queue is empty; an SO_REUSEPORT group's oldest",
+                collectd: Some(("duration", "queue_wait_max")),
+            },
             f("sockets", Kind::Gauge, "sockets", "sockets behind this row (SO_REUSEPORT group size)", Some(("count", "sockets"))),
             f("pid", Kind::Gauge, "", "pid of the process named in `process`", None),
         ],
@@ -214,5 +222,88 @@ mod tests {
                 assert!(seen.insert(name), "{name} twice in {}", m.name);
             }
         }
+    }
+
+    /// One listener row waiting 2.5 s, as every encoder gets it.
+    fn waiting() -> Vec<Metric> {
+        vec![Metric {
+            name: LISTENER,
+            tags: vec![("address", "127.0.0.1".into()), ("port", "8080".into())],
+            fields: vec![
+                ("queue_depth", Value::Int(2)),
+                ("queue_wait_max", Value::Float(2.5)),
+            ],
+            timestamp: 1_700_000_000_000_000_000,
+        }]
+    }
+
+    fn encoded(e: &mut dyn crate::encode::Encoder) -> String {
+        let mut out = Vec::new();
+        e.encode(&waiting(), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn queue_wait_max_is_a_float_of_seconds_in_influx() {
+        use influxdb_line_protocol::{parse_lines, FieldValue};
+        let text = encoded(&mut crate::encode::influx::Influx);
+        let line = parse_lines(&text).next().unwrap().unwrap();
+        let field = line
+            .field_set
+            .iter()
+            .find(|(k, _)| *k == "queue_wait_max")
+            .map(|(_, v)| v.clone());
+        assert_eq!(field, Some(FieldValue::F64(2.5)), "{text}");
+    }
+
+    #[test]
+    fn queue_wait_max_is_a_float_of_seconds_in_json() {
+        let text = encoded(&mut crate::encode::json::JsonLines);
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(v["fields"]["queue_wait_max"].as_f64(), Some(2.5), "{text}");
+        assert!(v["fields"]["queue_wait_max"].is_f64());
+    }
+
+    #[test]
+    fn queue_wait_max_is_a_seconds_gauge_in_prometheus() {
+        let text = encoded(&mut crate::encode::prometheus::Prometheus);
+        assert!(
+            text.contains("# TYPE acceptq_listener_queue_wait_max_seconds gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "acceptq_listener_queue_wait_max_seconds{address=\"127.0.0.1\",port=\"8080\"} 2.5\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn queue_wait_max_is_a_duration_in_collectd() {
+        use crate::encode::collectd::{tests::parse_putval, Collectd};
+        let text = encoded(&mut Collectd::new("h", std::time::Duration::from_secs(10)));
+        let wait: Vec<_> = text
+            .lines()
+            .map(|l| parse_putval(l).unwrap())
+            .filter(|p| p.type_instance == "queue_wait_max")
+            .collect();
+        assert_eq!(wait.len(), 1, "{text}");
+        assert_eq!(wait[0].type_, "duration");
+        assert_eq!(wait[0].value.parse::<f64>(), Ok(2.5));
+    }
+
+    #[test]
+    fn prometheus_names_a_seconds_field_by_its_unit() {
+        let spec = field_spec(LISTENER, "queue_wait_max").unwrap();
+        assert_eq!(
+            crate::encode::prometheus::family(LISTENER, spec),
+            "acceptq_listener_queue_wait_max_seconds"
+        );
+        let drops = field_spec(LISTENER, "drops").unwrap();
+        assert_eq!(
+            crate::encode::prometheus::family(LISTENER, drops),
+            "acceptq_listener_drops_total"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Turns one reading (per-namespace snapshots, the interval's peaks, the owner cache) plus the
 //! previous report's counters into metrics.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 use crate::filter::Filter;
@@ -41,6 +41,8 @@ struct Row<'a> {
     drops: Option<u64>,
     drops_delta: Option<u64>,
     syn: Option<u64>,
+    /// Longest wait (ms) of a connection now in the queue; with `--per-socket` the group's.
+    wait_ms: Option<u32>,
     owner: Option<&'a Owner>,
     /// The `interface` tag: the device the row's sockets are bound to; `None` when unbound.
     interface: Option<String>,
@@ -111,6 +113,10 @@ fn namespace_rows<'a>(
         .syn_queue
         .as_ref()
         .map(|c| attribute_syn(c, &snap.sockets));
+    let waits = snap
+        .queue_wait
+        .as_ref()
+        .map(|w| attribute_waits(w, &snap.sockets));
     for (endpoint, mut group) in group_sockets(&snap.sockets) {
         let interface = (endpoint.ifindex != 0).then(|| {
             let name = snap.interfaces.get(&endpoint.ifindex);
@@ -120,6 +126,13 @@ fn namespace_rows<'a>(
         let syn_depth = syn
             .as_ref()
             .map(|m| u64::from(m.get(&endpoint).copied().unwrap_or(0)));
+        // Absent for an empty queue: a connection found queued after the listener was read
+        // empty belongs to the next report.
+        let group_depth: u64 = group.iter().map(|s| u64::from(s.depth)).sum();
+        let wait_ms = waits
+            .as_ref()
+            .and_then(|m| m.get(&endpoint).copied())
+            .filter(|_| group_depth > 0);
         for s in &group {
             if let Some(d) = s.drops {
                 next.socket_drops.insert((ns, s.inode), d);
@@ -144,6 +157,9 @@ fn namespace_rows<'a>(
                 drops_delta,
                 // The SYN queue cannot be split among a group's sockets: socket 0 has it.
                 syn: syn_depth.filter(|_| socket.unwrap_or(0) == 0),
+                // Nor can a queued connection be told apart among them: the group's oldest is
+                // on socket 0 too.
+                wait_ms: wait_ms.filter(|_| socket.unwrap_or(0) == 0),
                 owner,
                 interface: interface.clone(),
                 ..measure(key, pos, members, ctx.peaks)
@@ -210,32 +226,61 @@ pub fn attribute_syn(
     counts: &HashMap<Endpoint, u32>,
     listeners: &[Socket],
 ) -> HashMap<Endpoint, u32> {
-    let endpoints: std::collections::HashSet<Endpoint> =
-        listeners.iter().map(Socket::endpoint).collect();
+    let endpoints = listener_endpoints(listeners);
     let mut out: HashMap<Endpoint, u32> = HashMap::new();
     for (request, &n) in counts {
-        let port = request.port;
-        let wildcard = match request.addr {
-            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-        };
-        let v6_any = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
-        let devices = [request.ifindex, 0];
-        let target = [request.addr, wildcard, v6_any]
-            .into_iter()
-            .flat_map(|addr| {
-                devices.into_iter().map(move |ifindex| Endpoint {
-                    addr,
-                    port,
-                    ifindex,
-                })
-            })
-            .find(|e| endpoints.contains(e));
-        if let Some(t) = target {
+        if let Some(t) = listener_for(request, &endpoints) {
             *out.entry(t).or_insert(0) += n;
         }
     }
     out
+}
+
+/// Assigns the connections waiting in accept queues (their longest wait by the local address,
+/// port and `idiag_if` they carry) to their listener, keeping the longest per listener. A
+/// connection was made from a request of that listener, so it goes where the request went (see
+/// [`attribute_syn`]): the child inherits the listener's device, or for an IPv6 link-local
+/// client of an unbound listener carries the device it came in on.
+pub fn attribute_waits(
+    waits: &HashMap<Endpoint, u32>,
+    listeners: &[Socket],
+) -> HashMap<Endpoint, u32> {
+    let endpoints = listener_endpoints(listeners);
+    let mut out: HashMap<Endpoint, u32> = HashMap::new();
+    for (child, &ms) in waits {
+        if let Some(t) = listener_for(child, &endpoints) {
+            let w = out.entry(t).or_insert(0);
+            *w = (*w).max(ms);
+        }
+    }
+    out
+}
+
+fn listener_endpoints(listeners: &[Socket]) -> HashSet<Endpoint> {
+    listeners.iter().map(Socket::endpoint).collect()
+}
+
+/// The listener that took a connection to `local`: the one bound to that address, else the same
+/// family's wildcard, else for IPv4 a dual-stack `[::]` listener; at each address the one bound
+/// to the connection's device before an unbound one.
+fn listener_for(local: &Endpoint, endpoints: &HashSet<Endpoint>) -> Option<Endpoint> {
+    let port = local.port;
+    let wildcard = match local.addr {
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    };
+    let v6_any = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+    let devices = [local.ifindex, 0];
+    [local.addr, wildcard, v6_any]
+        .into_iter()
+        .flat_map(|addr| {
+            devices.into_iter().map(move |ifindex| Endpoint {
+                addr,
+                port,
+                ifindex,
+            })
+        })
+        .find(|e| endpoints.contains(e))
 }
 
 /// A row's figures from its sockets and the interval's peaks; the caller adds what comes from
@@ -274,6 +319,7 @@ fn measure<'a>(key: RowKey, pos: usize, members: Vec<&'a Socket>, peaks: &Peaks)
         drops,
         drops_delta: None,
         syn: None,
+        wait_ms: None,
         owner: None,
         interface: None,
     }
@@ -334,6 +380,9 @@ fn listener_metric(row: &Row, ns_name: &str, ctx: &Context) -> Metric {
     }
     if let Some(s) = row.syn {
         fields.push(("syn_queue_depth", Value::Int(s)));
+    }
+    if let Some(ms) = row.wait_ms {
+        fields.push(("queue_wait_max", Value::Float(f64::from(ms) / 1000.0)));
     }
     fields.push(("sockets", Value::Int(row.sockets.len() as u64)));
     if let Some(pid) = row.owner.map(|o| o.pid) {
@@ -691,6 +740,7 @@ mod tests {
                 on(3, sock(LO, 80, 30, 0, 2, 0)),
             ],
             syn_queue: Some(HashMap::from([(ep(LO, 80, 0), 1)])),
+            queue_wait: Some(HashMap::from([(ep(LO, 80, 0), 1500)])),
             interfaces: HashMap::from([(3, "v0".to_string())]),
             tcpext: Some(TcpExt::all(1)),
             ..Default::default()
@@ -1003,5 +1053,105 @@ mod tests {
             assert_eq!(peak("80"), (Some(Value::Int(1)), Some(Value::Int(1))));
             assert_eq!(peak("81"), (Some(Value::Int(5)), Some(Value::Int(4))));
         }
+    }
+
+    fn waits(m: &[Metric]) -> Vec<(String, Option<String>, Option<Value>)> {
+        m.iter()
+            .filter(|m| m.name == LISTENER)
+            .map(|m| {
+                (
+                    format!("{}:{}", m.tag("address").unwrap(), m.tag("port").unwrap()),
+                    m.tag("interface").or(m.tag("socket")).map(str::to_string),
+                    m.field("queue_wait_max"),
+                )
+            })
+            .collect()
+    }
+
+    fn secs(ms: u32) -> Option<Value> {
+        Some(Value::Float(f64::from(ms) / 1000.0))
+    }
+
+    #[test]
+    fn queued_connections_go_to_the_specific_listener_before_the_wildcard() {
+        let ll: IpAddr = "fe80::1".parse().unwrap();
+        let ten: IpAddr = "10.0.0.1".parse().unwrap();
+        let snap = NetnsSnapshot {
+            sockets: vec![
+                sock(LO, 80, 1, 1, 8, 0),
+                sock(ANY4, 80, 2, 2, 8, 0),
+                // Dual-stack [::]: IPv4 clients (`::ffff:a.b.c.d`, folded to IPv4) land here.
+                sock(ANY6, 81, 3, 1, 8, 0),
+                on(3, sock(ll, 82, 4, 1, 8, 0)),
+                sock(ANY6, 82, 5, 1, 8, 0),
+                // Nothing queued: no wait even if a connection shows up after the reading.
+                sock(LO, 83, 6, 0, 8, 0),
+            ],
+            queue_wait: Some(HashMap::from([
+                (ep(LO, 80, 0), 900),
+                (ep(ten, 80, 0), 2500),
+                (ep(LO, 81, 0), 1200),
+                (ep(ll, 82, 3), 700),
+                // A link-local client of the unbound [::] listener, from device 5.
+                (ep(ll, 82, 5), 3000),
+                (ep(LO, 83, 0), 50),
+                // No listener of this port at all: ignored.
+                (ep(LO, 99, 0), 9999),
+            ])),
+            interfaces: HashMap::from([(3, "v0".to_string())]),
+            ..Default::default()
+        };
+        let m = run(&snap, &mut Previous::default(), &opts());
+        assert_eq!(
+            waits(&m),
+            vec![
+                ("0.0.0.0:80".into(), None, secs(2500)),
+                ("127.0.0.1:80".into(), None, secs(900)),
+                ("127.0.0.1:83".into(), None, None),
+                (":::81".into(), None, secs(1200)),
+                (":::82".into(), None, secs(3000)),
+                ("fe80::1:82".into(), Some("v0".into()), secs(700)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reuseport_group_reports_its_oldest_summed_or_on_socket_0() {
+        let snap = NetnsSnapshot {
+            sockets: vec![
+                sock(LO, 80, 10, 0, 4, 0),
+                sock(LO, 80, 20, 2, 4, 0),
+                sock(LO, 80, 30, 1, 4, 0),
+            ],
+            queue_wait: Some(HashMap::from([(ep(LO, 80, 0), 4200)])),
+            ..Default::default()
+        };
+        let m = run(&snap, &mut Previous::default(), &opts());
+        assert_eq!(waits(&m), vec![("127.0.0.1:80".into(), None, secs(4200))]);
+        let per_socket = ReportOptions {
+            per_socket: true,
+            ..opts()
+        };
+        let m = run(&snap, &mut Previous::default(), &per_socket);
+        assert_eq!(
+            waits(&m),
+            vec![
+                ("127.0.0.1:80".into(), Some("0".into()), secs(4200)),
+                ("127.0.0.1:80".into(), Some("1".into()), None),
+                ("127.0.0.1:80".into(), Some("2".into()), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_wait_without_the_dump() {
+        let snap = NetnsSnapshot {
+            sockets: vec![sock(LO, 80, 1, 3, 8, 0)],
+            queue_wait: None,
+            ..Default::default()
+        };
+        let m = run(&snap, &mut Previous::default(), &opts());
+        assert_eq!(m[0].field("queue_wait_max"), None);
+        assert_eq!(m[0].field("queue_depth"), Some(Value::Int(3)));
     }
 }

@@ -300,6 +300,7 @@ pub fn run(args: Args) -> Result<(), RunError> {
         },
         read_opts: Options {
             syn_queue: !args.no_syn_queue,
+            queue_wait: !args.no_queue_wait,
         },
         encoder,
         sink: args.output.as_deref().map_or(Sink::Stdout, Sink::file),

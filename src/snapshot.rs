@@ -50,6 +50,10 @@ pub struct NetnsSnapshot {
     /// Request sockets (SYN queue) per local address, port and `idiag_if`, when the SYN dump
     /// ran and finished.
     pub syn_queue: Option<HashMap<Endpoint, u32>>,
+    /// The longest wait, in ms, of the connections still in an accept queue, per local address,
+    /// port and `idiag_if` the connections carry (not yet matched to a listener), when the
+    /// dump ran and finished. Only ports of listeners with a non-empty queue were asked.
+    pub queue_wait: Option<HashMap<Endpoint, u32>>,
     /// Names of the devices listeners are bound to, by index, read in the socket's namespace
     /// (indexes are per namespace). An index missing here has no name (the device is gone).
     pub interfaces: HashMap<u32, String>,

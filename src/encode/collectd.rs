@@ -113,8 +113,9 @@ pub(crate) mod tests {
     use crate::metric::{Kind, SCHEMA};
 
     /// Types of collectd 5.12's types.db that acceptq may use, with their data source type.
-    const TYPES_DB: [(&str, &str); 5] = [
+    const TYPES_DB: [(&str, &str); 6] = [
         ("queue_length", "GAUGE"),
+        ("duration", "GAUGE"),
         ("gauge", "GAUGE"),
         ("count", "GAUGE"),
         ("derive", "DERIVE"),
@@ -255,7 +256,8 @@ pub(crate) mod tests {
             );
             assert_eq!(p.plugin_instance, "__1-8080");
             assert!(
-                ["queue_length", "gauge", "count", "derive"].contains(&p.type_.as_str()),
+                ["queue_length", "gauge", "count", "derive", "duration"]
+                    .contains(&p.type_.as_str()),
                 "{}",
                 p.type_
             );

@@ -5,14 +5,18 @@
 use std::fmt::Write as _;
 
 use super::{clean, Encoder};
-use crate::metric::{Kind, Metric, Value, SCHEMA};
+use crate::metric::{FieldSpec, Kind, Metric, Value, SCHEMA};
 
 pub struct Prometheus;
 
-/// The family name of a field: `<measurement>_<field>`, `_total` for counters.
-pub fn family(measurement: &str, field: &str, kind: Kind) -> String {
-    let mut name = format!("{measurement}_{field}");
-    if kind == Kind::Counter {
+/// The family name of a field: `<measurement>_<field>`, then the base unit as Prometheus names
+/// want it (`_seconds`), then `_total` for counters.
+pub fn family(measurement: &str, field: &FieldSpec) -> String {
+    let mut name = format!("{measurement}_{}", field.name);
+    if field.unit == "seconds" {
+        name.push_str("_seconds");
+    }
+    if field.kind == Kind::Counter {
         name.push_str("_total");
     }
     name
@@ -49,7 +53,7 @@ impl Encoder for Prometheus {
                         Value::Float(x) if x.is_finite() => x.to_string(),
                         Value::Float(_) => continue,
                     };
-                    samples.push_str(&family(m.name, f.name, f.kind));
+                    samples.push_str(&family(m.name, f));
                     let tags: Vec<_> = metric
                         .tags
                         .iter()
@@ -73,7 +77,7 @@ impl Encoder for Prometheus {
                 if samples.is_empty() {
                     continue;
                 }
-                let name = family(m.name, f.name, f.kind);
+                let name = family(m.name, f);
                 let unit = if f.unit.is_empty() {
                     String::new()
                 } else {

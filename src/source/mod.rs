@@ -25,6 +25,9 @@ use sock_diag::DiagSocket;
 /// Under a SYN flood the request-socket dump could run long; past this the count is dropped
 /// for that report rather than delaying it.
 const SYN_DUMP_CAP: Duration = Duration::from_millis(250);
+/// The accept-queue children dump walks the same established hash; past this it is dropped for
+/// that report too.
+const QUEUE_WAIT_DUMP_CAP: Duration = Duration::from_millis(250);
 
 /// Reads a whole `/proc` or `/sys` file from offset 0 into `buf`, reusing it. The file stays
 /// bound to the namespace it was opened in, so re-reading it needs no `setns`.
@@ -59,11 +62,16 @@ pub struct NsSources {
     /// Device names of this namespace, for listeners bound to a device.
     ifnames: Option<IfNames>,
     records: Vec<Record>,
+    /// The children dump's filter program and its ports, reused.
+    bytecode: Vec<u8>,
+    ports: Vec<u16>,
     text: String,
 }
 
 pub struct Options {
     pub syn_queue: bool,
+    /// Dump the connections waiting in accept queues for their wait (`queue_wait_max`).
+    pub queue_wait: bool,
 }
 
 impl NsSources {
@@ -117,6 +125,8 @@ impl NsSources {
             proc_tcp,
             ifnames,
             records: Vec::new(),
+            bytecode: Vec::new(),
+            ports: Vec::new(),
             text: String::new(),
         })
     }
@@ -129,6 +139,11 @@ impl NsSources {
         self.name_interfaces(&out.sockets, &mut out.interfaces);
         out.syn_queue = if opts.syn_queue {
             self.read_syn_queue(warnings)
+        } else {
+            None
+        };
+        out.queue_wait = if opts.queue_wait {
+            self.read_queue_wait(&out.sockets, warnings)
         } else {
             None
         };
@@ -215,5 +230,130 @@ impl NsSources {
                 None
             }
         }
+    }
+
+    /// The longest wait of the connections in accept queues, by the local endpoint they carry,
+    /// from one dump within [`QUEUE_WAIT_DUMP_CAP`], asked only for the ports of `listeners`
+    /// with a non-empty queue (none: no dump). `None` when the dump failed or cannot be made
+    /// (no sock_diag: the `/proc/net/tcp` fallback has no `tcp_info`).
+    fn read_queue_wait(
+        &mut self,
+        listeners: &[Socket],
+        warnings: &mut Warnings,
+    ) -> Option<HashMap<Endpoint, u32>> {
+        let diag = self.diag.as_mut()?;
+        let mut waits: HashMap<Endpoint, u32> = HashMap::new();
+        self.ports.clear();
+        self.ports
+            .extend(listeners.iter().filter(|s| s.depth > 0).map(|s| s.port));
+        if self.ports.is_empty() {
+            return Some(waits);
+        }
+        inet_diag::port_filter(&self.ports, &mut self.bytecode);
+        let mut short_info = false;
+        let deadline = Instant::now() + QUEUE_WAIT_DUMP_CAP;
+        let result = diag.dump_children(
+            &self.bytecode,
+            Some(deadline),
+            &mut |r| match queued_wait(r) {
+                Some(Some(ms)) => {
+                    let w = waits.entry(r.endpoint()).or_insert(0);
+                    *w = (*w).max(ms);
+                }
+                Some(None) => short_info = true,
+                None => {}
+            },
+        );
+        if short_info {
+            warnings.once(
+                "tcp_info",
+                "this kernel's tcp_info has no tcpi_last_data_sent: queue_wait_max will be missing"
+                    .to_string(),
+            );
+        }
+        match result {
+            Ok(()) => Some(waits),
+            Err(e) => {
+                warnings.once(
+                    "queue-wait-dump",
+                    format!(
+                        "accept-queue waits not measured in netns {}: {e}",
+                        self.netns.name
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Whether `r` is a connection waiting in an accept queue, and if so its wait in ms (`None`
+/// inside when its `tcp_info` is too short to hold it). Such a connection has no file yet
+/// (inode 0) and is a full socket (it carries `tcp_info`; request sockets, which the kernel
+/// adds to a SYN_RECV dump, do not). An orphan (closed by its process) has inode 0 too, but
+/// close() moves ESTABLISHED to FIN_WAIT1 and CLOSE_WAIT to LAST_ACK, and a dead listener's
+/// children are reset or migrated: none is left in the dumped states.
+fn queued_wait(r: &Record) -> Option<Option<u32>> {
+    let asked = 1u32.checked_shl(u32::from(r.state)).unwrap_or(0);
+    if r.inode != 0 || asked & inet_diag::STATES_QUEUED_CHILD == 0 {
+        return None;
+    }
+    Some(r.tcp_info?.last_data_sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use inet_diag::TcpInfo;
+
+    fn child(state: u8, inode: u32, tcp_info: Option<TcpInfo>) -> Record {
+        Record {
+            state,
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 80,
+            ifindex: 0,
+            inode,
+            rqueue: 0,
+            wqueue: 0,
+            drops: None,
+            tcp_info,
+        }
+    }
+
+    #[test]
+    fn only_full_sockets_without_a_file_count_as_queued() {
+        let info = Some(TcpInfo {
+            last_data_sent: Some(2508),
+        });
+        assert_eq!(
+            queued_wait(&child(1, 0, info)),
+            Some(Some(2508)),
+            "ESTABLISHED"
+        );
+        assert_eq!(
+            queued_wait(&child(8, 0, info)),
+            Some(Some(2508)),
+            "CLOSE_WAIT"
+        );
+        assert_eq!(
+            queued_wait(&child(3, 0, info)),
+            Some(Some(2508)),
+            "Fast Open child"
+        );
+        assert_eq!(
+            queued_wait(&child(1, 77, info)),
+            None,
+            "accepted: has a file"
+        );
+        assert_eq!(queued_wait(&child(3, 0, None)), None, "a request socket");
+        assert_eq!(
+            queued_wait(&child(4, 0, info)),
+            None,
+            "FIN_WAIT1: an orphan"
+        );
+        let short = Some(TcpInfo {
+            last_data_sent: None,
+        });
+        assert_eq!(queued_wait(&child(1, 0, short)), Some(None));
     }
 }
