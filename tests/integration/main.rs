@@ -7,6 +7,7 @@ mod agents;
 mod cli;
 mod listeners;
 mod peaks;
+mod queue_wait;
 mod readme;
 mod rows;
 mod sampler_cost;

@@ -1,0 +1,257 @@
+//! How long connections have waited in accept queues (`queue_wait_max`): listeners that never
+//! accept, clients connected at known times, the wait compared with the clock.
+
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// The tolerance: jiffy resolution, process start-up and the dump itself fit well in it.
+const TOLERANCE: f64 = 0.1;
+
+/// tests/support/queue_clients.py in the namespace: connects one client at a time, accepts one.
+fn clients(ns: &Netns) -> Driver {
+    Driver::start(
+        ns.cmd(
+            "python3",
+            &[repo()
+                .join("tests/support/queue_clients.py")
+                .to_str()
+                .unwrap()],
+        ),
+    )
+}
+
+/// Connects one client of listener `id` to `host`; returns its index and when its handshake
+/// was done (the helper answers once it is).
+fn connect(d: &mut Driver, id: usize, host: &str) -> (usize, Instant) {
+    let w = d.send(&format!("connect {id} {host}"));
+    (w[0].parse().unwrap(), Instant::now())
+}
+
+fn sleep_until(t: Instant) {
+    std::thread::sleep(t.saturating_duration_since(Instant::now()));
+}
+
+/// One `acceptq --once` report in the namespace, and the instant it was taken (the middle of
+/// the run: the dump is a few ms into it).
+fn report(ns: &Netns, extra: &[&str]) -> (Vec<Json>, Instant) {
+    let mut args = vec!["--once", "--format", "json", "--no-process"];
+    args.extend_from_slice(extra);
+    let before = Instant::now();
+    let r = json_report(&mut ns.cmd(acceptq(), &args));
+    let after = Instant::now();
+    (r, before + (after - before) / 2)
+}
+
+/// The listener row on `address` and `port` (and `socket`, when given).
+fn row<'a>(report: &'a [Json], address: &str, port: u16, socket: Option<&str>) -> &'a Json {
+    report
+        .iter()
+        .find(|m| {
+            m["name"] == "acceptq_listener"
+                && m["tags"]["address"] == address
+                && port_of(m) == Some(port)
+                && m["tags"]["socket"].as_str() == socket
+        })
+        .unwrap_or_else(|| panic!("no row {address} {port} {socket:?} in {report:?}"))
+}
+
+fn wait(row: &Json) -> Option<f64> {
+    let v = &row["fields"]["queue_wait_max"];
+    assert!(v.is_null() || v.is_f64(), "a float: {row}");
+    v.as_f64()
+}
+
+/// Asserts the row's wait is the age of a connection made at `since`, seen at `at`.
+fn assert_age(row: &Json, since: Instant, at: Instant, what: &str) {
+    let age = (at - since).as_secs_f64();
+    let got = wait(row).unwrap_or_else(|| panic!("{what}: no queue_wait_max in {row}"));
+    assert!(
+        (got - age).abs() <= TOLERANCE,
+        "{what}: queue_wait_max {got} s, the connection is {age:.3} s old: {row}"
+    );
+}
+
+#[test]
+fn the_oldest_queued_connection_sets_the_wait_until_it_is_accepted() {
+    if !netns_gate("the_oldest_queued_connection_sets_the_wait_until_it_is_accepted") {
+        return;
+    }
+    let ns = Netns::new("wait");
+    let mut d = clients(&ns);
+    let (id, port) = d.listen("127.0.0.1", 0, 10, false);
+    let (_, t0) = connect(&mut d, id, "127.0.0.1");
+    sleep_until(t0 + Duration::from_secs(1));
+    let (_, t1) = connect(&mut d, id, "127.0.0.1");
+    sleep_until(t0 + Duration::from_millis(2500));
+
+    let (r, at) = report(&ns, &[]);
+    let first = row(&r, "127.0.0.1", port, None);
+    assert_eq!(int(&first["fields"]["queue_depth"]), 2, "{first}");
+    let got = wait(first).expect("two connections queued");
+    assert!(
+        (got - 2.5).abs() <= TOLERANCE,
+        "2.5 s after the first client: {first}"
+    );
+    assert_age(first, t0, at, "the first client's age");
+
+    // The queue is first in, first out: accepting one takes the oldest.
+    assert_eq!(d.send(&format!("accept_one {id}"))[0], "1");
+    let (r, at) = report(&ns, &[]);
+    let second = row(&r, "127.0.0.1", port, None);
+    assert_eq!(int(&second["fields"]["queue_depth"]), 1, "{second}");
+    assert_age(
+        second,
+        t1,
+        at,
+        "the second client's age, not the accepted one's",
+    );
+
+    assert_eq!(d.send(&format!("accept {id}"))[0], "1");
+    let (r, _) = report(&ns, &[]);
+    let empty = row(&r, "127.0.0.1", port, None);
+    assert_eq!(int(&empty["fields"]["queue_depth"]), 0, "{empty}");
+    assert_eq!(wait(empty), None, "an empty queue has no wait: {empty}");
+
+    // Two accepted, idle connections older than any queued one never count.
+    let (_, t2) = connect(&mut d, id, "127.0.0.1");
+    sleep_until(t2 + Duration::from_millis(500));
+    let (r, at) = report(&ns, &[]);
+    assert_age(
+        row(&r, "127.0.0.1", port, None),
+        t2,
+        at,
+        "only the new, queued client",
+    );
+}
+
+#[test]
+fn ipv6_and_ipv4_mapped_connections_are_timed_on_their_listener() {
+    if !netns_gate("ipv6_and_ipv4_mapped_connections_are_timed_on_their_listener") {
+        return;
+    }
+    let ns = Netns::new("wait6");
+    let mut d = clients(&ns);
+    let (v6, v6_port) = d.listen("::1", 0, 10, false);
+    let (dual, dual_port) = d.listen("::", 0, 10, false);
+    let (_, t_v6) = connect(&mut d, v6, "::1");
+    // An IPv4 client of the dual-stack listener: its connection is `::ffff:127.0.0.1`.
+    let (_, t_v4) = connect(&mut d, dual, "127.0.0.1");
+    sleep_until(t_v4 + Duration::from_millis(500));
+    connect(&mut d, dual, "::1");
+    sleep_until(t_v4 + Duration::from_millis(1500));
+
+    let (r, at) = report(&ns, &[]);
+    assert_age(row(&r, "::1", v6_port, None), t_v6, at, "IPv6 listener");
+    let dual_row = row(&r, "::", dual_port, None);
+    assert_eq!(int(&dual_row["fields"]["queue_depth"]), 2, "{dual_row}");
+    assert_age(dual_row, t_v4, at, "the IPv4 client of [::]");
+}
+
+#[test]
+fn a_reuseport_group_reports_its_oldest_connection_summed_or_on_socket_0() {
+    if !netns_gate("a_reuseport_group_reports_its_oldest_connection_summed_or_on_socket_0") {
+        return;
+    }
+    let ns = Netns::new("waitrp");
+    let mut d = clients(&ns);
+    let (id, port) = d.listen("127.0.0.1", 0, 10, true);
+    d.listen("127.0.0.1", port, 10, true);
+    // Clients from different ports spread over both sockets; the first is the oldest either way.
+    let (_, t0) = connect(&mut d, id, "127.0.0.1");
+    sleep_until(t0 + Duration::from_millis(800));
+    for _ in 0..6 {
+        connect(&mut d, id, "127.0.0.1");
+    }
+    sleep_until(t0 + Duration::from_millis(2000));
+
+    let (r, at) = report(&ns, &[]);
+    let summed = row(&r, "127.0.0.1", port, None);
+    assert_eq!(int(&summed["fields"]["sockets"]), 2, "{summed}");
+    assert_eq!(int(&summed["fields"]["queue_depth"]), 7, "{summed}");
+    assert_age(summed, t0, at, "the group's oldest");
+
+    let (r, at) = report(&ns, &["--per-socket"]);
+    assert_age(
+        row(&r, "127.0.0.1", port, Some("0")),
+        t0,
+        at,
+        "socket 0 carries the group's oldest",
+    );
+    let other = row(&r, "127.0.0.1", port, Some("1"));
+    assert_eq!(wait(other), None, "{other}");
+}
+
+#[test]
+fn a_specific_listener_and_the_wildcard_each_time_their_own_connections() {
+    if !netns_gate("a_specific_listener_and_the_wildcard_each_time_their_own_connections") {
+        return;
+    }
+    let ns = Netns::new("waitwc");
+    let mut d = clients(&ns);
+    // SO_REUSEPORT lets both listen on one port; they are still separate listeners.
+    let (wild, port) = d.listen("0.0.0.0", 0, 10, true);
+    let (specific, _) = d.listen("127.0.0.1", port, 10, true);
+    let (_, t_wild) = connect(&mut d, wild, "127.0.0.2");
+    sleep_until(t_wild + Duration::from_secs(1));
+    let (_, t_specific) = connect(&mut d, specific, "127.0.0.1");
+    sleep_until(t_wild + Duration::from_millis(2000));
+
+    let (r, at) = report(&ns, &[]);
+    assert_age(
+        row(&r, "0.0.0.0", port, None),
+        t_wild,
+        at,
+        "127.0.0.2 reaches only the wildcard",
+    );
+    assert_age(
+        row(&r, "127.0.0.1", port, None),
+        t_specific,
+        at,
+        "127.0.0.1 is taken by its own listener",
+    );
+}
+
+#[test]
+fn a_client_that_closed_while_queued_still_counts() {
+    if !netns_gate("a_client_that_closed_while_queued_still_counts") {
+        return;
+    }
+    let ns = Netns::new("waitcw");
+    let mut d = clients(&ns);
+    let (id, port) = d.listen("127.0.0.1", 0, 10, false);
+    let (gone, t0) = connect(&mut d, id, "127.0.0.1");
+    sleep_until(t0 + Duration::from_millis(200));
+    d.send(&format!("close {gone}"));
+    sleep_until(t0 + Duration::from_secs(1));
+    connect(&mut d, id, "127.0.0.1");
+    sleep_until(t0 + Duration::from_millis(2000));
+
+    // The kernel's word: the closed client's connection waits in CLOSE-WAIT, without a file.
+    let close_wait = output_ok(&mut ns.cmd(
+        "ss",
+        &["-tnH", "state", "close-wait", &format!("sport = :{port}")],
+    ));
+    assert_eq!(close_wait.lines().count(), 1, "{close_wait}");
+    let (r, at) = report(&ns, &[]);
+    let listener = row(&r, "127.0.0.1", port, None);
+    assert_eq!(int(&listener["fields"]["queue_depth"]), 2, "{listener}");
+    assert_age(listener, t0, at, "the closed client is still the oldest");
+}
+
+#[test]
+fn no_queue_wait_leaves_the_field_out() {
+    if !netns_gate("no_queue_wait_leaves_the_field_out") {
+        return;
+    }
+    let ns = Netns::new("waitoff");
+    let mut d = clients(&ns);
+    let (id, port) = d.listen("127.0.0.1", 0, 10, false);
+    connect(&mut d, id, "127.0.0.1");
+    let (r, _) = report(&ns, &["--no-queue-wait"]);
+    let listener = row(&r, "127.0.0.1", port, None);
+    assert_eq!(int(&listener["fields"]["queue_depth"]), 1, "{listener}");
+    assert_eq!(wait(listener), None, "{listener}");
+    let (r, _) = report(&ns, &[]);
+    assert!(wait(row(&r, "127.0.0.1", port, None)).is_some());
+}
