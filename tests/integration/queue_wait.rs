@@ -213,6 +213,24 @@ fn a_specific_listener_and_the_wildcard_each_time_their_own_connections() {
 }
 
 #[test]
+fn a_device_bound_listener_times_its_connections() {
+    if !netns_gate("a_device_bound_listener_times_its_connections") {
+        return;
+    }
+    let ns = Netns::new("waitdev");
+    let mut d = clients(&ns);
+    // Its queued connections carry the listener's device (idiag_if): matched on it.
+    let w = d.send("listen 0.0.0.0 0 10 dev=lo");
+    let (id, port): (usize, u16) = (w[0].parse().unwrap(), w[1].parse().unwrap());
+    let (_, t0) = connect(&mut d, id, "127.0.0.1");
+    sleep_until(t0 + Duration::from_millis(1000));
+    let (r, at) = report(&ns, &[]);
+    let bound = row(&r, "0.0.0.0", port, None);
+    assert_eq!(bound["tags"]["interface"], "lo", "{bound}");
+    assert_age(bound, t0, at, "the lo-bound listener");
+}
+
+#[test]
 fn a_client_that_closed_while_queued_still_counts() {
     if !netns_gate("a_client_that_closed_while_queued_still_counts") {
         return;
@@ -237,6 +255,54 @@ fn a_client_that_closed_while_queued_still_counts() {
     let listener = row(&r, "127.0.0.1", port, None);
     assert_eq!(int(&listener["fields"]["queue_depth"]), 2, "{listener}");
     assert_age(listener, t0, at, "the closed client is still the oldest");
+}
+
+#[test]
+fn a_fast_open_child_still_in_syn_recv_counts() {
+    if !netns_gate("a_fast_open_child_still_in_syn_recv_counts")
+        || !skip_unless(
+            have("nft"),
+            "a_fast_open_child_still_in_syn_recv_counts",
+            "needs nft (nftables) to hold the child in SYN_RECV",
+        )
+    {
+        return;
+    }
+    let ns = Netns::new("waittfo");
+    // Server Fast Open without a cookie: the SYN's data creates the child at once, queued.
+    ns.sysctl("net.ipv4.tcp_fastopen", "515");
+    let mut d = clients(&ns);
+    let w = d.send("listen 127.0.0.1 0 10 fastopen");
+    let (id, port): (usize, u16) = (w[0].parse().unwrap(), w[1].parse().unwrap());
+    // Dropping the client's bare ACK keeps the child in SYN_RECV.
+    run_ok(&mut ns.cmd("nft", &["add", "table", "inet", "f"]));
+    run_ok(&mut ns.cmd(
+        "nft",
+        &[
+            "add",
+            "chain",
+            "inet",
+            "f",
+            "in",
+            "{ type filter hook input priority 0; }",
+        ],
+    ));
+    let rule =
+        format!("add rule inet f in tcp dport {port} tcp flags & (syn|ack|fin|rst) == ack drop");
+    run_ok(&mut ns.cmd("nft", &rule.split(' ').collect::<Vec<_>>()));
+    d.send(&format!("fastopen {id} 127.0.0.1"));
+    let t0 = Instant::now();
+    sleep_until(t0 + Duration::from_millis(1500));
+
+    let syn_recv = output_ok(&mut ns.cmd(
+        "ss",
+        &["-tnH", "state", "syn-recv", &format!("sport = :{port}")],
+    ));
+    assert_eq!(syn_recv.lines().count(), 1, "the kernel's word: {syn_recv}");
+    let (r, at) = report(&ns, &[]);
+    let listener = row(&r, "127.0.0.1", port, None);
+    assert_eq!(int(&listener["fields"]["queue_depth"]), 1, "{listener}");
+    assert_age(listener, t0, at, "the Fast Open child");
 }
 
 #[test]

@@ -3,8 +3,10 @@
 connected one by one (each connect returns once its handshake is done) that can close while their
 connection still waits in the queue. One command per line; answers start with "ok" or "err".
 
-  listen ADDR PORT BACKLOG [reuseport]   -> ok ID PORT
+  listen ADDR PORT BACKLOG [reuseport] [fastopen] [dev=NAME]  -> ok ID PORT
+                                         (dev: SO_BINDTODEVICE; fastopen: TCP_FASTOPEN)
   connect ID HOST                        -> ok CLIENT   (one client to HOST and ID's port)
+  fastopen ID HOST                       -> ok CLIENT   (data in the SYN: a Fast Open connect)
   close CLIENT                           -> ok          (the client closes: FIN, no RST)
   accept_one ID                          -> ok N        (accepts the oldest queued, N is 0 or 1)
   accept ID                              -> ok N        (accepts every queued connection)
@@ -51,6 +53,11 @@ def main():
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 if "reuseport" in args[3:]:
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if "fastopen" in args[3:]:
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, 5)
+                for a in args[3:]:
+                    if a.startswith("dev="):
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, a[4:].encode())
                 s.bind((addr, port))
                 s.listen(backlog)
                 s.setblocking(False)
@@ -71,6 +78,12 @@ def main():
                 err = c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if not writable or err:
                     raise OSError("connect to %s:%d: %s" % (host, port, err or "timeout"))
+                clients.append(c)
+                reply("ok %d" % (len(clients) - 1))
+            elif cmd == "fastopen":
+                port = listeners[int(args[0])].getsockname()[1]
+                c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                c.sendto(b"hello", socket.MSG_FASTOPEN, (args[1], port))
                 clients.append(c)
                 reply("ok %d" % (len(clients) - 1))
             elif cmd == "close":
