@@ -5,7 +5,9 @@
 //!
 //! Prints one table and exits 1 when a target is missed:
 //! - the sampler (`--sample 100ms`) costs less than 0.5 % of one core;
-//! - one LISTEN dump (either kind) is not slower than a whole `ss -ltn` run.
+//! - one LISTEN dump (either kind) is not slower than a whole `ss -ltn` run;
+//! - the accept-queue children dump (one listener with a non-empty queue, port-filtered) finds
+//!   its queued connections and costs no more than the SYN-queue dump plus 1 ms.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, ExitCode, Stdio};
@@ -13,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use acceptq::sampler::{sample_once, Target};
-use acceptq::source::inet_diag::{Record, STATE_LISTEN};
+use acceptq::source::inet_diag::{port_filter, Record, STATE_LISTEN, STATE_NEW_SYN_RECV};
 use acceptq::source::proc_tcp;
 use acceptq::source::sock_diag::DiagSocket;
 use acceptq::state::Peaks;
@@ -23,6 +25,10 @@ const SS_RUNS: usize = 50;
 const PROC_RUNS: usize = 15;
 const ONCE_RUNS: usize = 30;
 const COLD_RUNS: usize = 30;
+/// Dumps that walk the whole established hash (children, SYN queue): ms each, so fewer.
+const EHASH_ITERATIONS: usize = 200;
+/// Connections left waiting in the one listener whose queue is not empty.
+const QUEUED: usize = 5;
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 const TARGET_SAMPLER_PCT: f64 = 0.5;
@@ -162,6 +168,47 @@ fn run(acceptq: &str, expected: usize, sampler_window: Duration) -> Result<bool,
         }
     });
 
+    // --- accept-queue children dump (queue_wait_max) ------------------------------------------
+    // One listener of our own with connections that are never accepted, next to the load's
+    // 1 000 idle listeners and 20 000 established connections.
+    let waiting = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    let waiting_port = waiting.local_addr().map_err(|e| e.to_string())?.port();
+    let queued: Vec<std::net::TcpStream> = (0..QUEUED)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", waiting_port)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut bytecode = Vec::new();
+    port_filter(&[waiting_port], &mut bytecode);
+    let mut children = 0usize;
+    diag.dump_children(&bytecode, None, &mut |r| {
+        if r.inode == 0 && r.tcp_info.and_then(|t| t.last_data_sent).is_some() {
+            children += 1;
+        }
+    })
+    .map_err(|e| format!("children dump: {e}"))?;
+    let wait_dump = time_iterations(EHASH_ITERATIONS, || {
+        diag.dump_children(&bytecode, None, &mut |_| {}).unwrap();
+    });
+    let mut wait_cold_times = Vec::with_capacity(COLD_RUNS);
+    for _ in 0..COLD_RUNS {
+        std::thread::sleep(SAMPLE_EVERY);
+        let t = Instant::now();
+        diag.dump_children(&bytecode, None, &mut |_| {}).unwrap();
+        wait_cold_times.push(t.elapsed());
+    }
+    wait_cold_times.sort();
+    // Without the port filter every established socket would be filled with its tcp_info.
+    let mut unfiltered_records = 0usize;
+    let unfiltered = time_iterations(EHASH_ITERATIONS / 4, || {
+        unfiltered_records = 0;
+        diag.dump_children(&[], None, &mut |_| unfiltered_records += 1)
+            .unwrap();
+    });
+    // The SYN-queue dump walks the same hash: the report's other per-report dump.
+    let syn_dump = time_iterations(EHASH_ITERATIONS, || {
+        diag.dump(STATE_NEW_SYN_RECV, false, None, &mut |_| {}).unwrap();
+    });
+
     // --- ss -ltn as a process ----------------------------------------------------------------
     let ss_out = Command::new("ss")
         .args(["-ltnH"])
@@ -225,6 +272,11 @@ fn run(acceptq: &str, expected: usize, sampler_window: Duration) -> Result<bool,
     }
     let once = run_once(acceptq, &["--once"])?;
     let once_np = run_once(acceptq, &["--once", "--no-process"])?;
+    let once_np_nw = run_once(acceptq, &["--once", "--no-process", "--no-queue-wait"])?;
+
+    // The sampler is measured over the load alone, as before this listener existed.
+    drop(queued);
+    drop(waiting);
 
     // --- sampler CPU at 100 ms ---------------------------------------------------------------
     let cpu = sampler_cpu(acceptq, sampler_window, expected)?;
@@ -281,6 +333,29 @@ fn run(acceptq: &str, expected: usize, sampler_window: Duration) -> Result<bool,
         &observe,
         format!("{} iterations", observe.n),
     );
+    row(
+        "acceptq children dump, port filter, tcp_info (queue_wait_max)",
+        &wait_dump,
+        format!(
+            "{} iterations, one port, {children} queued children found; cold (100 ms apart): median {}, p90 {}",
+            wait_dump.n,
+            ms(wait_cold_times[COLD_RUNS / 2]),
+            ms(wait_cold_times[COLD_RUNS * 9 / 10])
+        ),
+    );
+    row(
+        "same dump without the port filter",
+        &unfiltered,
+        format!(
+            "{} iterations, {unfiltered_records} records with tcp_info",
+            unfiltered.n
+        ),
+    );
+    row(
+        "SYN-queue dump (TCP_NEW_SYN_RECV), for comparison",
+        &syn_dump,
+        format!("{} iterations; walks the same established hash", syn_dump.n),
+    );
     println!(
         "| `ss -ltn` as a process | {} | {} | {SS_RUNS} runs, wall time |",
         ms(ss),
@@ -291,7 +366,11 @@ fn run(acceptq: &str, expected: usize, sampler_window: Duration) -> Result<bool,
         &proc,
         format!("{} iterations, in-process", proc.n),
     );
-    for (args, o) in [("--once", &once), ("--once --no-process", &once_np)] {
+    for (args, o) in [
+        ("--once", &once),
+        ("--once --no-process", &once_np),
+        ("--once --no-process --no-queue-wait", &once_np_nw),
+    ] {
         let rss = if o.rss_kib < 0 {
             "n/a (no /usr/bin/time: apt install time)".to_string()
         } else {
@@ -351,6 +430,18 @@ fn run(acceptq: &str, expected: usize, sampler_window: Duration) -> Result<bool,
             ms(ss)
         ),
         no_ext.median <= ss,
+    ));
+    checks.push((
+        format!("the children dump found the {QUEUED} queued connections: {children}"),
+        children == QUEUED,
+    ));
+    checks.push((
+        format!(
+            "the filtered children dump ({}) costs no more than the SYN-queue dump ({}) + 1 ms",
+            ms(wait_dump.median),
+            ms(syn_dump.median)
+        ),
+        wait_dump.median <= syn_dump.median + Duration::from_millis(1),
     ));
     checks.push((
         format!(

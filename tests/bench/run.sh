@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Cost benchmark (issue 3): 1 000 listeners + 20 000 established loopback connections in a fresh
 # network namespace, then one table comparing acceptq's LISTEN dump with `ss -ltn` and
-# /proc/net/tcp, the cost of `acceptq --once`, and the sampler's CPU share at --sample 100ms.
+# /proc/net/tcp, the per-report dump of accept-queue children (queue_wait_max; one listener of the
+# bench's own with a non-empty queue), the cost of `acceptq --once`, and the sampler's CPU share
+# at --sample 100ms.
 #
 #   sudo tests/bench/run.sh            # from the repository root; needs root (ip netns)
 #
