@@ -206,7 +206,8 @@ fn run(acceptq: &str, expected: usize, sampler_window: Duration) -> Result<bool,
     });
     // The SYN-queue dump walks the same hash: the report's other per-report dump.
     let syn_dump = time_iterations(EHASH_ITERATIONS, || {
-        diag.dump(STATE_NEW_SYN_RECV, false, None, &mut |_| {}).unwrap();
+        diag.dump(STATE_NEW_SYN_RECV, false, None, &mut |_| {})
+            .unwrap();
     });
 
     // --- ss -ltn as a process ----------------------------------------------------------------
