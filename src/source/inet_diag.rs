@@ -164,13 +164,50 @@ pub fn build_request(out: &mut Vec<u8>, family: u8, states: u32, with_meminfo: b
     } else {
         ExtensionFlags::empty()
     };
-    build(out, family, states, extensions, seq);
+    build(out, family, states, extensions, 0, seq);
+}
+
+/// The local ports a children dump asks for. One port goes in the request itself
+/// (`id.idiag_sport`), which the kernel compares before any filter program on a field it has
+/// read anyway for the state; several go in a program ([`port_filter`]), which costs a few more
+/// cache misses on every socket of the asked states. Neither: every port.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalPorts {
+    port: u16,
+    bytecode: Vec<u8>,
+}
+
+impl LocalPorts {
+    /// Asks for `ports` (any order, repeats allowed), reusing the buffer; empty: every port.
+    pub fn set(&mut self, ports: &[u16]) {
+        match ports.first() {
+            Some(&p) if p != 0 && ports.iter().all(|q| *q == p) => {
+                self.port = p;
+                self.bytecode.clear();
+            }
+            _ => self.set_program(ports),
+        }
+    }
+
+    /// Asks for `ports` through a filter program even when there is one port.
+    pub fn set_program(&mut self, ports: &[u16]) {
+        self.port = 0;
+        port_filter(ports, &mut self.bytecode);
+    }
 }
 
 /// Serialises a dump of the connections waiting in accept queues (see [`STATES_QUEUED_CHILD`])
-/// on the local ports `bytecode` accepts ([`port_filter`]), with `tcp_info` and nothing else.
-pub fn build_children_request(out: &mut Vec<u8>, family: u8, bytecode: &[u8], seq: u32) {
-    build(out, family, STATES_QUEUED_CHILD, ExtensionFlags::INFO, seq);
+/// on the local `ports`, with `tcp_info` and nothing else.
+pub fn build_children_request(out: &mut Vec<u8>, family: u8, ports: &LocalPorts, seq: u32) {
+    build(
+        out,
+        family,
+        STATES_QUEUED_CHILD,
+        ExtensionFlags::INFO,
+        ports.port,
+        seq,
+    );
+    let bytecode = &ports.bytecode;
     if bytecode.is_empty() {
         return;
     }
@@ -264,15 +301,23 @@ pub fn port_ranges(ports: &[u16], max: usize) -> Vec<(u16, u16)> {
     ranges
 }
 
-fn build(out: &mut Vec<u8>, family: u8, states: u32, extensions: ExtensionFlags, seq: u32) {
+fn build(
+    out: &mut Vec<u8>,
+    family: u8,
+    states: u32,
+    extensions: ExtensionFlags,
+    sport: u16,
+    seq: u32,
+) {
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     header.sequence_number = seq;
-    let socket_id = if family == AF_INET6 {
+    let mut socket_id = if family == AF_INET6 {
         SocketId::new_v6()
     } else {
         SocketId::new_v4()
     };
+    socket_id.source_port = sport;
     let mut msg = NetlinkMessage::new(
         header,
         SockDiagMessage::InetRequest(InetRequest {
@@ -807,10 +852,13 @@ mod tests {
 
     #[test]
     fn children_request_carries_the_filter_and_asks_tcp_info_only() {
+        let mut ports = LocalPorts::default();
+        ports.set(&[8080, 9090, 8080]);
         let mut bc = Vec::new();
-        port_filter(&[8080], &mut bc);
+        port_filter(&[8080, 9090], &mut bc);
         let mut buf = Vec::new();
-        build_children_request(&mut buf, AF_INET6, &bc, 3);
+        build_children_request(&mut buf, AF_INET6, &ports, 3);
+        assert_eq!(&buf[24..26], &[0, 0], "id.idiag_sport: any");
         assert_eq!(buf.len(), 16 + 56 + 4 + bc.len());
         assert_eq!(
             u32::from_ne_bytes(buf[..4].try_into().unwrap()) as usize,
@@ -833,6 +881,18 @@ mod tests {
             INET_DIAG_REQ_BYTECODE
         );
         assert_eq!(&buf[76..], &bc[..]);
+
+        // One port: in the request's socket id (network order), no program.
+        ports.set(&[8080, 8080]);
+        build_children_request(&mut buf, AF_INET, &ports, 4);
+        assert_eq!(buf.len(), 16 + 56);
+        assert_eq!(&buf[24..26], &8080u16.to_be_bytes(), "id.idiag_sport");
+        assert_eq!(buf[18], 1 << (INET_DIAG_INFO - 1));
+        // Unless a program is asked for.
+        ports.set_program(&[8080]);
+        build_children_request(&mut buf, AF_INET, &ports, 5);
+        assert_eq!(&buf[24..26], &[0, 0]);
+        assert!(buf.len() > 16 + 56);
     }
 
     /// An `INET_DIAG_INFO` attribute holding the first `len` bytes of a tcp_info whose

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::snapshot::{Endpoint, NetnsSnapshot, Socket};
 use crate::warn::Warnings;
 use ifname::IfNames;
-use inet_diag::{Record, STATE_LISTEN, STATE_NEW_SYN_RECV};
+use inet_diag::{LocalPorts, Record, STATE_LISTEN, STATE_NEW_SYN_RECV};
 use netns::Netns;
 use sock_diag::DiagSocket;
 
@@ -62,9 +62,9 @@ pub struct NsSources {
     /// Device names of this namespace, for listeners bound to a device.
     ifnames: Option<IfNames>,
     records: Vec<Record>,
-    /// The children dump's filter program and its ports, reused.
-    bytecode: Vec<u8>,
+    /// The children dump's ports, reused.
     ports: Vec<u16>,
+    local_ports: LocalPorts,
     text: String,
 }
 
@@ -125,8 +125,8 @@ impl NsSources {
             proc_tcp,
             ifnames,
             records: Vec::new(),
-            bytecode: Vec::new(),
             ports: Vec::new(),
+            local_ports: LocalPorts::default(),
             text: String::new(),
         })
     }
@@ -249,21 +249,22 @@ impl NsSources {
         if self.ports.is_empty() {
             return Some(waits);
         }
-        inet_diag::port_filter(&self.ports, &mut self.bytecode);
+        self.local_ports.set(&self.ports);
         let mut short_info = false;
         let deadline = Instant::now() + QUEUE_WAIT_DUMP_CAP;
-        let result = diag.dump_children(
-            &self.bytecode,
-            Some(deadline),
-            &mut |r| match queued_wait(r) {
-                Some(Some(ms)) => {
-                    let w = waits.entry(r.endpoint()).or_insert(0);
-                    *w = (*w).max(ms);
-                }
-                Some(None) => short_info = true,
-                None => {}
-            },
-        );
+        let result =
+            diag.dump_children(
+                &self.local_ports,
+                Some(deadline),
+                &mut |r| match queued_wait(r) {
+                    Some(Some(ms)) => {
+                        let w = waits.entry(r.endpoint()).or_insert(0);
+                        *w = (*w).max(ms);
+                    }
+                    Some(None) => short_info = true,
+                    None => {}
+                },
+            );
         if short_info {
             warnings.once(
                 "tcp_info",

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
 
-use super::inet_diag::{self, DecodeError, Record, Step, FAMILIES};
+use super::inet_diag::{self, DecodeError, LocalPorts, Record, Step, FAMILIES};
 use super::netns;
 
 /// 64 KiB: the kernel sizes dump datagrams up to 32 KiB; a smaller buffer truncates them.
@@ -52,9 +52,9 @@ enum Request<'a> {
         states: u32,
         with_meminfo: bool,
     },
-    /// Accept-queue children on the local ports this filter program accepts.
+    /// Accept-queue children on these local ports.
     Children {
-        bytecode: &'a [u8],
+        ports: &'a LocalPorts,
     },
 }
 
@@ -167,11 +167,11 @@ impl DiagSocket {
         Ok(())
     }
 
-    /// Dumps the connections waiting in accept queues whose local port `bytecode` accepts
-    /// ([`inet_diag::port_filter`]), with their `tcp_info`, IPv4 then IPv6, as [`Self::dump`].
+    /// Dumps the connections waiting in accept queues on the local `ports`, with their
+    /// `tcp_info`, IPv4 then IPv6, as [`Self::dump`].
     pub fn dump_children(
         &mut self,
-        bytecode: &[u8],
+        ports: &LocalPorts,
         deadline: Option<Instant>,
         on_record: &mut dyn FnMut(&Record),
     ) -> Result<(), DiagError> {
@@ -179,7 +179,7 @@ impl DiagSocket {
             self.reopen()?;
         }
         for family in FAMILIES {
-            self.dump_family(family, Request::Children { bytecode }, deadline, on_record)?;
+            self.dump_family(family, Request::Children { ports }, deadline, on_record)?;
         }
         Ok(())
     }
@@ -200,8 +200,8 @@ impl DiagSocket {
                 inet_diag::build_request(&mut self.req, family, states, with_meminfo, self.seq);
                 with_meminfo
             }
-            Request::Children { bytecode } => {
-                inet_diag::build_children_request(&mut self.req, family, bytecode, self.seq);
+            Request::Children { ports } => {
+                inet_diag::build_children_request(&mut self.req, family, ports, self.seq);
                 true
             }
         };
@@ -345,31 +345,41 @@ mod tests {
 
     #[test]
     fn dumps_queued_children_with_their_wait_and_not_the_accepted_one() {
-        use crate::source::inet_diag::port_filter;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let _clients: Vec<TcpStream> = (0..3)
             .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
             .collect();
         let (_accepted, _) = listener.accept().unwrap();
-        // An unrelated listener with a queued child on another port: filtered out.
+        // Another listener with one queued child, and one whose port no filter asks for.
         let other = TcpListener::bind("127.0.0.1:0").unwrap();
-        let _other_client = TcpStream::connect(other.local_addr().unwrap()).unwrap();
-        let mut bytecode = Vec::new();
-        port_filter(&[port], &mut bytecode);
+        let other_port = other.local_addr().unwrap().port();
+        let _other_client = TcpStream::connect(("127.0.0.1", other_port)).unwrap();
+        let unasked = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _unasked_client = TcpStream::connect(unasked.local_addr().unwrap()).unwrap();
         let mut sock = DiagSocket::open(None).unwrap();
-        let mut queued = 0;
-        let mut accepted = 0;
-        sock.dump_children(&bytecode, None, &mut |r| {
-            assert_eq!(r.port, port, "only the filtered port comes back");
-            assert!(r.tcp_info.and_then(|t| t.last_data_sent).is_some());
-            if r.inode == 0 {
-                queued += 1;
-            } else {
-                accepted += 1;
-            }
-        })
-        .unwrap();
-        assert_eq!((queued, accepted), (2, 1));
+        let mut count = |ports: &LocalPorts| {
+            let mut found: Vec<(u16, bool)> = Vec::new();
+            sock.dump_children(ports, None, &mut |r| {
+                assert!(r.tcp_info.and_then(|t| t.last_data_sent).is_some());
+                found.push((r.port, r.inode == 0));
+            })
+            .unwrap();
+            found.sort();
+            found
+        };
+        let mut ports = LocalPorts::default();
+        // One port, in the request itself: two queued, one accepted.
+        ports.set(&[port]);
+        let one = vec![(port, false), (port, true), (port, true)];
+        assert_eq!(count(&ports), one);
+        // The same through a filter program: the kernel's audit takes it and it selects alike.
+        ports.set_program(&[port]);
+        assert_eq!(count(&ports), one);
+        ports.set(&[port, other_port]);
+        let mut two = one.clone();
+        two.push((other_port, true));
+        two.sort();
+        assert_eq!(count(&ports), two);
     }
 }
