@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-/// The tolerance: jiffy resolution, process start-up and the dump itself fit well in it.
+/// How far a wait may be from the clock: jiffies, process start-up and the dump fit well in it.
 const TOLERANCE: f64 = 0.1;
 
 /// tests/support/queue_clients.py in the namespace: connects one client at a time, accepts one.
