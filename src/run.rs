@@ -271,11 +271,24 @@ pub fn run(args: Args) -> Result<(), RunError> {
     // A plain --once reports a single reading: there is nothing to sample between reports.
     let one_reading = args.once && args.window.is_none();
     let sampling = !args.sample.is_zero() && !one_reading;
+    crate::metric::check_user_tags(&args.tags, args.format == Format::Collectd)
+        .map_err(RunError::Usage)?;
+    let tags = args.tags.clone();
     let encoder: Box<dyn Encoder> = match args.format {
-        Format::Influx => Box::new(Influx),
-        Format::Json => Box::new(JsonLines),
-        Format::Prometheus => Box::new(Prometheus),
-        Format::Collectd => Box::new(Collectd::new(&collectd_host(&args), interval)),
+        Format::Influx => Box::new(Influx::new(tags)),
+        Format::Json => Box::new(JsonLines::new(tags)),
+        Format::Prometheus => Box::new(Prometheus::new(tags)),
+        Format::Collectd => {
+            // Only `host` passes check_user_tags here: it is the identifier's host.
+            let host = tags.into_iter().next().map(|(_, v)| v);
+            if host.is_some() && args.hostname.is_some() {
+                return Err(RunError::Usage(
+                    "--tag host=... and --hostname both name the collectd host: give one".into(),
+                ));
+            }
+            let host = host.unwrap_or_else(|| collectd_host(&args));
+            Box::new(Collectd::new(&host, interval))
+        }
     };
     let mut reporter = Reporter {
         watched: Vec::with_capacity(namespaces.len()),
