@@ -186,11 +186,13 @@ impl Reporter {
     /// name is gone or now names another namespace (deleted and re-created); names not watched
     /// yet are opened, except those that failed before (each failure said once per kind).
     fn rescan_namespaces(&mut self) {
-        let now: Vec<(String, Option<(u64, u64)>)> = netns::list_named()
+        // (its `netns` tag, its identity, its name in /run/netns, which may not be UTF-8)
+        type Named = (String, Option<(u64, u64)>, std::ffi::OsString);
+        let now: Vec<Named> = netns::list_named()
             .into_iter()
-            .map(|n| (n.clone(), netns::named_identity(&n)))
+            .map(|n| (netns::named_tag(&n), netns::named_identity(&n), n))
             .collect();
-        let same = |w: &Watched, (name, identity): &(String, Option<(u64, u64)>)| {
+        let same = |w: &Watched, (name, identity, _): &Named| {
             &w.src.netns.name == name && w.identity == *identity
         };
         let before = self.watched.len();
@@ -206,7 +208,7 @@ impl Reporter {
             self.unopenable.clear();
         }
         for entry in &now {
-            let (name, identity) = entry;
+            let (name, identity, raw) = entry;
             let watched = self
                 .watched
                 .iter()
@@ -214,7 +216,7 @@ impl Reporter {
             if watched || identity.is_some_and(|i| self.unopenable.contains(&i)) {
                 continue;
             }
-            let opened = netns::resolve(name)
+            let opened = netns::resolve_named(raw)
                 .map_err(|e| (e.source.kind(), e.to_string()))
                 .and_then(|ns| {
                     self.watch(ns).map_err(|e| {
