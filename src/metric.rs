@@ -94,7 +94,7 @@ pub const SCHEMA: [MeasurementSpec; 2] = [
             TagSpec { name: "process", help: "comm of the lowest pid holding the socket; absent when unknown" },
             TagSpec { name: "unit", help: "with --unit: systemd unit or scope of that process (from its cgroup); absent outside any unit" },
             TagSpec { name: "socket", help: "with --per-socket: rank 0..n-1 of the socket by inode within its SO_REUSEPORT group" },
-            TagSpec { name: "netns", help: "namespace name (`default` for acceptq's own); only when more than one is watched" },
+            TagSpec { name: "netns", help: "namespace name: `default` for acceptq's own, the `ip netns` name, or a path (unique by construction, see the README); only when more than one is watched" },
         ],
         fields: &[
             f("queue_depth", Kind::Gauge, "connections", "connections waiting in the accept queue now (idiag_rqueue)", Some(("queue_length", "depth"))),
