@@ -192,6 +192,10 @@ pub fn parse_user_tag(s: &str) -> Result<(String, String), String> {
     if SCHEMA.iter().any(|m| m.tags.iter().any(|t| t.name == key)) {
         return Err(format!("tag key {key:?} is one of acceptq's own tags"));
     }
+    // InfluxDB 1.x refuses a `time` tag (`invalid tag key`); 2.x keeps the other two for itself.
+    if ["time", "_field", "_measurement"].contains(&key) {
+        return Err(format!("tag key {key:?} is reserved by InfluxDB"));
+    }
     if value.is_empty() {
         return Err(format!("tag {key}: the value is empty"));
     }
@@ -213,6 +217,13 @@ pub fn check_user_tags(tags: &[(String, String)], collectd: bool) -> Result<(), 
         if collectd && k != "host" {
             return Err(format!(
                 "--tag {k}=...: collectd identifiers have no room for tags; only --tag host=NAME (the identifier's host) works with --format collectd"
+            ));
+        }
+        let v = &tags[i].1;
+        let file_safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if collectd && (v.len() > 127 || !v.chars().all(file_safe)) {
+            return Err(format!(
+                "--tag host={v:?}: a collectd host is at most 127 bytes of letters, digits, `.`, `_` and `-` (it becomes a folder name)"
             ));
         }
     }
@@ -255,6 +266,11 @@ mod tests {
         assert!(check_user_tags(&[t("dc"), t("dc")], false).is_err());
         assert!(check_user_tags(&[t("host")], true).is_ok());
         assert!(check_user_tags(&[t("host"), t("dc")], true).is_err());
+        let host = |v: &str| vec![("host".to_string(), v.to_string())];
+        assert!(check_user_tags(&host("web-1.example"), true).is_ok());
+        assert!(check_user_tags(&host("web 1"), true).is_err());
+        assert!(check_user_tags(&host("web 1"), false).is_ok());
+        assert!(check_user_tags(&host(&"h".repeat(128)), true).is_err());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! Some values cannot be carried byte for byte at all (see [`carried_exactly`]); they are
 //! written in an escaped form that starts with `\`, a start no value written as-is has.
 
+use std::io::Write as _;
+
 use super::{Encoder, UserTags};
 use crate::metric::{Metric, Value};
 
@@ -77,7 +79,7 @@ pub fn push_tag_value(v: &str, out: &mut Vec<u8>) {
     for c in v.chars() {
         if matches!(c, '\\' | '=' | '"') || c.is_control() {
             for b in c.encode_utf8(&mut utf8).bytes() {
-                out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+                let _ = write!(out, "\\x{b:02x}");
             }
         } else {
             push_escaped(c.encode_utf8(&mut utf8), b", ", out);
@@ -115,17 +117,13 @@ fn line(m: &Metric, user_tags: &UserTags, out: &mut Vec<u8>) {
         out.push(if i == 0 { b' ' } else { b',' });
         push_escaped(k, b", =", out);
         out.push(b'=');
-        match v {
-            Value::Int(n) => {
-                out.extend_from_slice(int(*n).unwrap_or_default().to_string().as_bytes());
-                out.push(b'i');
-            }
-            Value::Float(f) => out.extend_from_slice(f.to_string().as_bytes()),
-        }
+        // Writing into a Vec cannot fail.
+        let _ = match v {
+            Value::Int(n) => write!(out, "{}i", int(*n).unwrap_or_default()),
+            Value::Float(f) => write!(out, "{f}"),
+        };
     }
-    out.push(b' ');
-    out.extend_from_slice(m.timestamp.to_string().as_bytes());
-    out.push(b'\n');
+    let _ = writeln!(out, " {}", m.timestamp);
 }
 
 #[cfg(test)]

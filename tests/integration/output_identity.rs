@@ -748,6 +748,8 @@ fn user_tags_go_on_every_row_in_every_format() {
         &["--tag", "1dc=x"],
         &["--tag", "dc=trail\\"],
         &["--tag", "dc=a\nb"],
+        &["--tag", "time=x"],
+        &["--tag", "host=web 1", "--format", "collectd"],
     ] {
         let mut args = vec!["--once", "--no-process"];
         args.extend_from_slice(bad);
