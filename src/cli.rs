@@ -106,6 +106,11 @@ pub struct Args {
     /// Host name in collectd identifiers [default: $COLLECTD_HOSTNAME, else the system's]
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+
+    /// Add tag KEY=VALUE to every row, in every format (repeatable), e.g. --tag host=$(hostname)
+    /// for InfluxDB; with --format collectd only `host`, the identifier's host
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = crate::metric::parse_user_tag)]
+    pub tags: Vec<(String, String)>,
 }
 
 /// Longer than any sensible interval, and short enough that no deadline arithmetic overflows.

@@ -185,11 +185,13 @@ impl Reporter {
     /// name is gone or now names another namespace (deleted and re-created); names not watched
     /// yet are opened, except those that failed before (each failure said once per kind).
     fn rescan_namespaces(&mut self) {
-        let now: Vec<(String, Option<(u64, u64)>)> = netns::list_named()
+        // (its `netns` tag, its identity, its name in /run/netns, which may not be UTF-8)
+        type Named = (String, Option<(u64, u64)>, std::ffi::OsString);
+        let now: Vec<Named> = netns::list_named()
             .into_iter()
-            .map(|n| (n.clone(), netns::named_identity(&n)))
+            .map(|n| (netns::named_tag(&n), netns::named_identity(&n), n))
             .collect();
-        let same = |w: &Watched, (name, identity): &(String, Option<(u64, u64)>)| {
+        let same = |w: &Watched, (name, identity, _): &Named| {
             &w.src.netns.name == name && w.identity == *identity
         };
         let before = self.watched.len();
@@ -205,7 +207,7 @@ impl Reporter {
             self.unopenable.clear();
         }
         for entry in &now {
-            let (name, identity) = entry;
+            let (name, identity, raw) = entry;
             let watched = self
                 .watched
                 .iter()
@@ -213,7 +215,7 @@ impl Reporter {
             if watched || identity.is_some_and(|i| self.unopenable.contains(&i)) {
                 continue;
             }
-            let opened = netns::resolve(name)
+            let opened = netns::resolve_named(raw)
                 .map_err(|e| (e.source.kind(), e.to_string()))
                 .and_then(|ns| {
                     self.watch(ns).map_err(|e| {
@@ -270,11 +272,24 @@ pub fn run(args: Args) -> Result<(), RunError> {
     // A plain --once reports a single reading: there is nothing to sample between reports.
     let one_reading = args.once && args.window.is_none();
     let sampling = !args.sample.is_zero() && !one_reading;
+    crate::metric::check_user_tags(&args.tags, args.format == Format::Collectd)
+        .map_err(RunError::Usage)?;
+    let tags = args.tags.clone();
     let encoder: Box<dyn Encoder> = match args.format {
-        Format::Influx => Box::new(Influx),
-        Format::Json => Box::new(JsonLines),
-        Format::Prometheus => Box::new(Prometheus),
-        Format::Collectd => Box::new(Collectd::new(&collectd_host(&args), interval)),
+        Format::Influx => Box::new(Influx::new(tags)),
+        Format::Json => Box::new(JsonLines::new(tags)),
+        Format::Prometheus => Box::new(Prometheus::new(tags)),
+        Format::Collectd => {
+            // Only `host` passes check_user_tags here: it is the identifier's host.
+            let host = tags.into_iter().next().map(|(_, v)| v);
+            if host.is_some() && args.hostname.is_some() {
+                return Err(RunError::Usage(
+                    "--tag host=... and --hostname both name the collectd host: give one".into(),
+                ));
+            }
+            let host = host.unwrap_or_else(|| collectd_host(&args));
+            Box::new(Collectd::new(&host, interval))
+        }
     };
     let mut reporter = Reporter {
         watched: Vec::with_capacity(namespaces.len()),

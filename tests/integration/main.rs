@@ -6,6 +6,7 @@ mod common;
 mod agents;
 mod cli;
 mod listeners;
+mod output_identity;
 mod peaks;
 mod readme;
 mod rows;
