@@ -5,6 +5,7 @@ mod common;
 
 mod agents;
 mod cli;
+mod golden;
 mod listeners;
 mod output_identity;
 mod peaks;
