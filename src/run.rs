@@ -2,7 +2,8 @@
 //! exec mode, `--once` and `--once --window`.
 
 use std::collections::HashSet;
-use std::io::{self, BufRead};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,7 +12,7 @@ use crate::encode::{
     collectd::Collectd, influx::Influx, json::JsonLines, prometheus::Prometheus, Encoder,
 };
 use crate::filter::Filter;
-use crate::output::Sink;
+use crate::output::{self, Sink, Wake};
 use crate::report::{self, NsReading, ReportOptions};
 use crate::sampler::{Sampler, Target, Targets};
 use crate::snapshot::NetnsSnapshot;
@@ -65,6 +66,8 @@ struct Reporter {
     prev: Previous,
     owners: Option<OwnerCache>,
     filter: Filter,
+    /// The filter flags given, for the warning when they match no listener.
+    filter_flags: Option<String>,
     opts: ReportOptions,
     read_opts: Options,
     encoder: Box<dyn Encoder>,
@@ -140,6 +143,23 @@ impl Reporter {
             &mut self.prev,
             timestamp,
         );
+        if let Some(flags) = &self.filter_flags {
+            let matched = built.omitted
+                + built
+                    .metrics
+                    .iter()
+                    .filter(|m| m.name == crate::metric::LISTENER)
+                    .count();
+            let seen: usize = self.watched.iter().map(|w| w.snap.sockets.len()).sum();
+            if matched == 0 {
+                self.warnings.once(
+                    "no-match",
+                    format!(
+                        "no listener matches {flags} (listening sockets seen: {seen}): only acceptq_netns is reported"
+                    ),
+                );
+            }
+        }
         if built.omitted > 0 {
             self.warnings.once(
                 "max-listeners",
@@ -215,7 +235,7 @@ impl Reporter {
                 continue;
             }
             let opened = netns::resolve(name)
-                .map_err(|e| (e.source.kind(), e.to_string()))
+                .map_err(|e| (e.source.kind(), e.listed().to_string()))
                 .and_then(|ns| {
                     self.watch(ns).map_err(|e| {
                         (
@@ -238,6 +258,11 @@ impl Reporter {
         }
     }
 
+    /// Waits `limit`, or less when stdout (being written to) loses its reader.
+    fn wait(&self, limit: Duration) -> Wake {
+        output::wait(self.sink.is_stdout(), None, Some(limit))
+    }
+
     /// One report, written. `Ok(false)`: stdout is closed, time to exit quietly.
     fn report(&mut self) -> Result<bool, RunError> {
         self.collect();
@@ -256,8 +281,24 @@ impl Reporter {
 }
 
 pub fn run(args: Args) -> Result<(), RunError> {
+    args.validate().map_err(RunError::Usage)?;
+    let sink = args.output.as_deref().map_or_else(Sink::stdout, Sink::file);
+    sink.check().map_err(|e| RunError::Fatal(e.to_string()))?;
     let mut warnings = Warnings::default();
     let interval = resolve_interval(&args, &mut warnings);
+    if let Some(sample) = args
+        .sample
+        .filter(|s| *s > interval && args.interval.is_none())
+    {
+        // The interval came from collectd, which would restart a refusing acceptq every
+        // interval: warn instead.
+        warnings.once(
+            "sample-interval",
+            format!(
+                "--sample {sample:?} is longer than the interval ({interval:?}): peaks come from fewer samples than reports"
+            ),
+        );
+    }
     if args.signal == Signal::Stdin && args.format == Format::Collectd {
         return Err(RunError::Usage(
             "--signal stdin does not go with --format collectd: collectd closes our stdin at once; \
@@ -270,7 +311,7 @@ pub fn run(args: Args) -> Result<(), RunError> {
 
     // A plain --once reports a single reading: there is nothing to sample between reports.
     let one_reading = args.once && args.window.is_none();
-    let sampling = !args.sample.is_zero() && !one_reading;
+    let sampling = !args.sample_period().is_zero() && !one_reading;
     let encoder: Box<dyn Encoder> = match args.format {
         Format::Influx => Box::new(Influx),
         Format::Json => Box::new(JsonLines),
@@ -293,6 +334,7 @@ pub fn run(args: Args) -> Result<(), RunError> {
             addresses: args.addresses.clone(),
             processes: args.processes.clone(),
         },
+        filter_flags: args.filter_flags(),
         opts: ReportOptions {
             per_socket: args.per_socket,
             max_listeners: usize::try_from(args.max_listeners).unwrap_or(usize::MAX),
@@ -303,7 +345,7 @@ pub fn run(args: Args) -> Result<(), RunError> {
             syn_queue: !args.no_syn_queue,
         },
         encoder,
-        sink: args.output.as_deref().map_or(Sink::Stdout, Sink::file),
+        sink,
         buf: Vec::with_capacity(64 * 1024),
         warnings,
         written: 0,
@@ -316,7 +358,11 @@ pub fn run(args: Args) -> Result<(), RunError> {
     }
     let _sampler = match &reporter.targets {
         Some(targets) => {
-            match Sampler::start(targets.clone(), args.sample, reporter.shared_peaks.clone()) {
+            match Sampler::start(
+                targets.clone(),
+                args.sample_period(),
+                reporter.shared_peaks.clone(),
+            ) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     reporter
@@ -333,7 +379,9 @@ pub fn run(args: Args) -> Result<(), RunError> {
         if let Some(window) = args.window {
             // A silent first reading sets the baseline; the report then covers the window.
             reporter.collect();
-            std::thread::sleep(window);
+            if reporter.wait(window) == Wake::StdoutGone {
+                return Ok(());
+            }
         }
         reporter.report()?;
         return Ok(());
@@ -345,22 +393,48 @@ pub fn run(args: Args) -> Result<(), RunError> {
     interval_loop(&mut reporter, interval)
 }
 
-/// Telegraf execd: a report per line on stdin; EOF is Telegraf stopping us.
+/// Telegraf execd: a report per line on stdin; EOF is Telegraf stopping us. A line is counted
+/// by its newline whatever its bytes, and never kept, so a long or binary line costs no memory.
 fn stdin_loop(reporter: &mut Reporter) -> Result<(), RunError> {
     let stdin = io::stdin();
-    let mut line = String::new();
+    let fd = stdin.as_raw_fd();
+    let mut stdin = stdin.lock();
+    // At least std's own stdin buffer, so every read bypasses it and poll sees all that is
+    // left unread.
+    let mut chunk = [0u8; 8192];
+    // Bytes of a line whose newline has not come yet.
+    let mut open_line = false;
     loop {
-        line.clear();
-        match stdin.lock().read_line(&mut line) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {
-                if !reporter.report()? {
-                    return Ok(());
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(RunError::Fatal(format!("reading stdin: {e}"))),
+        if output::wait(reporter.sink.is_stdout(), Some(fd), None) == Wake::StdoutGone {
+            return Ok(());
         }
+        let n = match stdin.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e)
+                if e.kind() == io::ErrorKind::Interrupted
+                    || e.kind() == io::ErrorKind::WouldBlock =>
+            {
+                continue
+            }
+            Err(e) => return Err(RunError::Fatal(format!("reading stdin: {e}"))),
+        };
+        if n == 0 {
+            // A last line without its newline still asked for a report.
+            if open_line {
+                reporter.report()?;
+            }
+            return Ok(());
+        }
+        let read = &chunk[..n];
+        for _ in read.iter().filter(|b| **b == b'\n') {
+            if !reporter.report()? {
+                return Ok(());
+            }
+        }
+        open_line = match read.iter().rposition(|b| *b == b'\n') {
+            Some(last) => last + 1 < n,
+            None => true,
+        };
     }
 }
 
@@ -375,7 +449,9 @@ fn interval_loop(reporter: &mut Reporter, interval: Duration) -> Result<(), RunE
         while next <= now {
             next += interval; // a slow report skips ticks rather than bunching reports
         }
-        std::thread::sleep(next - now);
+        if reporter.wait(next - now) == Wake::StdoutGone {
+            return Ok(());
+        }
     }
 }
 
