@@ -1043,7 +1043,7 @@ fn prometheus_output_file_is_never_partial() {
             "--format",
             "prometheus",
             "--interval",
-            "50ms",
+            "100ms",
             "--output",
             target.to_str().unwrap(),
         ])
@@ -1095,7 +1095,7 @@ fn prometheus_output_file_is_never_partial() {
     assert!(reads > 100, "only {reads} reads");
     assert!(
         distinct >= 10,
-        "the file was replaced only {distinct} times in 3 s at --interval 50ms ({reads} reads)"
+        "the file was replaced only {distinct} times in 3 s at --interval 100ms ({reads} reads)"
     );
     eprintln!("agents: prometheus textfile suite ran ({reads} reads, {distinct} distinct files)");
 }

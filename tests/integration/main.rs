@@ -8,5 +8,6 @@ mod cli;
 mod listeners;
 mod peaks;
 mod readme;
+mod run_modes_input;
 mod sampler_cost;
 mod who;
