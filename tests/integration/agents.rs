@@ -859,9 +859,14 @@ fn telegraf_exec_fallback_once_parses_strictly() {
         Some("\"influx\""),
         "inputs.exec defaults to json"
     );
-    let argv = substitute(&toml_strings(
+    // A command may be one string that Telegraf splits at spaces (the snippet quotes nothing).
+    let words: Vec<String> = toml_strings(
         &toml_setting(&text, "commands").expect("commands in conf/telegraf-exec.conf"),
-    ));
+    )
+    .iter()
+    .flat_map(|c| c.split_whitespace().map(String::from))
+    .collect();
+    let argv = substitute(&words);
     assert!(argv.iter().any(|a| a == "--once"), "{argv:?}");
 
     let dir = TempDir::new("exec");
