@@ -399,9 +399,9 @@ fn stdin_loop(reporter: &mut Reporter) -> Result<(), RunError> {
     let stdin = io::stdin();
     let fd = stdin.as_raw_fd();
     let mut stdin = stdin.lock();
-    // At least std's own stdin buffer, so every read bypasses it and poll sees all that is
-    // left unread.
-    let mut chunk = [0u8; 8192];
+    // At least as large as std's own stdin buffer (8 KiB), so a read takes all it holds and
+    // never leaves bytes there that poll cannot see.
+    let mut chunk = vec![0u8; 64 * 1024];
     // Bytes of a line whose newline has not come yet.
     let mut open_line = false;
     loop {
@@ -425,17 +425,23 @@ fn stdin_loop(reporter: &mut Reporter) -> Result<(), RunError> {
             }
             return Ok(());
         }
-        let read = &chunk[..n];
-        for _ in read.iter().filter(|b| **b == b'\n') {
+        for _ in 0..lines_ended(&chunk[..n], &mut open_line) {
             if !reporter.report()? {
                 return Ok(());
             }
         }
-        open_line = match read.iter().rposition(|b| *b == b'\n') {
-            Some(last) => last + 1 < n,
-            None => true,
-        };
     }
+}
+
+/// The lines `chunk` of stdin ends (its newlines); `open` says whether bytes of a line not yet
+/// ended were read, in this chunk or an earlier one. Bytes are never decoded or kept.
+fn lines_ended(chunk: &[u8], open: &mut bool) -> usize {
+    let ended = chunk.iter().filter(|b| **b == b'\n').count();
+    *open = match chunk.iter().rposition(|b| *b == b'\n') {
+        Some(last) => last + 1 < chunk.len(),
+        None => *open || !chunk.is_empty(),
+    };
+    ended
 }
 
 fn interval_loop(reporter: &mut Reporter, interval: Duration) -> Result<(), RunError> {
@@ -501,4 +507,24 @@ fn resolve_namespaces(args: &Args) -> Result<Vec<Netns>, RunError> {
         out.push(ns);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stdin_lines_are_counted_by_newline_whatever_their_bytes() {
+        let mut open = false;
+        assert_eq!(lines_ended(b"\n\xff\n", &mut open), 2);
+        assert!(!open);
+        assert_eq!(lines_ended(b"\xc3", &mut open), 0);
+        assert!(open, "a line begun");
+        assert_eq!(lines_ended(b"\x28", &mut open), 0);
+        assert!(open, "still the same line");
+        assert_eq!(lines_ended(b"\n\n", &mut open), 2);
+        assert!(!open);
+        assert_eq!(lines_ended(b"\nab", &mut open), 1);
+        assert!(open);
+    }
 }
