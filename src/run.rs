@@ -2,7 +2,8 @@
 //! exec mode, `--once` and `--once --window`.
 
 use std::collections::HashSet;
-use std::io::{self, BufRead};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,7 +12,7 @@ use crate::encode::{
     collectd::Collectd, influx::Influx, json::JsonLines, prometheus::Prometheus, Encoder,
 };
 use crate::filter::Filter;
-use crate::output::Sink;
+use crate::output::{self, Sink, Wake};
 use crate::report::{self, NsReading, ReportOptions};
 use crate::sampler::{Sampler, Target, Targets};
 use crate::snapshot::NetnsSnapshot;
@@ -65,6 +66,8 @@ struct Reporter {
     prev: Previous,
     owners: Option<OwnerCache>,
     filter: Filter,
+    /// The filter flags given, for the warning when they match no listener.
+    filter_flags: Option<String>,
     opts: ReportOptions,
     read_opts: Options,
     encoder: Box<dyn Encoder>,
@@ -139,6 +142,23 @@ impl Reporter {
             timestamp,
         };
         let built = report::build(&readings, &ctx, &mut self.prev);
+        if let Some(flags) = &self.filter_flags {
+            let matched = built.omitted
+                + built
+                    .metrics
+                    .iter()
+                    .filter(|m| m.name == crate::metric::LISTENER)
+                    .count();
+            let seen: usize = self.watched.iter().map(|w| w.snap.sockets.len()).sum();
+            if matched == 0 {
+                self.warnings.once(
+                    "no-match",
+                    format!(
+                        "no listener matches {flags} (listening sockets seen: {seen}): only acceptq_netns is reported"
+                    ),
+                );
+            }
+        }
         if built.omitted > 0 {
             self.warnings.once(
                 "max-listeners",
@@ -216,7 +236,7 @@ impl Reporter {
                 continue;
             }
             let opened = netns::resolve_named(raw)
-                .map_err(|e| (e.source.kind(), e.to_string()))
+                .map_err(|e| (e.source.kind(), e.listed().to_string()))
                 .and_then(|ns| {
                     self.watch(ns).map_err(|e| {
                         (
@@ -239,6 +259,11 @@ impl Reporter {
         }
     }
 
+    /// Waits `limit`, or less when stdout (being written to) loses its reader.
+    fn wait(&self, limit: Duration) -> Wake {
+        output::wait(self.sink.is_stdout(), None, Some(limit))
+    }
+
     /// One report, written. `Ok(false)`: stdout is closed, time to exit quietly.
     fn report(&mut self) -> Result<bool, RunError> {
         self.collect();
@@ -257,8 +282,24 @@ impl Reporter {
 }
 
 pub fn run(args: Args) -> Result<(), RunError> {
+    args.validate().map_err(RunError::Usage)?;
+    let sink = args.output.as_deref().map_or_else(Sink::stdout, Sink::file);
+    sink.check().map_err(|e| RunError::Fatal(e.to_string()))?;
     let mut warnings = Warnings::default();
     let interval = resolve_interval(&args, &mut warnings);
+    if let Some(sample) = args
+        .sample
+        .filter(|s| *s > interval && args.interval.is_none())
+    {
+        // The interval came from collectd, which would restart a refusing acceptq every
+        // interval: warn instead.
+        warnings.once(
+            "sample-interval",
+            format!(
+                "--sample {sample:?} is longer than the interval ({interval:?}): peaks come from fewer samples than reports"
+            ),
+        );
+    }
     if args.signal == Signal::Stdin && args.format == Format::Collectd {
         return Err(RunError::Usage(
             "--signal stdin does not go with --format collectd: collectd closes our stdin at once; \
@@ -271,7 +312,7 @@ pub fn run(args: Args) -> Result<(), RunError> {
 
     // A plain --once reports a single reading: there is nothing to sample between reports.
     let one_reading = args.once && args.window.is_none();
-    let sampling = !args.sample.is_zero() && !one_reading;
+    let sampling = !args.sample_period().is_zero() && !one_reading;
     crate::metric::check_user_tags(&args.tags, args.format == Format::Collectd)
         .map_err(RunError::Usage)?;
     let tags = args.tags.clone();
@@ -307,6 +348,7 @@ pub fn run(args: Args) -> Result<(), RunError> {
             addresses: args.addresses.clone(),
             processes: args.processes.clone(),
         },
+        filter_flags: args.filter_flags(),
         opts: ReportOptions {
             per_socket: args.per_socket,
             max_listeners: usize::try_from(args.max_listeners).unwrap_or(usize::MAX),
@@ -317,7 +359,7 @@ pub fn run(args: Args) -> Result<(), RunError> {
             syn_queue: !args.no_syn_queue,
         },
         encoder,
-        sink: args.output.as_deref().map_or(Sink::Stdout, Sink::file),
+        sink,
         buf: Vec::with_capacity(64 * 1024),
         warnings,
         written: 0,
@@ -330,7 +372,11 @@ pub fn run(args: Args) -> Result<(), RunError> {
     }
     let _sampler = match &reporter.targets {
         Some(targets) => {
-            match Sampler::start(targets.clone(), args.sample, reporter.shared_peaks.clone()) {
+            match Sampler::start(
+                targets.clone(),
+                args.sample_period(),
+                reporter.shared_peaks.clone(),
+            ) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     reporter
@@ -347,7 +393,9 @@ pub fn run(args: Args) -> Result<(), RunError> {
         if let Some(window) = args.window {
             // A silent first reading sets the baseline; the report then covers the window.
             reporter.collect();
-            std::thread::sleep(window);
+            if reporter.wait(window) == Wake::StdoutGone {
+                return Ok(());
+            }
         }
         reporter.report()?;
         return Ok(());
@@ -359,23 +407,55 @@ pub fn run(args: Args) -> Result<(), RunError> {
     interval_loop(&mut reporter, interval)
 }
 
-/// Telegraf execd: a report per line on stdin; EOF is Telegraf stopping us.
+/// Telegraf execd: a report per line on stdin; EOF is Telegraf stopping us. A line is counted
+/// by its newline whatever its bytes, and never kept, so a long or binary line costs no memory.
 fn stdin_loop(reporter: &mut Reporter) -> Result<(), RunError> {
     let stdin = io::stdin();
-    let mut line = String::new();
+    let fd = stdin.as_raw_fd();
+    let mut stdin = stdin.lock();
+    // At least as large as std's own stdin buffer (8 KiB), so a read takes all it holds and
+    // never leaves bytes there that poll cannot see.
+    let mut chunk = vec![0u8; 64 * 1024];
+    // Bytes of a line whose newline has not come yet.
+    let mut open_line = false;
     loop {
-        line.clear();
-        match stdin.lock().read_line(&mut line) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {
-                if !reporter.report()? {
-                    return Ok(());
-                }
+        if output::wait(reporter.sink.is_stdout(), Some(fd), None) == Wake::StdoutGone {
+            return Ok(());
+        }
+        let n = match stdin.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e)
+                if e.kind() == io::ErrorKind::Interrupted
+                    || e.kind() == io::ErrorKind::WouldBlock =>
+            {
+                continue
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(RunError::Fatal(format!("reading stdin: {e}"))),
+        };
+        if n == 0 {
+            // A last line without its newline still asked for a report.
+            if open_line {
+                reporter.report()?;
+            }
+            return Ok(());
+        }
+        for _ in 0..lines_ended(&chunk[..n], &mut open_line) {
+            if !reporter.report()? {
+                return Ok(());
+            }
         }
     }
+}
+
+/// The lines `chunk` of stdin ends (its newlines); `open` says whether bytes of a line not yet
+/// ended were read, in this chunk or an earlier one. Bytes are never decoded or kept.
+fn lines_ended(chunk: &[u8], open: &mut bool) -> usize {
+    let ended = chunk.iter().filter(|b| **b == b'\n').count();
+    *open = match chunk.iter().rposition(|b| *b == b'\n') {
+        Some(last) => last + 1 < chunk.len(),
+        None => *open || !chunk.is_empty(),
+    };
+    ended
 }
 
 fn interval_loop(reporter: &mut Reporter, interval: Duration) -> Result<(), RunError> {
@@ -389,7 +469,9 @@ fn interval_loop(reporter: &mut Reporter, interval: Duration) -> Result<(), RunE
         while next <= now {
             next += interval; // a slow report skips ticks rather than bunching reports
         }
-        std::thread::sleep(next - now);
+        if reporter.wait(next - now) == Wake::StdoutGone {
+            return Ok(());
+        }
     }
 }
 
@@ -439,4 +521,24 @@ fn resolve_namespaces(args: &Args) -> Result<Vec<Netns>, RunError> {
         out.push(ns);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stdin_lines_are_counted_by_newline_whatever_their_bytes() {
+        let mut open = false;
+        assert_eq!(lines_ended(b"\n\xff\n", &mut open), 2);
+        assert!(!open);
+        assert_eq!(lines_ended(b"\xc3", &mut open), 0);
+        assert!(open, "a line begun");
+        assert_eq!(lines_ended(b"\x28", &mut open), 0);
+        assert!(open, "still the same line");
+        assert_eq!(lines_ended(b"\n\n", &mut open), 2);
+        assert!(!open);
+        assert_eq!(lines_ended(b"\nab", &mut open), 1);
+        assert!(open);
+    }
 }

@@ -30,29 +30,62 @@ pub struct Netns {
 pub const OWN_NAME: &str = "default";
 const NAMED_DIR: &str = "/run/netns";
 
+/// What failed about a namespace file: opening it, or joining the namespace it names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Open,
+    Join,
+}
+
 #[derive(Debug)]
 pub struct NetnsError {
     pub spec: String,
     pub path: PathBuf,
+    pub step: Step,
+    /// Found by `--all-netns` in /run/netns rather than given with `--netns`.
+    pub listed: bool,
     pub source: io::Error,
+}
+
+impl NetnsError {
+    /// The same failure, for a namespace `--all-netns` found.
+    pub fn listed(self) -> Self {
+        NetnsError {
+            listed: true,
+            ..self
+        }
+    }
 }
 
 impl std::fmt::Display for NetnsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "--netns {}: cannot open {}: {}",
-            self.spec,
-            self.path.display(),
-            self.source
-        )?;
-        if self.source.kind() == io::ErrorKind::NotFound && !self.spec.contains('/') {
-            write!(f, " (`ip netns list` shows the named namespaces)")?;
+        if self.listed {
+            write!(f, "--all-netns: netns {}: ", self.spec)?;
+        } else {
+            write!(f, "--netns {}: ", self.spec)?;
         }
-        if self.source.raw_os_error() == Some(libc::EPERM) {
-            write!(f, " (joining another namespace needs CAP_SYS_ADMIN)")?;
+        let path = self.path.display();
+        let errno = self.source.raw_os_error();
+        match self.step {
+            // setns refuses a file that is no namespace (or another kind of namespace) with
+            // EINVAL before it checks any privilege.
+            Step::Join if errno == Some(libc::EINVAL) => {
+                write!(f, "{path} is not a network namespace")
+            }
+            Step::Join if errno == Some(libc::EPERM) => write!(
+                f,
+                "cannot join {path}: {} (joining another network namespace needs CAP_SYS_ADMIN)",
+                self.source
+            ),
+            Step::Join => write!(f, "cannot join {path}: {}", self.source),
+            Step::Open => {
+                write!(f, "cannot open {path}: {}", self.source)?;
+                if self.source.kind() == io::ErrorKind::NotFound && !self.spec.contains('/') {
+                    write!(f, " (`ip netns list` shows the named namespaces)")?;
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
 }
 
@@ -87,14 +120,19 @@ pub fn resolve_named(name: &OsStr) -> Result<Netns, NetnsError> {
 }
 
 fn open(spec: &str, path: PathBuf, name: String) -> Result<Netns, NetnsError> {
-    let err = |source| NetnsError {
-        spec: spec.to_string(),
-        path: path.clone(),
-        source,
+    let err = |step| {
+        let path = path.clone();
+        move |source| NetnsError {
+            spec: spec.to_string(),
+            path,
+            step,
+            listed: false,
+            source,
+        }
     };
-    let file = File::open(&path).map_err(err)?;
+    let file = File::open(&path).map_err(err(Step::Open))?;
     // Proves it is a namespace we may join before the first report needs it.
-    run_in(Some(&file), || ()).map_err(err)?;
+    run_in(Some(&file), || ()).map_err(err(Step::Join))?;
     Ok(Netns {
         name,
         file: Some(Arc::new(file)),
@@ -216,5 +254,54 @@ mod tests {
         assert_eq!(spec_tag("proc_1234_ns_net"), "proc_1234_ns_net");
         assert_ne!(spec_tag("/proc/1234/ns/net"), spec_tag("proc_1234_ns_net"));
         assert_eq!(spec_tag("default"), "/run/netns/default");
+    }
+
+    fn error(spec: &str, step: Step, errno: i32) -> NetnsError {
+        let path = if spec.contains('/') {
+            PathBuf::from(spec)
+        } else {
+            Path::new(NAMED_DIR).join(spec)
+        };
+        NetnsError {
+            spec: spec.into(),
+            path,
+            step,
+            listed: false,
+            source: io::Error::from_raw_os_error(errno),
+        }
+    }
+
+    #[test]
+    fn messages_say_which_step_failed_and_why() {
+        let e = error("web", Step::Join, libc::EPERM).to_string();
+        assert!(
+            e.starts_with("--netns web: cannot join /run/netns/web: Operation not permitted"),
+            "{e}"
+        );
+        assert!(e.contains("needs CAP_SYS_ADMIN"), "{e}");
+        assert!(!e.contains("cannot open"), "{e}");
+        assert_eq!(
+            error("/etc/passwd", Step::Join, libc::EINVAL).to_string(),
+            "--netns /etc/passwd: /etc/passwd is not a network namespace"
+        );
+        let e = error("gone", Step::Open, libc::ENOENT).to_string();
+        assert!(
+            e.starts_with("--netns gone: cannot open /run/netns/gone: No such file"),
+            "{e}"
+        );
+        assert!(
+            e.ends_with("(`ip netns list` shows the named namespaces)"),
+            "{e}"
+        );
+        let e = error("/proc/1/ns/net", Step::Open, libc::EACCES).to_string();
+        assert!(!e.contains("ip netns list"), "{e}");
+        assert!(!e.contains("CAP_SYS_ADMIN"), "{e}");
+    }
+
+    #[test]
+    fn all_netns_failures_do_not_name_a_flag_never_given() {
+        let e = error("web", Step::Join, libc::EPERM).listed().to_string();
+        assert!(e.starts_with("--all-netns: netns web: cannot join"), "{e}");
+        assert!(!e.contains("--netns"), "{e}");
     }
 }

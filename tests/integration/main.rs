@@ -11,5 +11,6 @@ mod output_identity;
 mod peaks;
 mod readme;
 mod rows;
+mod run_modes_input;
 mod sampler_cost;
 mod who;
