@@ -18,6 +18,13 @@ use acceptq::source::inet_diag::{Record, STATE_LISTEN};
 use acceptq::source::sock_diag::DiagSocket;
 use acceptq::state::Peaks;
 
+use crate::support::{note, tests};
+
+tests![
+    a_sample_allocates_nothing_in_steady_state,
+    the_report_dump_with_meminfo_allocates_nothing_after_warm_up
+];
+
 struct Counting;
 
 thread_local! {
@@ -128,12 +135,11 @@ fn steady_allocations(what: &str, mut step: impl FnMut() -> (usize, u64)) -> (u6
         if stable {
             return (made, before);
         }
-        eprintln!("{what}: round {round}: listeners changed under us, measuring again");
+        note!("{what}: round {round}: listeners changed under us, measuring again");
     }
     panic!("{what}: the set of listeners kept changing over {ROUNDS} rounds");
 }
 
-#[test]
 fn a_sample_allocates_nothing_in_steady_state() {
     let held = listeners();
     let ports: Vec<u16> = held
@@ -206,7 +212,6 @@ fn a_sample_allocates_nothing_in_steady_state() {
     }
 }
 
-#[test]
 fn the_report_dump_with_meminfo_allocates_nothing_after_warm_up() {
     let held = listeners();
     let ports: Vec<u16> = held
