@@ -17,7 +17,7 @@ fn ss_syn_recv(ns: &Netns, port: u16) -> usize {
     .count()
 }
 
-/// DESIGN §6: without syncookies and with the clients' final ACK dropped by nftables, every
+/// Without syncookies and with the clients' final ACK dropped by nftables, every
 /// client leaves one request socket; `syn_queue_depth` counts them per listener, as `ss` does:
 /// IPv4 clients of a dual-stack `[::]` listener (v4-mapped), clients of `0.0.0.0` through any
 /// local address, and a SO_REUSEPORT group (carried by `socket=0` with `--per-socket`).

@@ -4,7 +4,7 @@
 //! - collectd: a real `collectd -f` runs acceptq through the exec plugin snippet.
 //! - InfluxDB 1.x: a real `influxd` takes acceptq's line protocol and keeps its field types.
 //! - Telegraf: not installable here, so a harness does what `inputs.execd` and `inputs.exec` do
-//!   (DESIGN.md §2) with the commands of the snippets.
+//!   with the commands of the snippets.
 //! - Prometheus: `promtool check metrics`, and a reader that must never see half a `.prom` file.
 
 pub mod collectd;

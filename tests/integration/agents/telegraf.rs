@@ -1,6 +1,7 @@
-//! Telegraf, by contract: not installable here, so a harness does what `inputs.execd` does
-//! (DESIGN.md §2) with the command of `conf/telegraf.conf`, and what `inputs.exec` does with
-//! `conf/telegraf-exec.conf`.
+//! Telegraf, by contract: not installable here, so a harness does what `inputs.execd` does with
+//! the command of `conf/telegraf.conf` (a newline per interval, each written within 1 s; stdin
+//! closed to stop, SIGTERM 5 s later; stderr logged at the level of its prefix), and what
+//! `inputs.exec` does with `conf/telegraf-exec.conf` (one run, killed after 5 s).
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -112,14 +113,14 @@ fn execd_one_report_per_newline_and_exit_0_on_eof() {
         }
     });
     let logger = std::thread::spawn(move || {
-        let mut unprefixed = Vec::new();
+        let (mut logged, mut unprefixed) = (Vec::new(), Vec::new());
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             match telegraf_level(&line) {
-                Some(level) => note!("agents: telegraf would log at {level}: {line}"),
+                Some(level) => logged.push(format!("telegraf would log at {level}: {line}")),
                 None => unprefixed.push(line),
             }
         }
-        unprefixed
+        (logged, unprefixed)
     });
 
     let interval = Duration::from_millis(300);
@@ -179,7 +180,10 @@ fn execd_one_report_per_newline_and_exit_0_on_eof() {
     writer.join().unwrap();
     reader.join().unwrap();
     lines.extend(line_rx.try_iter());
-    let unprefixed = logger.join().unwrap();
+    let (logged, unprefixed) = logger.join().unwrap();
+    for line in logged {
+        note!("agents: {line}");
+    }
     let netns_lines = lines.iter().filter(|l| is_report_end(l)).count();
     assert_eq!(netns_lines, ticks, "reports after stdin closed: {lines:#?}");
     assert!(
