@@ -1,5 +1,6 @@
 //! The sampler's steady state allocates nothing: a counting allocator, ~1 000 listeners of our
-//! own on 127.0.0.1, and the same sample / report-time dump the binary runs. Needs no root and no namespace: it reads the namespace the test runs in.
+//! own on 127.0.0.1, and the same sample / report-time dump the binary runs. Needs no root and
+//! no namespace: it reads the namespace the test runs in.
 //!
 //! The `#[global_allocator]` below serves the whole integration-test binary, so it is a thin
 //! wrapper over `System` that only bumps a per-thread counter; each test measures its own thread.

@@ -290,8 +290,8 @@ impl Drop for Live {
     }
 }
 
-/// tests/support/who/hold.py: one listener under process name `name`; returns the helper, the port and the pids
-/// holding the socket (parent first).
+/// tests/support/who/hold.py: one listener under process name `name`; returns the helper, the
+/// port and the pids holding the socket (parent first).
 pub fn hold(ns: &Netns, name: &str, addr: &str, port: u16, fork: bool) -> (Helper, u16, Vec<u32>) {
     let port = port.to_string();
     let mut args = vec![name, addr, port.as_str(), "8"];
