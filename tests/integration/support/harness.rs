@@ -27,6 +27,7 @@ pub fn required() -> bool {
 /// Ends the calling test as ignored, with `reason`, unless `ok`; under `ACCEPTQ_E2E=require`
 /// the test fails instead. Returns true or does not return: the bool keeps
 /// `if !skip_unless(..) { return; }` call sites reading as they did.
+#[track_caller]
 pub fn skip_unless(ok: bool, test: &str, reason: &str) -> bool {
     if ok {
         return true;
@@ -163,6 +164,12 @@ pub fn run(trials: Vec<Trial>) -> ExitCode {
     SHOW_NOTES.store(args.nocapture || args.show_output, Ordering::Relaxed);
     install_panic_hook();
     let listing = args.list;
+    let mut names: Vec<&str> = trials.iter().map(Trial::name).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        eprintln!("{} is listed twice in tests![]", w[0]);
+        return ExitCode::FAILURE;
+    }
     let conclusion = libtest_mimic::run(&args, trials);
     let mut skipped = SKIPPED.lock().unwrap();
     if !listing && !skipped.is_empty() {
@@ -215,7 +222,9 @@ fn every_test_is_registered() {
                 ));
             }
             if rel != Path::new("support/harness.rs")
-                && (code.contains("println!(") || code.contains("print!("))
+                && ["println!(", "print!(", "dbg!("]
+                    .iter()
+                    .any(|p| code.contains(p))
             {
                 problems.push(format!("{at}: prints between results: use note!"));
             }

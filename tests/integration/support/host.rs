@@ -29,6 +29,7 @@ pub fn have(program: &str) -> bool {
 
 /// Gate for tests that make a network namespace: root, `ip`, `python3` and `ss`. Returns true or
 /// ends the test as ignored (see [`skip_unless`]).
+#[track_caller]
 pub fn netns_gate(test: &str) -> bool {
     skip_unless(is_root(), test, "needs root to create a network namespace")
         && skip_unless(have("ip"), test, "needs `ip` (iproute2)")
@@ -45,6 +46,7 @@ pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
 
 /// Gate for tests that run processes as `nobody`: setpriv, the system python3, the nobody user
 /// and the nogroup group.
+#[track_caller]
 pub fn nobody_gate(test: &str) -> bool {
     let known = |db: &str, name: &str| {
         Command::new("getent")
