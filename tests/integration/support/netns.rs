@@ -64,10 +64,10 @@ impl Netns {
     }
 
     pub fn driver(&self) -> Driver {
-        Driver(Helper::spawn(self.cmd(
+        Driver::start(self.cmd(
             "python3",
             &[repo().join("tests/support/driver.py").to_str().unwrap()],
-        )))
+        ))
     }
 
     /// Runs acceptq inside the namespace and returns its output.
@@ -106,6 +106,11 @@ impl Drop for Netns {
 pub struct Driver(Helper);
 
 impl Driver {
+    /// Starts a driver-speaking program (`cmd`: driver.py or one of its kind, in a namespace).
+    pub fn start(cmd: Command) -> Driver {
+        Driver(Helper::spawn(cmd))
+    }
+
     /// Sends one command and returns the words after `ok`.
     pub fn send(&mut self, command: &str) -> Vec<String> {
         let stdin = self.0.stdin.as_mut().expect("driver stdin open");
