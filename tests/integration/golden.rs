@@ -19,7 +19,12 @@ use acceptq::source::owners::{Owner, OwnerCache, Scan};
 use acceptq::source::sysctl::Sysctls;
 use acceptq::state::{Peaks, Previous};
 
-use crate::common::repo;
+use crate::support::{repo, tests};
+
+tests![
+    every_format_matches_its_golden_file,
+    readme_example_output_is_the_golden_output
+];
 
 const TIMESTAMP: i64 = 1_795_590_619_535_865_398;
 const PID: i32 = 9995;
@@ -127,7 +132,6 @@ fn encoders() -> Vec<(&'static str, Box<dyn Encoder>)> {
     ]
 }
 
-#[test]
 fn every_format_matches_its_golden_file() {
     let metrics = example_report();
     let update = std::env::var_os("ACCEPTQ_UPDATE_GOLDEN").is_some();
@@ -187,7 +191,6 @@ fn readme_examples(readme: &str) -> Vec<(&'static str, Vec<&str>)> {
     out
 }
 
-#[test]
 fn readme_example_output_is_the_golden_output() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let blocks = readme_examples(&readme);

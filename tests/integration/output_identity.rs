@@ -19,7 +19,15 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::common::*;
+use crate::support::*;
+
+tests![
+    influxdb_keeps_every_process_name_apart_and_byte_for_byte_where_it_can,
+    all_netns_names_a_named_default_and_odd_names_apart_in_every_format,
+    a_namespace_given_by_path_keeps_its_path_and_never_meets_a_name,
+    collectd_stores_listeners_apart_whose_instances_a_cut_would_merge,
+    user_tags_go_on_every_row_in_every_format
+];
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -32,7 +40,7 @@ impl Drop for Daemon {
         // SAFETY: kill has no memory preconditions; the pid is our own unreaped child.
         unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
         if wait_or_kill(&mut self.0, Duration::from_secs(10)).is_none() {
-            eprintln!("output_identity: a daemon ignored SIGTERM and was killed");
+            note!("output_identity: a daemon ignored SIGTERM and was killed");
         }
     }
 }
@@ -226,7 +234,7 @@ impl Drop for NamedListeners {
     fn drop(&mut self) {
         drop(self.child.stdin.take());
         if wait_or_kill(&mut self.child, Duration::from_secs(10)).is_none() {
-            eprintln!("output_identity: named_listeners.py did not end on EOF");
+            note!("output_identity: named_listeners.py did not end on EOF");
         }
     }
 }
@@ -255,7 +263,6 @@ fn promtool_check(text: &[u8]) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------
 // InfluxDB: process names and --tag values, byte for byte
 
-#[test]
 fn influxdb_keeps_every_process_name_apart_and_byte_for_byte_where_it_can() {
     let test =
         "output_identity::influxdb_keeps_every_process_name_apart_and_byte_for_byte_where_it_can";
@@ -324,7 +331,7 @@ fn influxdb_keeps_every_process_name_apart_and_byte_for_byte_where_it_can() {
         );
         assert_eq!(got, vec![want.to_string()], "--tag {key}");
     }
-    eprintln!(
+    note!(
         "output_identity: influxd stored {} process names apart",
         stored.len()
     );
@@ -388,7 +395,6 @@ impl Drop for RawNetns {
     }
 }
 
-#[test]
 fn all_netns_names_a_named_default_and_odd_names_apart_in_every_format() {
     let test =
         "output_identity::all_netns_names_a_named_default_and_odd_names_apart_in_every_format";
@@ -526,7 +532,6 @@ fn all_netns_names_a_named_default_and_odd_names_apart_in_every_format() {
     }
 }
 
-#[test]
 fn a_namespace_given_by_path_keeps_its_path_and_never_meets_a_name() {
     let test = "output_identity::a_namespace_given_by_path_keeps_its_path_and_never_meets_a_name";
     if !netns_gate(test) {
@@ -558,7 +563,6 @@ fn a_namespace_given_by_path_keeps_its_path_and_never_meets_a_name() {
 // ---------------------------------------------------------------------------------------------
 // collectd: instances a cut would merge
 
-#[test]
 fn collectd_stores_listeners_apart_whose_instances_a_cut_would_merge() {
     let test = "output_identity::collectd_stores_listeners_apart_whose_instances_a_cut_would_merge";
     if !(netns_gate(test)
@@ -682,7 +686,6 @@ fn collectd_stores_listeners_apart_whose_instances_a_cut_would_merge() {
 // ---------------------------------------------------------------------------------------------
 // --tag
 
-#[test]
 fn user_tags_go_on_every_row_in_every_format() {
     let test = "output_identity::user_tags_go_on_every_row_in_every_format";
     if !(netns_gate(test)

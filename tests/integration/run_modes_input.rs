@@ -7,7 +7,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use crate::support::*;
+
+tests![
+    flags_that_would_do_nothing_exit_2_with_the_reason,
+    sample_under_10ms_exits_2_and_0_still_turns_it_off,
+    a_file_that_is_no_network_namespace_is_called_so,
+    interval_mode_exits_within_1s_of_stdout_closing,
+    stdin_mode_exits_within_1s_of_stdout_closing,
+    window_exits_within_1s_of_stdout_closing,
+    non_utf8_stdin_lines_each_get_a_report,
+    a_64_mib_stdin_line_costs_no_memory,
+    nonblocking_stdout_pipe_gets_whole_lines_and_reports,
+    a_filter_matching_no_listener_says_so_once,
+    missing_output_directory_is_the_only_message_as_nobody,
+    joining_a_namespace_unprivileged_names_cap_sys_admin
+];
 
 /// Runs acceptq with `args`; expects `code`, nothing on stdout, and every stderr line an
 /// `E! ` error, one of them containing `needle`.
@@ -50,7 +65,6 @@ fn bounded(cmd: &mut Command) -> Output {
     }
 }
 
-#[test]
 fn flags_that_would_do_nothing_exit_2_with_the_reason() {
     refused(
         &["--interval", "-5s"],
@@ -94,7 +108,6 @@ fn flags_that_would_do_nothing_exit_2_with_the_reason() {
     );
 }
 
-#[test]
 fn sample_under_10ms_exits_2_and_0_still_turns_it_off() {
     refused(
         &["--sample", "1us"],
@@ -113,7 +126,6 @@ fn sample_under_10ms_exits_2_and_0_still_turns_it_off() {
     assert!(out.status.success(), "{out:?}");
 }
 
-#[test]
 fn a_file_that_is_no_network_namespace_is_called_so() {
     refused(
         &["--once", "--netns", "/etc/passwd"],
@@ -156,7 +168,6 @@ fn exits_at_once(child: &mut Child, closed: Instant, what: &str) {
     );
 }
 
-#[test]
 fn interval_mode_exits_within_1s_of_stdout_closing() {
     let mut child = Reaped(
         Command::new(acceptq())
@@ -170,7 +181,6 @@ fn interval_mode_exits_within_1s_of_stdout_closing() {
     exits_at_once(&mut child.0, Instant::now(), "--interval 1h");
 }
 
-#[test]
 fn stdin_mode_exits_within_1s_of_stdout_closing() {
     let mut child = Reaped(
         Command::new(acceptq())
@@ -189,7 +199,6 @@ fn stdin_mode_exits_within_1s_of_stdout_closing() {
     drop(stdin);
 }
 
-#[test]
 fn window_exits_within_1s_of_stdout_closing() {
     let mut child = Reaped(
         Command::new(acceptq())
@@ -207,7 +216,6 @@ fn window_exits_within_1s_of_stdout_closing() {
 // ---------------------------------------------------------------------------------------------
 // stdin: a line is a line, whatever its bytes and length.
 
-#[test]
 fn non_utf8_stdin_lines_each_get_a_report() {
     let child = Command::new(acceptq())
         .args(["--signal", "stdin", "--no-process", "--port", "1"])
@@ -264,7 +272,6 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .expect("VmHWM in /proc/PID/status")
 }
 
-#[test]
 fn a_64_mib_stdin_line_costs_no_memory() {
     let mut child = Reaped(
         Command::new(acceptq())
@@ -309,7 +316,6 @@ fn a_64_mib_stdin_line_costs_no_memory() {
 // ---------------------------------------------------------------------------------------------
 // A non-blocking stdout gets whole reports.
 
-#[test]
 fn nonblocking_stdout_pipe_gets_whole_lines_and_reports() {
     let test = "nonblocking_stdout_pipe_gets_whole_lines_and_reports";
     if !netns_gate(test) {
@@ -365,7 +371,6 @@ fn run_once(args: &[&str]) -> Output {
     Command::new(acceptq()).args(&all).output().unwrap()
 }
 
-#[test]
 fn a_filter_matching_no_listener_says_so_once() {
     for (args, flags) in [
         (&["--no-process", "--port", "1"][..], "--port 1"),
@@ -449,7 +454,6 @@ fn as_nobody(ns: &Netns, bin: &Path, args: &[&str]) -> Output {
     ns.cmd("setpriv", &all).output().unwrap()
 }
 
-#[test]
 fn missing_output_directory_is_the_only_message_as_nobody() {
     let test = "missing_output_directory_is_the_only_message_as_nobody";
     if !nobody_gate(test) {
@@ -477,7 +481,6 @@ fn missing_output_directory_is_the_only_message_as_nobody() {
     );
 }
 
-#[test]
 fn joining_a_namespace_unprivileged_names_cap_sys_admin() {
     let test = "joining_a_namespace_unprivileged_names_cap_sys_admin";
     if !nobody_gate(test) {
