@@ -6,8 +6,40 @@ use crate::support::{conf, repo, tests};
 
 tests![
     metrics_reference_matches_the_schema,
-    readme_quotes_every_conf_snippet_verbatim
+    readme_quotes_every_conf_snippet_verbatim,
+    layout_names_every_module
 ];
+
+/// Every source file of the crate and of the end-to-end tests is named in the README's Layout
+/// paragraph (`name.rs`), so a reader finds where each thing lives.
+fn layout_names_every_module() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme.find("\nLayout:").expect("a Layout paragraph");
+    let layout = &readme[start..];
+    let layout = &layout[..layout.find("\n\n").unwrap_or(layout.len())];
+    let mut missing = Vec::new();
+    for dir in [
+        "src",
+        "src/source",
+        "src/encode",
+        "tests/integration",
+        "tests/integration/agents",
+    ] {
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            let plumbing = ["mod.rs", "lib.rs", "main.rs"].contains(&name.as_str());
+            let named = layout.contains(&format!("`{name}`"))
+                || layout.contains(&format!("`{dir}/{name}`"));
+            if name.ends_with(".rs") && !plumbing && !named {
+                missing.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the README's Layout paragraph does not name {missing:?}"
+    );
+}
 
 /// The backticked first cells of table rows in the README's section for `measurement`.
 fn rows_of(readme: &str, measurement: &str) -> Vec<(String, String)> {
