@@ -47,6 +47,30 @@ struct Settings {
     read_opts: Options,
 }
 
+impl Settings {
+    /// `netns_tag`: more than one namespace is watched, so rows say which.
+    fn from_args(args: &Args, netns_tag: bool) -> Self {
+        Settings {
+            filter: Filter {
+                ports: args.ports.clone(),
+                exclude_ports: args.exclude_ports.clone(),
+                addresses: args.addresses.clone(),
+                processes: args.processes.clone(),
+            },
+            filter_flags: args.filter_flags(),
+            opts: ReportOptions {
+                per_socket: args.per_socket,
+                max_listeners: usize::try_from(args.max_listeners).unwrap_or(usize::MAX),
+                netns_tag,
+                unit_tag: args.unit,
+            },
+            read_opts: Options {
+                syn_queue: !args.no_syn_queue,
+            },
+        }
+    }
+}
+
 /// Where a report goes, and whether writing has worked yet.
 struct Output {
     encoder: Box<dyn Encoder>,
@@ -99,24 +123,7 @@ impl Reporter {
                 owners: (!args.no_process).then(OwnerCache::default),
                 ..Carried::default()
             },
-            settings: Settings {
-                filter: Filter {
-                    ports: args.ports.clone(),
-                    exclude_ports: args.exclude_ports.clone(),
-                    addresses: args.addresses.clone(),
-                    processes: args.processes.clone(),
-                },
-                filter_flags: args.filter_flags(),
-                opts: ReportOptions {
-                    per_socket: args.per_socket,
-                    max_listeners: usize::try_from(args.max_listeners).unwrap_or(usize::MAX),
-                    netns_tag: args.all_netns || namespaces.len() > 1,
-                    unit_tag: args.unit,
-                },
-                read_opts: Options {
-                    syn_queue: !args.no_syn_queue,
-                },
-            },
+            settings: Settings::from_args(args, args.all_netns || namespaces.len() > 1),
             output: Output {
                 encoder: encoder(args, interval)?,
                 sink,
