@@ -108,8 +108,14 @@ impl Encoder for Prometheus {
     }
 }
 
+// The end-to-end tests' checker, so the encoder is held to the same rules there and here.
+#[cfg(test)]
+#[path = "../../tests/integration/support/exposition.rs"]
+mod exposition;
+
 #[cfg(test)]
 mod tests {
+    use super::exposition;
     use super::*;
     use crate::metric::{LISTENER, NETNS};
 
@@ -137,41 +143,6 @@ mod tests {
                 timestamp: 1,
             },
         ]
-    }
-
-    /// Checks the text format's rules this encoder must keep: every sample's family declared
-    /// once by TYPE before its samples, no family split, valid names, escaped label values.
-    pub fn check_exposition(text: &str) -> Result<usize, String> {
-        let mut declared: Vec<String> = Vec::new();
-        let mut current: Option<String> = None;
-        let mut samples = 0;
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let (name, kind) = rest.split_once(' ').ok_or(format!("bad TYPE {line}"))?;
-                if !["counter", "gauge"].contains(&kind) || declared.contains(&name.to_string()) {
-                    return Err(format!("bad or repeated TYPE: {line}"));
-                }
-                declared.push(name.to_string());
-                current = Some(name.to_string());
-            } else if line.starts_with("# HELP ") {
-                continue;
-            } else {
-                let name_end = line.find(['{', ' ']).ok_or(format!("no value: {line}"))?;
-                let name = &line[..name_end];
-                if current.as_deref() != Some(name) {
-                    return Err(format!("sample outside its family: {line}"));
-                }
-                if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(format!("bad name {name}"));
-                }
-                let value = line.rsplit(' ').next().ok_or("no value")?;
-                value
-                    .parse::<f64>()
-                    .map_err(|_| format!("bad value in {line}"))?;
-                samples += 1;
-            }
-        }
-        Ok(samples)
     }
 
     /// A label value as the text format's parser reads it back: `\\`, `\"` and `\n` unescaped,
@@ -230,7 +201,7 @@ mod tests {
         let mut out = Vec::new();
         Prometheus::default().encode(&report(), &mut out);
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(check_exposition(&text), Ok(4), "{text}");
+        assert_eq!(exposition::check_exposition(&text), Ok(4), "{text}");
         assert!(text.contains("# TYPE acceptq_listener_drops_total counter\n"));
         assert!(text.contains("acceptq_listener_queue_depth{address=\"::1\",port=\"80\",process=\"we\\\"ird\\\\name\"} 3\n"), "{text}");
         assert!(text.contains("acceptq_netns_listen_overflows_total 9\n"));

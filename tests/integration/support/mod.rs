@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests, written once. Test files take them all with
 //! `use crate::support::*;`.
 
+pub mod exposition;
 pub mod formats;
 pub mod harness;
 pub mod host;
