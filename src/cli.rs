@@ -33,8 +33,11 @@ pub struct Args {
     #[arg(short, long, value_enum, default_value_t = Format::Influx)]
     pub format: Format,
 
-    /// Time between reports [default: 10s; with --format collectd, $COLLECTD_INTERVAL]
-    #[arg(short, long, value_name = "DUR", value_parser = parse_interval)]
+    /// Time between reports, at least 100ms [default: 10s; with --format collectd,
+    /// $COLLECTD_INTERVAL]
+    // Hyphen values reach the parser, which says why `-5s` is wrong instead of clap taking it
+    // for an unknown flag.
+    #[arg(short, long, value_name = "DUR", value_parser = parse_interval, allow_hyphen_values = true)]
     pub interval: Option<Duration>,
 
     /// What triggers a report
@@ -46,12 +49,13 @@ pub struct Args {
     pub once: bool,
 
     /// With --once: watch for DUR, then report peaks and deltas over that window
-    #[arg(long, value_name = "DUR", requires = "once", value_parser = parse_interval)]
+    #[arg(long, value_name = "DUR", requires = "once", value_parser = parse_window, allow_hyphen_values = true)]
     pub window: Option<Duration>,
 
-    /// Sample accept queues every DUR between reports for peaks; 0 turns sampling off
-    #[arg(long, value_name = "DUR", default_value = "100ms", value_parser = parse_duration)]
-    pub sample: Duration,
+    /// Sample accept queues every DUR (at least 10ms) between reports for peaks; 0 turns
+    /// sampling off [default: 100ms]
+    #[arg(long, value_name = "DUR", value_parser = parse_sample, allow_hyphen_values = true)]
+    pub sample: Option<Duration>,
 
     /// Write each report to FILE atomically (temp file + rename) instead of stdout
     #[arg(short, long, value_name = "FILE")]
@@ -110,15 +114,37 @@ pub struct Args {
     /// Host name in collectd identifiers [default: $COLLECTD_HOSTNAME, else the system's]
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+
+    /// Add tag KEY=VALUE to every row, in every format (repeatable), e.g. --tag host=$(hostname)
+    /// for InfluxDB; with --format collectd only `host`, the identifier's host
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = crate::metric::parse_user_tag)]
+    pub tags: Vec<(String, String)>,
 }
 
 /// Longer than any sensible interval, and short enough that no deadline arithmetic overflows.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
+/// The shortest `--interval`. A report dumps the SYN queue, which walks the kernel's whole
+/// established hash (about 4 ms here, more on a big machine), and reads `/proc`: at 100 ms that
+/// is a few percent of a core, and it is also the sampler's default period, so a shorter
+/// interval would report faster than peaks are sampled.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The shortest `--sample` period other than 0 (off). Each sample is one netlink round trip
+/// per namespace and family; below 10 ms the sampler would keep a core busy, and queues fill
+/// over milliseconds of stalled `accept()`, not microseconds.
+pub const MIN_SAMPLE: Duration = Duration::from_millis(10);
+
+/// The sampler period when `--sample` is not given.
+pub const DEFAULT_SAMPLE: Duration = Duration::from_millis(100);
+
 /// Parses `100ms`, `10s`, `1.5s`, `2m`, `1h`, or a bare number of seconds (`10`, `10.000` as
 /// collectd's `COLLECTD_INTERVAL` has it).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
+    if s.starts_with('-') {
+        return Err(format!("{s:?}: a duration cannot be negative"));
+    }
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
@@ -142,13 +168,118 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// A duration that must be positive: an interval or window of 0 would spin.
+/// The time between reports: at least [`MIN_INTERVAL`].
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < MIN_INTERVAL {
+        return Err(format!(
+            "{s:?} is too short: at least 100ms (each report walks the kernel's connection table)"
+        ));
+    }
+    Ok(d)
+}
+
+/// A `--window`: any positive length (0 would be a plain `--once`).
+pub fn parse_window(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < Duration::from_millis(1) {
         return Err(format!("{s:?} is too short: at least 1ms"));
     }
     Ok(d)
+}
+
+/// A `--sample` period: 0 (off) or at least [`MIN_SAMPLE`].
+pub fn parse_sample(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if !d.is_zero() && d < MIN_SAMPLE {
+        return Err(format!(
+            "{s:?} is too short: at least 10ms, or 0 to turn sampling off"
+        ));
+    }
+    Ok(d)
+}
+
+/// How a duration is written back in a message: as the user would type it.
+fn show(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+impl Args {
+    /// The sampler period, `--sample` or its default.
+    pub fn sample_period(&self) -> Duration {
+        self.sample.unwrap_or(DEFAULT_SAMPLE)
+    }
+
+    /// Refuses flags that would be accepted and then do nothing (exit status 2): a flag given is
+    /// a flag the user expects to matter.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval.is_some() && self.once {
+            return Err(
+                "--interval does nothing with --once, which prints one report and exits; \
+                        to watch for a while first, use --once --window DUR"
+                    .into(),
+            );
+        }
+        if self.interval.is_some() && self.signal == Signal::Stdin {
+            return Err(
+                "--interval does nothing with --signal stdin: each line on stdin asks \
+                        for a report (Telegraf's interval)"
+                    .into(),
+            );
+        }
+        if self.hostname.is_some() && self.format != Format::Collectd {
+            return Err(
+                "--hostname names the host in collectd identifiers and does nothing without \
+                 --format collectd (for Telegraf and InfluxDB the agent adds the host tag)"
+                    .into(),
+            );
+        }
+        for (flag, ports) in [
+            ("--port", &self.ports),
+            ("--exclude-port", &self.exclude_ports),
+        ] {
+            if ports.contains(&0) {
+                return Err(format!(
+                    "{flag} 0 matches no listener: a listening socket has a port from 1 to 65535"
+                ));
+            }
+        }
+        if let Some(sample) = self.sample.filter(|s| !s.is_zero()) {
+            let longer_than = match (self.interval, self.window) {
+                (Some(i), _) if sample > i => Some(("--interval", i)),
+                (_, Some(w)) if sample > w => Some(("--window", w)),
+                _ => None,
+            };
+            if let Some((flag, d)) = longer_than {
+                return Err(format!(
+                    "--sample {} is longer than {flag} {}: no sample would fall between two \
+                     readings; give a shorter --sample, or --sample 0 to turn sampling off",
+                    show(sample),
+                    show(d)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The listener filters given, as flags (`--port 80 --address 10.*`), for messages.
+    pub fn filter_flags(&self) -> Option<String> {
+        let mut parts: Vec<String> = Vec::new();
+        parts.extend(self.ports.iter().map(|p| format!("--port {p}")));
+        parts.extend(
+            self.exclude_ports
+                .iter()
+                .map(|p| format!("--exclude-port {p}")),
+        );
+        parts.extend(self.addresses.iter().map(|a| format!("--address {a}")));
+        parts.extend(self.processes.iter().map(|p| format!("--process {p}")));
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +303,121 @@ mod tests {
         assert_eq!(parse_duration("24h"), Ok(MAX_DURATION));
         assert!(parse_duration("25h").is_err());
         assert!(parse_interval("0s").is_err());
+    }
+
+    /// Runs the parser and the validation as `main` does; the error text, or None.
+    fn refused(args: &[&str]) -> Option<String> {
+        let mut argv = vec!["acceptq"];
+        argv.extend_from_slice(args);
+        match Args::try_parse_from(argv) {
+            Err(e) => Some(e.to_string()),
+            Ok(a) => a.validate().err(),
+        }
+    }
+
+    #[test]
+    fn negative_durations_are_named_not_taken_for_flags() {
+        let e = refused(&["--interval", "-5s"]).unwrap();
+        assert!(e.contains("\"-5s\": a duration cannot be negative"), "{e}");
+        assert!(!e.contains("unexpected argument"), "{e}");
+        let e = refused(&["--sample", "-1ms"]).unwrap();
+        assert!(e.contains("cannot be negative"), "{e}");
+        let e = refused(&["--once", "--window", "-5s"]).unwrap();
+        assert!(e.contains("cannot be negative"), "{e}");
+    }
+
+    #[test]
+    fn interval_has_a_floor_of_100ms() {
+        assert_eq!(parse_interval("100ms"), Ok(MIN_INTERVAL));
+        assert_eq!(parse_interval("0.1"), Ok(MIN_INTERVAL));
+        let e = refused(&["--interval", "1ms"]).unwrap();
+        assert!(e.contains("\"1ms\" is too short: at least 100ms"), "{e}");
+        assert!(refused(&["--interval", "99ms"]).is_some());
+        assert_eq!(refused(&["--interval", "100ms"]), None);
+    }
+
+    #[test]
+    fn sample_is_off_or_at_least_10ms() {
+        assert_eq!(parse_sample("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_sample("10ms"), Ok(MIN_SAMPLE));
+        let e = refused(&["--sample", "1us"]).unwrap();
+        assert!(
+            e.contains("\"1us\" is too short: at least 10ms, or 0 to turn sampling off"),
+            "{e}"
+        );
+        assert!(refused(&["--sample", "9ms"]).is_some());
+        assert_eq!(refused(&["--sample", "0"]), None);
+        let a = Args::try_parse_from(["acceptq"]).unwrap();
+        assert_eq!(a.sample_period(), DEFAULT_SAMPLE);
+    }
+
+    #[test]
+    fn flags_that_would_do_nothing_are_refused() {
+        let cases: [(&[&str], &str); 8] = [
+            (
+                &["--once", "--interval", "5s"],
+                "--interval does nothing with --once",
+            ),
+            (
+                &["--signal", "stdin", "--interval", "5s"],
+                "--interval does nothing with --signal stdin",
+            ),
+            (
+                &["--hostname", "web1"],
+                "--hostname names the host in collectd identifiers",
+            ),
+            (
+                &["--format", "json", "--hostname", "web1"],
+                "does nothing without --format collectd",
+            ),
+            (&["--port", "0"], "--port 0 matches no listener"),
+            (
+                &["--exclude-port", "0"],
+                "--exclude-port 0 matches no listener",
+            ),
+            (
+                &["--interval", "10s", "--sample", "20s"],
+                "--sample 20s is longer than --interval 10s",
+            ),
+            (
+                &["--once", "--window", "1s", "--sample", "1500ms"],
+                "--sample 1500ms is longer than --window 1s",
+            ),
+        ];
+        for (args, want) in cases {
+            let e = refused(args).unwrap_or_else(|| panic!("{args:?} accepted"));
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+        for ok in [
+            &["--format", "collectd", "--hostname", "web1"][..],
+            &["--interval", "10s", "--sample", "10s"],
+            &["--interval", "1s", "--sample", "0"],
+            &["--once", "--window", "50ms"],
+            &["--signal", "stdin", "--sample", "1s"],
+            &["--port", "1", "--exclude-port", "65535"],
+        ] {
+            assert_eq!(refused(ok), None, "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn filter_flags_name_what_was_given() {
+        let a = Args::try_parse_from(["acceptq"]).unwrap();
+        assert_eq!(a.filter_flags(), None);
+        let a = Args::try_parse_from([
+            "acceptq",
+            "--port",
+            "80",
+            "--address",
+            "10.*",
+            "--process",
+            "nginx",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.filter_flags().as_deref(),
+            Some("--port 80 --address 10.* --process nginx")
+        );
     }
 
     #[test]

@@ -87,7 +87,7 @@ const fn f(
 pub const SCHEMA: [MeasurementSpec; 2] = [
     MeasurementSpec {
         name: LISTENER,
-        help: "one per listening address (netns, address, port); SO_REUSEPORT sockets summed unless --per-socket",
+        help: "one per listener (netns, address, port, bound device); SO_REUSEPORT sockets summed unless --per-socket",
         tags: &[
             TagSpec { name: "address", help: "local address, canonical text: 0.0.0.0, ::, 127.0.0.1, ::1" },
             TagSpec { name: "port", help: "local TCP port" },
@@ -95,7 +95,7 @@ pub const SCHEMA: [MeasurementSpec; 2] = [
             TagSpec { name: "process", help: "comm of the lowest pid holding the socket; absent when unknown" },
             TagSpec { name: "unit", help: "with --unit: systemd unit or scope of that process (from its cgroup); absent outside any unit" },
             TagSpec { name: "socket", help: "with --per-socket: rank 0..n-1 of the socket by inode within its SO_REUSEPORT group" },
-            TagSpec { name: "netns", help: "namespace name (`default` for acceptq's own); only when more than one is watched" },
+            TagSpec { name: "netns", help: "namespace name: `default` for acceptq's own, the `ip netns` name, or a path (unique by construction, see the README); only when more than one is watched" },
         ],
         fields: &[
             f("queue_depth", Kind::Gauge, "connections", "connections waiting in the accept queue now (idiag_rqueue)", Some(("queue_length", "depth"))),
@@ -167,9 +167,107 @@ pub fn field_spec(measurement: &str, field: &str) -> Option<&'static FieldSpec> 
         .find(|f| f.name == field)
 }
 
+/// Parses `--tag KEY=VALUE`. The key must be a name every format takes as is (a Prometheus label
+/// name: `[A-Za-z_][A-Za-z0-9_]*`, not `__`-prefixed) and none of acceptq's own tags; the value
+/// must be non-empty and carried exactly by every format, so it has no control character, does
+/// not start or end with `\` and has no `\` before `=` or `"` (what line protocol cannot carry).
+pub fn parse_user_tag(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    let mut chars = key.chars();
+    let name_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !name_ok || key.starts_with("__") {
+        return Err(format!(
+            "tag key {key:?}: use letters, digits and _ (not first a digit, not __ first)"
+        ));
+    }
+    if SCHEMA.iter().any(|m| m.tags.iter().any(|t| t.name == key)) {
+        return Err(format!("tag key {key:?} is one of acceptq's own tags"));
+    }
+    // InfluxDB 1.x refuses a `time` tag (`invalid tag key`); 2.x keeps the other two for itself.
+    if ["time", "_field", "_measurement"].contains(&key) {
+        return Err(format!("tag key {key:?} is reserved by InfluxDB"));
+    }
+    if value.is_empty() {
+        return Err(format!("tag {key}: the value is empty"));
+    }
+    if !crate::encode::influx::carried_exactly(value) {
+        return Err(format!(
+            "tag {key}={value:?}: line protocol cannot carry it exactly (a control character, a \\ first or last, or \\ before = or \")"
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// Checks the `--tag` pairs as a whole: no key twice; for collectd, whose identifier has a host
+/// and no free tags, only `host`.
+pub fn check_user_tags(tags: &[(String, String)], collectd: bool) -> Result<(), String> {
+    for (i, (k, _)) in tags.iter().enumerate() {
+        if tags[..i].iter().any(|(o, _)| o == k) {
+            return Err(format!("--tag {k}=... given twice"));
+        }
+        if collectd && k != "host" {
+            return Err(format!(
+                "--tag {k}=...: collectd identifiers have no room for tags; only --tag host=NAME (the identifier's host) works with --format collectd"
+            ));
+        }
+        let v = &tags[i].1;
+        let file_safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if collectd && (v.len() > 127 || !v.chars().all(file_safe)) {
+            return Err(format!(
+                "--tag host={v:?}: a collectd host is at most 127 bytes of letters, digits, `.`, `_` and `-` (it becomes a folder name)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_tags_are_validated() {
+        assert_eq!(
+            parse_user_tag("host=web 1,\"x\"=\\y"),
+            Ok(("host".into(), "web 1,\"x\"=\\y".into()))
+        );
+        assert_eq!(parse_user_tag("dc=a=b"), Ok(("dc".into(), "a=b".into())));
+        for bad in [
+            "novalue",
+            "=v",
+            "k=",
+            "1k=v",
+            "k-x=v",
+            "__k=v",
+            "k y=v",
+            "port=80",
+            "netns=x",
+            "address=x",
+            "process=x",
+            "k=a\nb",
+            "k=trail\\",
+            "k=\\lead",
+            "k=a\\=b",
+            "k=a\\\"b",
+        ] {
+            assert!(parse_user_tag(bad).is_err(), "{bad:?} accepted");
+        }
+        let t = |k: &str| (k.to_string(), "v".to_string());
+        assert!(check_user_tags(&[t("host"), t("dc")], false).is_ok());
+        assert!(check_user_tags(&[t("dc"), t("dc")], false).is_err());
+        assert!(check_user_tags(&[t("host")], true).is_ok());
+        assert!(check_user_tags(&[t("host"), t("dc")], true).is_err());
+        let host = |v: &str| vec![("host".to_string(), v.to_string())];
+        assert!(check_user_tags(&host("web-1.example"), true).is_ok());
+        assert!(check_user_tags(&host("web 1"), true).is_err());
+        assert!(check_user_tags(&host("web 1"), false).is_ok());
+        assert!(check_user_tags(&host(&"h".repeat(128)), true).is_err());
+    }
 
     #[test]
     fn every_netns_counter_field_is_in_the_schema_with_its_delta() {
@@ -246,7 +344,7 @@ mod tests {
     #[test]
     fn queue_wait_max_is_a_float_of_seconds_in_influx() {
         use influxdb_line_protocol::{parse_lines, FieldValue};
-        let text = encoded(&mut crate::encode::influx::Influx);
+        let text = encoded(&mut crate::encode::influx::Influx::default());
         let line = parse_lines(&text).next().unwrap().unwrap();
         let field = line
             .field_set
@@ -258,7 +356,7 @@ mod tests {
 
     #[test]
     fn queue_wait_max_is_a_float_of_seconds_in_json() {
-        let text = encoded(&mut crate::encode::json::JsonLines);
+        let text = encoded(&mut crate::encode::json::JsonLines::default());
         let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(v["fields"]["queue_wait_max"].as_f64(), Some(2.5), "{text}");
         assert!(v["fields"]["queue_wait_max"].is_f64());
@@ -266,7 +364,7 @@ mod tests {
 
     #[test]
     fn queue_wait_max_is_a_seconds_gauge_in_prometheus() {
-        let text = encoded(&mut crate::encode::prometheus::Prometheus);
+        let text = encoded(&mut crate::encode::prometheus::Prometheus::default());
         assert!(
             text.contains("# TYPE acceptq_listener_queue_wait_max_seconds gauge\n"),
             "{text}"

@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::fnv1a64;
 use super::Encoder;
 use crate::metric::{field_spec, Metric, Value, LISTENER};
 
@@ -23,57 +24,99 @@ pub struct Collectd {
 impl Collectd {
     pub fn new(host: &str, interval: Duration) -> Self {
         Collectd {
-            host: part(host),
+            host: part(host, MAX_PART),
             interval,
         }
     }
 }
 
-/// Makes `s` a valid identifier part: anything outside `[A-Za-z0-9._-]` becomes `_` (IPv6
-/// colons included), cut to [`MAX_PART`] bytes.
-pub fn part(s: &str) -> String {
+/// `_` and 16 hex digits: the hash that marks a part made from altered text.
+const HASH_LEN: usize = 17;
+
+fn file_safe(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+/// Makes free text (a namespace name, a host) an identifier part of at most `max` bytes. Text
+/// of `[A-Za-z0-9._-]` only that fits is kept as is. Any other text has each other character
+/// replaced by `_`, is cut to leave room, and gets `_` and the 16 hex digits of the FNV-1a hash
+/// of the whole original text appended: `a:b` and `a_b`, or two long names sharing their first
+/// 110 bytes, stay two identifiers, the same ones on every run.
+pub fn part(s: &str, max: usize) -> String {
+    if !s.is_empty() && s.len() <= max && s.chars().all(file_safe) {
+        return s.to_string();
+    }
     let mut out: String = s
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if file_safe(c) { c } else { '_' })
         .collect();
-    out.truncate(MAX_PART);
-    if out.is_empty() {
-        out.push('_');
+    // Only ASCII is left, so any byte count is a character boundary.
+    out.truncate(max.saturating_sub(HASH_LEN));
+    let _ = write!(out, "_{:016x}", fnv1a64(s.as_bytes()));
+    out
+}
+
+/// An address as an identifier part: IPv6 colons become `_` (`::1` is `__1`). Canonical
+/// address text has no `_`, so no two addresses meet; anything else goes through [`part`].
+fn address_part(a: &str) -> String {
+    if a.chars()
+        .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.'))
+        && !a.is_empty()
+    {
+        a.replace(':', "_")
+    } else {
+        part(a, MAX_PART)
     }
+}
+
+/// A device name as an identifier part. Device names may hold `-`, which separates the parts of
+/// a listener's instance, so a name with anything but `[A-Za-z0-9._]` goes through the hashed
+/// form of [`part`] with `-` replaced too: `eth0` stays `eth0`, `br-lan` becomes
+/// `br_lan_<hash>`, and `addr-port-iDEV-sN` reads back one way only.
+fn interface_part(dev: &str) -> String {
+    if !dev.is_empty() && dev.chars().all(|c| file_safe(c) && c != '-') {
+        return dev.to_string();
+    }
+    let mut out: String = dev
+        .chars()
+        .map(|c| if file_safe(c) && c != '-' { c } else { '_' })
+        .collect();
+    out.truncate(MAX_PART - HASH_LEN);
+    let _ = write!(out, "_{:016x}", fnv1a64(dev.as_bytes()));
     out
 }
 
 /// The plugin instance of a metric: `127.0.0.1-8080`, `__1-8080` for `::1`, prefixed with the
-/// namespace and suffixed with the socket rank when those tags are present; `netns` or
-/// `netns-NAME` for namespace counters.
+/// namespace and suffixed with `-iDEVICE` and the socket rank `-sN` when those tags are present; `netns` or
+/// `netns-NAME` for namespace counters. A namespace name that must be shortened gives way to
+/// the address, port and rank, which are never cut.
 pub fn plugin_instance(m: &Metric) -> String {
-    let mut s = String::new();
-    if m.name == LISTENER {
-        if let Some(ns) = m.tag("netns") {
-            s.push_str(ns);
-            s.push('-');
-        }
-        s.push_str(m.tag("address").unwrap_or("unknown"));
-        s.push('-');
-        s.push_str(m.tag("port").unwrap_or("0"));
-        if let Some(i) = m.tag("socket") {
-            s.push_str("-s");
-            s.push_str(i);
-        }
-    } else {
-        s.push_str("netns");
-        if let Some(ns) = m.tag("netns") {
-            s.push('-');
-            s.push_str(ns);
-        }
+    if m.name != LISTENER {
+        return match m.tag("netns") {
+            Some(ns) => format!("netns-{}", part(ns, MAX_PART - "netns-".len())),
+            None => "netns".into(),
+        };
     }
-    part(&s)
+    let mut tail = address_part(m.tag("address").unwrap_or("unknown"));
+    tail.push('-');
+    tail.push_str(&part(m.tag("port").unwrap_or("0"), MAX_PART));
+    if let Some(dev) = m.tag("interface") {
+        tail.push_str("-i");
+        tail.push_str(&interface_part(dev));
+    }
+    if let Some(i) = m.tag("socket") {
+        tail.push_str("-s");
+        tail.push_str(&part(i, MAX_PART));
+    }
+    match m.tag("netns") {
+        // Address, port and rank take at most 60 bytes: the name keeps 66 or more.
+        Some(ns) if tail.len() + 1 + HASH_LEN < MAX_PART => {
+            format!("{}-{tail}", part(ns, MAX_PART - tail.len() - 1))
+        }
+        Some(_) => part(&tail, MAX_PART),
+        None if tail.len() <= MAX_PART => tail,
+        None => part(&tail, MAX_PART),
+    }
 }
 
 impl Encoder for Collectd {
@@ -300,7 +343,120 @@ pub(crate) mod tests {
             assert!(p.plugin_instance.len() <= MAX_PART && p.host.len() <= MAX_PART);
             assert!(l.len() < 1198);
         }
-        assert_eq!(part(""), "_");
+        assert_eq!(part("", MAX_PART), format!("_{:016x}", fnv1a64(b"")));
+    }
+
+    fn instance(tags: &[(&'static str, &str)]) -> String {
+        plugin_instance(&listener(
+            tags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        ))
+    }
+
+    #[test]
+    fn listeners_that_a_cut_would_merge_keep_distinct_instances() {
+        let ns = "n".repeat(100);
+        let addr = "fe80:1234:5678:9abc:def0:1234:5678:9abc";
+        let mut seen = std::collections::HashSet::new();
+        for (port, socket) in [("8080", "0"), ("8080", "1"), ("8081", "0"), ("8081", "1")] {
+            let i = instance(&[
+                ("address", addr),
+                ("port", port),
+                ("socket", socket),
+                ("netns", &ns),
+            ]);
+            assert!(i.len() <= MAX_PART, "{i}");
+            assert!(
+                i.ends_with(&format!(
+                    "-fe80_1234_5678_9abc_def0_1234_5678_9abc-{port}-s{socket}"
+                )),
+                "{i}"
+            );
+            assert!(seen.insert(i.clone()), "{i} twice");
+            let line = &encode(
+                &listener(vec![
+                    ("address", addr.into()),
+                    ("port", port.into()),
+                    ("socket", socket.into()),
+                    ("netns", ns.clone()),
+                ]),
+                "h",
+            )[0];
+            parse_putval(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+        // Two long names alike in their first 110 bytes stay apart.
+        let a = instance(&[
+            ("address", "::"),
+            ("port", "1"),
+            ("netns", &format!("{ns}a")),
+        ]);
+        let b = instance(&[
+            ("address", "::"),
+            ("port", "1"),
+            ("netns", &format!("{ns}b")),
+        ]);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn names_that_sanitising_would_merge_stay_distinct_and_stable() {
+        let i = |ns: &str| instance(&[("address", "10.0.0.1"), ("port", "80"), ("netns", ns)]);
+        assert_eq!(i("a_b"), "a_b-10.0.0.1-80", "a clean name is kept as is");
+        assert_ne!(i("a:b"), i("a_b"));
+        assert_ne!(i("a:b"), i("a/b"));
+        assert_ne!(i("/run/netns/default"), i("_run_netns_default"));
+        // The hash is FNV-1a of the name: the same on every run and in every version.
+        assert_eq!(i("a:b"), "a_b_e661911904a01160-10.0.0.1-80");
+        assert_eq!(
+            plugin_instance(&Metric {
+                name: crate::metric::NETNS,
+                tags: vec![("netns", "a:b".into())],
+                fields: vec![],
+                timestamp: 0,
+            }),
+            "netns-a_b_e661911904a01160"
+        );
+        assert_eq!(part("web-1.example", MAX_PART), "web-1.example");
+    }
+
+    #[test]
+    fn device_bound_listeners_get_distinct_instances() {
+        let i = |addr: &str, dev: Option<&str>, socket: Option<&str>| {
+            let mut tags = vec![("address", addr), ("port", "7000")];
+            if let Some(d) = dev {
+                tags.push(("interface", d));
+            }
+            if let Some(s) = socket {
+                tags.push(("socket", s));
+            }
+            instance(&tags)
+        };
+        assert_eq!(i("fe80::1", Some("v0"), None), "fe80__1-7000-iv0");
+        assert_eq!(
+            i("0.0.0.0", Some("eth0"), Some("1")),
+            "0.0.0.0-7000-ieth0-s1"
+        );
+        let all = [
+            i("fe80::1", Some("v0"), None),
+            i("fe80::1", Some("v2"), None),
+            i("fe80::1", None, None),
+            // Text that a plain `%` join would have merged with the first.
+            i("fe80::1:a0", None, None),
+            i("fe80::1", Some("a0"), None),
+            // A device named like a socket rank, and one holding the separator.
+            i("fe80::1", None, Some("0")),
+            i("fe80::1", Some("s0"), None),
+            i("fe80::1", Some("x-s1"), None),
+            i("fe80::1", Some("x"), Some("1")),
+            i("fe80::1", Some("x_s1"), None),
+        ];
+        let distinct: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), all.len(), "{all:?}");
+        for inst in &all {
+            assert!(
+                inst.len() <= MAX_PART && inst.chars().all(file_safe),
+                "{inst}"
+            );
+        }
     }
 
     #[test]

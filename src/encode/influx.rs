@@ -1,17 +1,31 @@
-//! Influx line protocol (Telegraf `data_format = "influx"`, InfluxDB `/write?precision=ns`),
-//! written with `influxdb-line-protocol`'s builder, which escapes names, tags and fields.
+//! Influx line protocol (Telegraf `data_format = "influx"`, InfluxDB `/write?precision=ns`).
+//!
+//! Escaping follows what InfluxDB 1.x and Telegraf read back, not the line protocol's prose:
+//! in a tag key or value only `,`, `=` and space are escaped with `\`, and a `\` before anything
+//! else stays a literal byte (`\\` is *not* read as one backslash: it would be stored doubled).
+//! Some values cannot be carried byte for byte at all (see [`carried_exactly`]); they are
+//! written in an escaped form that starts with `\`, a start no value written as-is has.
 
-use influxdb_line_protocol::builder::{AfterMeasurement, LineProtocolBuilder};
+use std::io::Write as _;
 
-use super::{clean, Encoder};
+use super::{Encoder, UserTags};
 use crate::metric::{Metric, Value};
 
-pub struct Influx;
+#[derive(Default)]
+pub struct Influx {
+    tags: UserTags,
+}
+
+impl Influx {
+    pub fn new(tags: UserTags) -> Self {
+        Influx { tags }
+    }
+}
 
 impl Encoder for Influx {
     fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
         for m in metrics {
-            line(m, out);
+            line(m, &self.tags, out);
         }
     }
 }
@@ -22,50 +36,105 @@ fn int(v: u64) -> Option<i64> {
     i64::try_from(v).ok()
 }
 
-fn line(m: &Metric, out: &mut Vec<u8>) {
-    // The builder writes what it is given: leave out what would make the line invalid (an empty
-    // tag value, NaN or infinity) before building.
-    let fields: Vec<(&str, Value)> = m
-        .fields
-        .iter()
-        .filter(|(_, v)| match v {
-            Value::Int(i) => int(*i).is_some(),
-            Value::Float(f) => f.is_finite(),
-        })
-        .map(|(k, v)| (*k, *v))
-        .collect();
-    let Some(((first_key, first), rest)) = fields.split_first() else {
+/// Whether a tag value reaches InfluxDB 1.x and Telegraf unchanged when written with only `,`,
+/// `=` and space escaped. Not so for:
+/// - a control character: a newline ends the line, and Telegraf refuses tab, CR and form feed;
+/// - a trailing `\`: it escapes the `,` or space that ends the value (`invalid tag format`);
+/// - `\` before `=`: InfluxDB 1.x finds line ends by skipping `\` and the byte after it, so it
+///   pairs the backslashes differently from its tag parser, and with a `"` further on the line
+///   it reads past the newline and loses this line and the next;
+/// - `\` before `"`: Telegraf's parser turns `\"` into `"`.
+///
+/// A value starting with `\` is carried exactly too, but that start marks the escaped form, so
+/// such a value is escaped as well: two distinct values never share a series.
+pub fn carried_exactly(v: &str) -> bool {
+    !v.starts_with('\\')
+        && !v.ends_with('\\')
+        && !v.contains("\\=")
+        && !v.contains("\\\"")
+        && !v.chars().any(char::is_control)
+}
+
+/// Appends `s` with `\` before each byte of `special`.
+fn push_escaped(s: &str, special: &[u8], out: &mut Vec<u8>) {
+    for b in s.bytes() {
+        if special.contains(&b) {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+}
+
+/// Appends a tag value: as is with `,`, `=` and space escaped when [`carried_exactly`]; else
+/// `\` followed by the value with `\`, `=`, `"` and control characters written `\xHH` (each
+/// UTF-8 byte), e.g. `trail\` as `\trail\x5c`. The escaped form never ends in `\` and has no
+/// `\` before `=` or `"`, and its leading `\` tells it from every value written as is.
+pub fn push_tag_value(v: &str, out: &mut Vec<u8>) {
+    if carried_exactly(v) {
+        push_escaped(v, b", =", out);
         return;
-    };
-    let mut b: LineProtocolBuilder<&mut Vec<u8>, AfterMeasurement> =
-        LineProtocolBuilder::new_with(out).measurement(m.name);
-    for (k, v) in &m.tags {
-        let v = clean(v);
-        if !v.is_empty() {
-            b = b.tag(k, &v);
+    }
+    out.push(b'\\');
+    let mut utf8 = [0u8; 4];
+    for c in v.chars() {
+        if matches!(c, '\\' | '=' | '"') || c.is_control() {
+            for b in c.encode_utf8(&mut utf8).bytes() {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        } else {
+            push_escaped(c.encode_utf8(&mut utf8), b", ", out);
         }
     }
-    let mut b = match first {
-        Value::Int(i) => b.field(first_key, int(*i).unwrap_or_default()),
-        Value::Float(f) => b.field(first_key, *f),
+}
+
+fn line(m: &Metric, user_tags: &UserTags, out: &mut Vec<u8>) {
+    // Leave out what would make the line invalid (NaN, infinity, a value past i64) first: a
+    // metric with no field left writes nothing.
+    let mut fields = m.fields.iter().filter(|(_, v)| match v {
+        Value::Int(i) => int(*i).is_some(),
+        Value::Float(f) => f.is_finite(),
+    });
+    let Some(first) = fields.next() else {
+        return;
     };
-    for (k, v) in rest {
-        b = match v {
-            Value::Int(i) => b.field(k, int(*i).unwrap_or_default()),
-            Value::Float(f) => b.field(k, *f),
+    push_escaped(m.name, b", ", out);
+    let tags = m
+        .tags
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(user_tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    for (k, v) in tags {
+        // An empty tag value is invalid line protocol: the tag is absent instead.
+        if v.is_empty() {
+            continue;
+        }
+        out.push(b',');
+        push_escaped(k, b", =", out);
+        out.push(b'=');
+        push_tag_value(v, out);
+    }
+    for (i, (k, v)) in std::iter::once(first).chain(fields).enumerate() {
+        out.push(if i == 0 { b' ' } else { b',' });
+        push_escaped(k, b", =", out);
+        out.push(b'=');
+        // Writing into a Vec cannot fail.
+        let _ = match v {
+            Value::Int(n) => write!(out, "{}i", int(*n).unwrap_or_default()),
+            Value::Float(f) => write!(out, "{f}"),
         };
     }
-    b.timestamp(m.timestamp).close_line();
+    let _ = writeln!(out, " {}", m.timestamp);
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use influxdb_line_protocol::{parse_lines, FieldValue};
+    use std::collections::HashMap;
 
     fn encode(m: &Metric) -> String {
         let mut out = Vec::new();
-        Influx.encode(std::slice::from_ref(m), &mut out);
+        Influx::default().encode(std::slice::from_ref(m), &mut out);
         String::from_utf8(out).unwrap()
     }
 
@@ -75,6 +144,232 @@ mod tests {
             tags,
             fields,
             timestamp: 1_700_000_000_123_456_789,
+        }
+    }
+
+    /// InfluxDB 1.x's reading of one request body (models/points.go): where `scanLine` ends
+    /// each line, then the tag values of each as `scanTagsValue` cuts them and `unescapeTag`
+    /// unescapes them. `Err` where InfluxDB rejects a line.
+    pub fn influxdb1_tag_values(body: &[u8]) -> Vec<Result<Vec<Vec<u8>>, String>> {
+        let mut lines = Vec::new();
+        let mut i = 0;
+        while i < body.len() {
+            let start = i;
+            let (mut quoted, mut fields, mut equals, mut commas) = (false, false, 0, 0);
+            while i < body.len() {
+                if body[i] == b'\\' && i + 2 < body.len() {
+                    i += 2;
+                    continue;
+                }
+                if body[i] == b' ' {
+                    fields = true;
+                }
+                if fields {
+                    if !quoted && body[i] == b'=' {
+                        i += 1;
+                        equals += 1;
+                        continue;
+                    } else if !quoted && body[i] == b',' {
+                        i += 1;
+                        commas += 1;
+                        continue;
+                    } else if body[i] == b'"' && equals > commas {
+                        i += 1;
+                        quoted = !quoted;
+                        continue;
+                    }
+                }
+                if body[i] == b'\n' && !quoted {
+                    break;
+                }
+                i += 1;
+            }
+            lines.push(tag_values_of(&body[start..i]));
+            i += 1;
+        }
+        lines
+    }
+
+    fn tag_values_of(line: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+        let unescaped = |i: usize| i == 0 || line[i - 1] != b'\\';
+        let mut i = 0;
+        while i < line.len() && !(matches!(line[i], b',' | b' ') && unescaped(i)) {
+            i += 1;
+        }
+        let mut values = Vec::new();
+        while i < line.len() && line[i] == b',' {
+            i += 1;
+            while i < line.len() && !(line[i] == b'=' && unescaped(i)) {
+                if matches!(line[i], b',' | b' ') && unescaped(i) {
+                    return Err(format!("missing tag value at {i}"));
+                }
+                i += 1;
+            }
+            i += 1;
+            let start = i;
+            if i >= line.len() || matches!(line[i], b',' | b' ') {
+                return Err(format!("missing tag value at {i}"));
+            }
+            loop {
+                i += 1;
+                if i >= line.len() {
+                    return Err("missing fields".into());
+                }
+                if line[i] == b'=' && unescaped(i) {
+                    return Err(format!("invalid tag format at {i}"));
+                }
+                if matches!(line[i], b',' | b' ') && unescaped(i) {
+                    break;
+                }
+            }
+            let mut v = line[start..i].to_vec();
+            for c in [b',', b' ', b'='] {
+                v = replace(&v, &[b'\\', c], &[c]);
+            }
+            values.push(v);
+        }
+        if i >= line.len() || line[i] != b' ' {
+            return Err("no fields".into());
+        }
+        Ok(values)
+    }
+
+    fn replace(s: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < s.len() {
+            if s[i..].starts_with(from) {
+                out.extend_from_slice(to);
+                i += from.len();
+            } else {
+                out.push(s[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// Telegraf's tag value unescaping (plugins/parsers/influx/escape.go): one left-to-right
+    /// pass replacing `\,`, `\"`, `\ ` and `\=`.
+    fn telegraf_unescape(v: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < v.len() {
+            if v[i] == b'\\' && i + 1 < v.len() && matches!(v[i + 1], b',' | b'"' | b' ' | b'=') {
+                out.push(v[i + 1]);
+                i += 2;
+            } else {
+                out.push(v[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// Every string of up to `len` characters over an alphabet of the troublemakers.
+    fn hostile(len: usize) -> Vec<String> {
+        const ALPHABET: [&str; 8] = ["a", "\\", ",", " ", "=", "\"", "\n", "\t"];
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..len {
+            last = last
+                .iter()
+                .flat_map(|s| ALPHABET.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all.retain(|s| !s.is_empty());
+        all
+    }
+
+    #[test]
+    fn hostile_tag_values_stay_one_line_and_never_share_a_series() {
+        let values = hostile(4);
+        let mut influxdb: HashMap<Vec<u8>, &str> = HashMap::new();
+        let mut telegraf: HashMap<Vec<u8>, &str> = HashMap::new();
+        let mut body = Vec::new();
+        for v in &values {
+            let m = metric(
+                vec![("process", v.clone()), ("netns", "n".into())],
+                vec![("queue_depth", Value::Int(1))],
+            );
+            body.clear();
+            Influx::default().encode(&[m.clone(), m], &mut body);
+            let read = influxdb1_tag_values(&body);
+            assert_eq!(read.len(), 2, "{v:?} made {body:?} into {read:?}");
+            let tags = read[0]
+                .clone()
+                .unwrap_or_else(|e| panic!("{v:?}: {e}: {}", String::from_utf8_lossy(&body)));
+            assert_eq!(read[1].as_ref(), Ok(&tags));
+            assert_eq!(tags[1], b"n", "{v:?} spilled into the next tag");
+            if carried_exactly(v) {
+                assert_eq!(tags[0], v.as_bytes(), "{v:?} not carried byte for byte");
+            }
+            if let Some(other) = influxdb.insert(tags[0].clone(), v) {
+                panic!("{other:?} and {v:?} share a series in InfluxDB");
+            }
+            // Telegraf cuts values as InfluxDB does; only its unescaping differs.
+            let mut written = Vec::new();
+            push_tag_value(v, &mut written);
+            let t = telegraf_unescape(&written);
+            if carried_exactly(v) {
+                assert_eq!(t, v.as_bytes(), "{v:?} changed by Telegraf");
+            }
+            if let Some(other) = telegraf.insert(t, v) {
+                panic!("{other:?} and {v:?} share a series in Telegraf");
+            }
+        }
+        assert!(values.len() > 4000);
+    }
+
+    #[test]
+    fn three_hostile_values_on_one_line_do_not_swallow_the_next() {
+        // A `\ ` in one value makes InfluxDB's line splitter think the fields began; a `\=`
+        // in another and a `"` in a third would then open a quote across the newline.
+        // The model reproduces what influxd 1.6 did with the same value written as is: it
+        // rejected this line together with the next ("point is invalid").
+        let naive = b"m,v=a\\\\ b\\\\=\"c,w=x f=1i 1\nm f=2i 1\n";
+        assert_eq!(influxdb1_tag_values(naive).len(), 1);
+        let values = hostile(3);
+        let mut body = Vec::new();
+        for a in values.iter().filter(|v| v.contains("\\ ")) {
+            for b in values.iter().filter(|v| v.contains('=')) {
+                for c in ["\"", "x\"y", "\\\""] {
+                    let m = metric(
+                        vec![
+                            ("process", a.clone()),
+                            ("unit", b.clone()),
+                            ("netns", c.into()),
+                        ],
+                        vec![("queue_depth", Value::Int(1))],
+                    );
+                    body.clear();
+                    Influx::default().encode(&[m.clone(), m], &mut body);
+                    let read = influxdb1_tag_values(&body);
+                    assert_eq!(read.len(), 2, "{}", String::from_utf8_lossy(&body));
+                    assert!(read.iter().all(|r| r.as_ref().is_ok_and(|t| t.len() == 3)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_issues_examples_are_written_as_influxdb_reads_them() {
+        let mut out = Vec::new();
+        for (v, written) in [
+            ("q\"uo\\te", "q\"uo\\te"),
+            ("a\\,b", "a\\\\,b"),
+            ("a\\ b", "a\\\\ b"),
+            ("trail\\", "\\trail\\x5c"),
+            ("bs\\", "\\bs\\x5c"),
+            ("\\lead", "\\\\x5clead"),
+            ("a\nb", "\\a\\x0ab"),
+            ("a\\=b", "\\a\\x5c\\x3db"),
+            ("sp ace,c=1", "sp\\ ace\\,c\\=1"),
+        ] {
+            out.clear();
+            push_tag_value(v, &mut out);
+            assert_eq!(String::from_utf8_lossy(&out), written, "{v:?}");
         }
     }
 
@@ -113,20 +408,21 @@ mod tests {
     }
 
     #[test]
-    fn empty_tags_control_characters_and_nan_are_left_out() {
+    fn empty_tags_and_nan_are_left_out_and_user_tags_follow_ours() {
         let m = metric(
-            vec![("process", String::new()), ("netns", "a\nb".into())],
+            vec![("process", String::new()), ("netns", "ab".into())],
             vec![
                 ("queue_full_ratio", Value::Float(f64::NAN)),
                 ("drops", Value::Int(1)),
+                ("queue_full_ratio", Value::Float(1.0)),
             ],
         );
-        let text = encode(&m);
+        let mut out = Vec::new();
+        Influx::new(vec![("host".into(), "web 1".into())]).encode(&[m], &mut out);
         assert_eq!(
-            text,
-            "acceptq_listener,netns=ab drops=1i 1700000000123456789\n"
+            String::from_utf8(out).unwrap(),
+            "acceptq_listener,netns=ab,host=web\\ 1 drops=1i,queue_full_ratio=1 1700000000123456789\n"
         );
-        assert!(parse_lines(&text).all(|l| l.is_ok()));
     }
 
     #[test]

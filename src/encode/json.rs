@@ -4,10 +4,21 @@
 
 use serde_json::{Map, Number, Value as Json};
 
-use super::{clean, Encoder};
+use super::{Encoder, UserTags};
 use crate::metric::{Metric, Value};
 
-pub struct JsonLines;
+/// Tag values go out exactly: JSON strings carry any text (serde_json escapes quotes,
+/// backslashes and control characters).
+#[derive(Default)]
+pub struct JsonLines {
+    tags: UserTags,
+}
+
+impl JsonLines {
+    pub fn new(tags: UserTags) -> Self {
+        JsonLines { tags }
+    }
+}
 
 impl Encoder for JsonLines {
     fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
@@ -15,8 +26,10 @@ impl Encoder for JsonLines {
             let tags: Map<String, Json> = m
                 .tags
                 .iter()
+                .map(|(k, v)| (*k, v))
+                .chain(self.tags.iter().map(|(k, v)| (k.as_str(), v)))
                 .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| (k.to_string(), Json::String(clean(v).into_owned())))
+                .map(|(k, v)| (k.to_string(), Json::String(v.clone())))
                 .collect();
             let fields: Map<String, Json> = m
                 .fields
@@ -49,7 +62,11 @@ mod tests {
     fn round_trips_through_serde() {
         let m = Metric {
             name: "acceptq_listener",
-            tags: vec![("address", "::1".into()), ("process", "a \"b\",c=d".into())],
+            tags: vec![
+                ("address", "::1".into()),
+                ("process", "a \"b\",c=d".into()),
+                ("netns", "bs\\\n\u{1}end\\".into()),
+            ],
             fields: vec![
                 ("queue_depth", Value::Int(3)),
                 ("queue_full_ratio", Value::Float(f64::NAN)),
@@ -58,12 +75,14 @@ mod tests {
             timestamp: 1_700_000_000_000_000_001,
         };
         let mut out = Vec::new();
-        JsonLines.encode(&[m.clone(), m], &mut out);
+        JsonLines::new(vec![("host".into(), "h \\\"1".into())]).encode(&[m.clone(), m], &mut out);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 2);
         let v: Json = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(v["name"], "acceptq_listener");
         assert_eq!(v["tags"]["process"], "a \"b\",c=d");
+        assert_eq!(v["tags"]["netns"], "bs\\\n\u{1}end\\", "carried exactly");
+        assert_eq!(v["tags"]["host"], "h \\\"1");
         assert_eq!(v["fields"]["queue_depth"], 3);
         assert_eq!(v["fields"]["x"], 0.5);
         assert!(

@@ -1,5 +1,8 @@
 //! One encoder per output format, all behind [`Encoder`], all appending to a reused buffer so a
 //! report leaves in one write.
+//!
+//! No encoder may merge two distinct tag values into one series: a value a format cannot carry
+//! byte for byte is written in a documented escaped form that no other value can take.
 
 pub mod collectd;
 pub mod influx;
@@ -13,15 +16,30 @@ pub trait Encoder {
     fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>);
 }
 
-/// Strips what no format can carry in a name or tag: control characters (a newline would end
-/// the line early). Empty results are dropped by the callers.
-pub fn clean(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.chars().any(char::is_control) {
-        s.chars()
-            .filter(|c| !c.is_control())
-            .collect::<String>()
-            .into()
-    } else {
-        s.into()
+/// `--tag KEY=VALUE` pairs, validated (see [`crate::metric::parse_user_tag`]), added to every
+/// row after acceptq's own tags.
+pub type UserTags = Vec<(String, String)>;
+
+/// 64-bit FNV-1a: a hash that is the same on every run, build and version (std's hashers are
+/// seeded per process), so identifiers built from it stay stable across restarts and upgrades.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a64_matches_the_published_test_vectors() {
+        // From the FNV reference test suite: the empty string, "a" and "foobar".
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
     }
 }

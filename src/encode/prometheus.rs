@@ -4,10 +4,20 @@
 
 use std::fmt::Write as _;
 
-use super::{clean, Encoder};
+use super::{Encoder, UserTags};
 use crate::metric::{FieldSpec, Kind, Metric, Value, SCHEMA};
 
-pub struct Prometheus;
+/// `--tag` pairs become labels on every series, after acceptq's own.
+#[derive(Default)]
+pub struct Prometheus {
+    tags: UserTags,
+}
+
+impl Prometheus {
+    pub fn new(tags: UserTags) -> Self {
+        Prometheus { tags }
+    }
+}
 
 /// The family name of a field: `<measurement>_<field>`, then the base unit as Prometheus names
 /// want it (`_seconds`), then `_total` for counters.
@@ -22,11 +32,14 @@ pub fn family(measurement: &str, field: &FieldSpec) -> String {
     name
 }
 
+/// A label value may hold any UTF-8 text with `\`, `"` and newline escaped (`\\`, `\"`,
+/// `\n`): every value goes out exactly, so two distinct values never share a series.
 fn escape_label(v: &str, out: &mut String) {
-    for c in clean(v).chars() {
+    for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
             '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
             c => out.push(c),
         }
     }
@@ -54,10 +67,12 @@ impl Encoder for Prometheus {
                         Value::Float(_) => continue,
                     };
                     samples.push_str(&family(m.name, f));
-                    let tags: Vec<_> = metric
+                    let tags: Vec<(&str, &str)> = metric
                         .tags
                         .iter()
-                        .filter(|(_, v)| !clean(v).is_empty())
+                        .map(|(k, v)| (*k, v.as_str()))
+                        .chain(self.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                        .filter(|(_, v)| !v.is_empty())
                         .collect();
                     if !tags.is_empty() {
                         samples.push('{');
@@ -97,8 +112,14 @@ impl Encoder for Prometheus {
     }
 }
 
+// The end-to-end tests' checker, so the encoder is held to the same rules there and here.
+#[cfg(test)]
+#[path = "../../tests/integration/support/exposition.rs"]
+mod exposition;
+
 #[cfg(test)]
 mod tests {
+    use super::exposition;
     use super::*;
     use crate::metric::{LISTENER, NETNS};
 
@@ -128,47 +149,63 @@ mod tests {
         ]
     }
 
-    /// Checks the text format's rules this encoder must keep: every sample's family declared
-    /// once by TYPE before its samples, no family split, valid names, escaped label values.
-    pub fn check_exposition(text: &str) -> Result<usize, String> {
-        let mut declared: Vec<String> = Vec::new();
-        let mut current: Option<String> = None;
-        let mut samples = 0;
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let (name, kind) = rest.split_once(' ').ok_or(format!("bad TYPE {line}"))?;
-                if !["counter", "gauge"].contains(&kind) || declared.contains(&name.to_string()) {
-                    return Err(format!("bad or repeated TYPE: {line}"));
-                }
-                declared.push(name.to_string());
-                current = Some(name.to_string());
-            } else if line.starts_with("# HELP ") {
-                continue;
-            } else {
-                let name_end = line.find(['{', ' ']).ok_or(format!("no value: {line}"))?;
-                let name = &line[..name_end];
-                if current.as_deref() != Some(name) {
-                    return Err(format!("sample outside its family: {line}"));
-                }
-                if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(format!("bad name {name}"));
-                }
-                let value = line.rsplit(' ').next().ok_or("no value")?;
-                value
-                    .parse::<f64>()
-                    .map_err(|_| format!("bad value in {line}"))?;
-                samples += 1;
+    /// A label value as the text format's parser reads it back: `\\`, `\"` and `\n` unescaped,
+    /// an unescaped `"` ends it, a raw newline or any other escape is an error.
+    fn read_label_value(written: &str) -> Result<String, String> {
+        let mut out = String::new();
+        let mut chars = written.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('\\') => out.push('\\'),
+                    Some('"') => out.push('"'),
+                    Some('n') => out.push('\n'),
+                    other => return Err(format!("invalid escape {other:?}")),
+                },
+                '"' | '\n' => return Err(format!("raw {c:?} in {written:?}")),
+                c => out.push(c),
             }
         }
-        Ok(samples)
+        Ok(out)
+    }
+
+    #[test]
+    fn label_values_are_carried_exactly() {
+        for v in [
+            "trail\\",
+            "bs\\",
+            "q\"uo\\te",
+            "a\nb",
+            "a\\nb",
+            "\\\"",
+            "tab\there\r\u{1}",
+            "a,b=c d",
+        ] {
+            let mut written = String::new();
+            escape_label(v, &mut written);
+            assert_eq!(read_label_value(&written).as_deref(), Ok(v), "{written}");
+        }
+        let m = Metric {
+            name: LISTENER,
+            tags: vec![("process", "a\nb".into())],
+            fields: vec![("queue_depth", Value::Int(1))],
+            timestamp: 1,
+        };
+        let mut out = Vec::new();
+        Prometheus::new(vec![("host".into(), "h\\".into())]).encode(&[m], &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("acceptq_listener_queue_depth{process=\"a\\nb\",host=\"h\\\\\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[test]
     fn exposition_is_well_formed() {
         let mut out = Vec::new();
-        Prometheus.encode(&report(), &mut out);
+        Prometheus::default().encode(&report(), &mut out);
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(check_exposition(&text), Ok(4), "{text}");
+        assert_eq!(exposition::check_exposition(&text), Ok(4), "{text}");
         assert!(text.contains("# TYPE acceptq_listener_drops_total counter\n"));
         assert!(text.contains("acceptq_listener_queue_depth{address=\"::1\",port=\"80\",process=\"we\\\"ird\\\\name\"} 3\n"), "{text}");
         assert!(text.contains("acceptq_netns_listen_overflows_total 9\n"));

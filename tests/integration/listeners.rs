@@ -3,11 +3,18 @@
 
 use std::time::Duration;
 
-use crate::common::*;
+use crate::support::*;
 
-#[test]
+tests![
+    ipv4_overflow_and_ipv6_queue_match_the_kernel,
+    second_report_carries_the_kernels_drop_increase,
+    watching_another_namespace_from_outside,
+    missing_netns_is_a_clear_error,
+    all_netns_follows_namespaces_coming_and_going
+];
+
 fn ipv4_overflow_and_ipv6_queue_match_the_kernel() {
-    if !netns_gate("ipv4_overflow_and_ipv6_queue_match_the_kernel") {
+    if !netns_gate("listeners::ipv4_overflow_and_ipv6_queue_match_the_kernel") {
         return;
     }
     let ns = Netns::new("core");
@@ -72,9 +79,8 @@ fn ipv4_overflow_and_ipv6_queue_match_the_kernel() {
     }
 }
 
-#[test]
 fn second_report_carries_the_kernels_drop_increase() {
-    if !netns_gate("second_report_carries_the_kernels_drop_increase") {
+    if !netns_gate("listeners::second_report_carries_the_kernels_drop_increase") {
         return;
     }
     let (ns, mut d, id, port) = queued_listener("delta", 2, 10, true);
@@ -115,9 +121,8 @@ fn second_report_carries_the_kernels_drop_increase() {
     );
 }
 
-#[test]
 fn watching_another_namespace_from_outside() {
-    if !netns_gate("watching_another_namespace_from_outside") {
+    if !netns_gate("listeners::watching_another_namespace_from_outside") {
         return;
     }
     let (ns, _d, _, port) = queued_listener("outside", 2, 4, false);
@@ -150,7 +155,6 @@ fn watching_another_namespace_from_outside() {
         .any(|m| m["name"] == "acceptq_netns" && m["tags"]["netns"] == "default"));
 }
 
-#[test]
 fn missing_netns_is_a_clear_error() {
     let out = std::process::Command::new(acceptq())
         .args(["--once", "--netns", "no-such-ns-acceptq"])
@@ -167,9 +171,8 @@ fn missing_netns_is_a_clear_error() {
     assert!(!err.contains("panicked"));
 }
 
-#[test]
 fn all_netns_follows_namespaces_coming_and_going() {
-    if !netns_gate("all_netns_follows_namespaces_coming_and_going") {
+    if !netns_gate("listeners::all_netns_follows_namespaces_coming_and_going") {
         return;
     }
     // Every parallel test's namespace is seen too: no cut, no /proc walk.
@@ -237,67 +240,4 @@ fn all_netns_follows_namespaces_coming_and_going() {
     drop(stdin);
     let status = wait_or_kill(&mut child.0, STEP);
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
-}
-
-/// A cgroup made on the host for one test, removed however the test ends (once its last
-/// process has gone, which the namespace's drop sees to).
-struct Cgroup(std::path::PathBuf);
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        if wait_for(Duration::from_secs(3), || std::fs::remove_dir(&self.0).ok()).is_none()
-            && !std::thread::panicking()
-        {
-            panic!("cgroup {} left behind", self.0.display());
-        }
-    }
-}
-
-/// Where the unified (v2) cgroup hierarchy is mounted, from our mountinfo.
-fn cgroup2_root() -> Option<std::path::PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        right
-            .starts_with("cgroup2 ")
-            .then(|| left.split(' ').nth(4).map(std::path::PathBuf::from))?
-    })
-}
-
-#[test]
-fn process_unit_comes_from_its_cgroup() {
-    if !netns_gate("process_unit_comes_from_its_cgroup") {
-        return;
-    }
-    let root = cgroup2_root();
-    if !skip_unless(
-        root.is_some(),
-        "process_unit_comes_from_its_cgroup",
-        "no cgroup2 hierarchy mounted",
-    ) {
-        return;
-    }
-    let unit = format!("acceptq-test-{}.service", std::process::id());
-    let cgroup = Cgroup(root.unwrap().join(&unit));
-    let dir = &cgroup.0;
-    std::fs::create_dir(dir).unwrap();
-    let ns = Netns::new("unit");
-    let mut d = ns.driver();
-    let (_, port) = d.listen("127.0.0.1", 0, 8, false);
-    let pid = d.pid();
-    std::fs::write(dir.join("cgroup.procs"), pid.to_string()).unwrap();
-    let out = ns.acceptq(&["--once", "--format", "json", "--unit"]);
-    let plain = ns.acceptq(&["--once", "--format", "json"]);
-    let report = json_lines(&out.stdout);
-    let row = listener(&report, port).clone();
-    drop(d);
-    drop(ns);
-    drop(cgroup);
-    assert_eq!(row["tags"]["unit"], unit.as_str(), "{row}");
-    let plain = json_lines(&plain.stdout);
-    assert!(
-        listener(&plain, port)["tags"].get("unit").is_none(),
-        "unit only with --unit"
-    );
-    assert_eq!(int(&row["fields"]["pid"]), u64::from(pid));
 }

@@ -1,14 +1,68 @@
-//! All integration tests, built as one binary. Tests that need root, a network namespace or a
-//! daemon skip with a printed reason, and fail instead under `ACCEPTQ_E2E=require`.
+//! All integration tests, built as one binary on our own runner (support/harness.rs), so that a
+//! test that cannot run here is reported "ignored" with its reason in the summary, and fails
+//! instead under `ACCEPTQ_E2E=require`.
+//!
+//! A test is a plain `fn name()` that panics on failure, listed in its file's `tests![...]`
+//! (a test left out is dead code, an error here). Helpers: `use crate::support::*;`.
+//!
+//! Porting a file written for the built-in harness (`#[test] fn`s using `crate::common::*`):
+//! 1. `use crate::common::...` becomes `use crate::support::...` (same helper names);
+//! 2. delete every `#[test]` line and list those functions once, after the `use` lines:
+//!    `tests![first_test, second_test];`
+//! 3. `eprintln!`/`println!` becomes `note!` (kept with the test, shown when it fails);
+//! 4. add `mod file;` below and `file::trials(),` to the list in `main`.
+//!
+//! Gates keep their shape: `if !netns_gate("file::test") { return; }` and
+//! `skip_unless(ok, "file::test", "needs ...")` end the test as ignored with that reason. The
+//! `every_test_is_registered` check fails on a leftover `#[test]`, a print, or an undeclared file.
 
-mod common;
+#![deny(dead_code)]
+
+mod support;
 
 mod agents;
+mod attribution;
+mod churn;
 mod cli;
+mod filters;
+mod golden;
 mod listeners;
+mod output_identity;
 mod peaks;
 mod queue_wait;
 mod readme;
+mod reuseport;
 mod rows;
+mod run_modes_input;
 mod sampler_cost;
-mod who;
+mod syn_queue;
+
+fn main() -> std::process::ExitCode {
+    support::harness::run(
+        [
+            support::harness::trials(),
+            agents::collectd::trials(),
+            agents::influxdb::trials(),
+            agents::prometheus::trials(),
+            agents::telegraf::trials(),
+            attribution::trials(),
+            churn::trials(),
+            cli::trials(),
+            filters::trials(),
+            golden::trials(),
+            listeners::trials(),
+            output_identity::trials(),
+            peaks::trials(),
+            queue_wait::trials(),
+            readme::trials(),
+            reuseport::trials(),
+            rows::trials(),
+            run_modes_input::trials(),
+            sampler_cost::trials(),
+            syn_queue::trials(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    )
+}

@@ -2,15 +2,20 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use crate::support::*;
+
+tests![
+    a_400ms_burst_inside_a_5s_interval_shows_as_the_peak,
+    full_ratio_rises_while_full_and_returns_to_zero_once_drained,
+    without_sampling_the_peak_is_the_report_reading
+];
 
 fn fields(report: &[Json], port: u16) -> Json {
     listener(report, port)["fields"].clone()
 }
 
-#[test]
 fn a_400ms_burst_inside_a_5s_interval_shows_as_the_peak() {
-    if !netns_gate("a_400ms_burst_inside_a_5s_interval_shows_as_the_peak") {
+    if !netns_gate("peaks::a_400ms_burst_inside_a_5s_interval_shows_as_the_peak") {
         return;
     }
     let ns = Netns::new("burst");
@@ -48,9 +53,8 @@ fn a_400ms_burst_inside_a_5s_interval_shows_as_the_peak() {
     assert_eq!(int(&fields(&next, port)["queue_depth_max"]), 0);
 }
 
-#[test]
 fn full_ratio_rises_while_full_and_returns_to_zero_once_drained() {
-    if !netns_gate("full_ratio_rises_while_full_and_returns_to_zero_once_drained") {
+    if !netns_gate("peaks::full_ratio_rises_while_full_and_returns_to_zero_once_drained") {
         return;
     }
     let ns = Netns::new("ratio");
@@ -84,9 +88,8 @@ fn full_ratio_rises_while_full_and_returns_to_zero_once_drained() {
     assert_eq!(int(&f["queue_depth"]), 0);
 }
 
-#[test]
 fn without_sampling_the_peak_is_the_report_reading() {
-    if !netns_gate("without_sampling_the_peak_is_the_report_reading") {
+    if !netns_gate("peaks::without_sampling_the_peak_is_the_report_reading") {
         return;
     }
     let (ns, _d, _, port) = queued_listener("nosample", 8, 3, false);

@@ -3,7 +3,18 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use crate::support::*;
+
+tests![
+    the_oldest_queued_connection_sets_the_wait_until_it_is_accepted,
+    ipv6_and_ipv4_mapped_connections_are_timed_on_their_listener,
+    a_reuseport_group_reports_its_oldest_connection_summed_or_on_socket_0,
+    a_specific_listener_and_the_wildcard_each_time_their_own_connections,
+    a_device_bound_listener_times_its_connections,
+    a_client_that_closed_while_queued_still_counts,
+    a_fast_open_child_still_in_syn_recv_counts,
+    no_queue_wait_leaves_the_field_out,
+];
 
 /// How far a wait may be from the clock: jiffies, process start-up and the dump fit well in it.
 const TOLERANCE: f64 = 0.1;
@@ -72,9 +83,8 @@ fn assert_age(row: &Json, since: Instant, at: Instant, what: &str) {
     );
 }
 
-#[test]
 fn the_oldest_queued_connection_sets_the_wait_until_it_is_accepted() {
-    if !netns_gate("the_oldest_queued_connection_sets_the_wait_until_it_is_accepted") {
+    if !netns_gate("queue_wait::the_oldest_queued_connection_sets_the_wait_until_it_is_accepted") {
         return;
     }
     let ns = Netns::new("wait");
@@ -125,9 +135,8 @@ fn the_oldest_queued_connection_sets_the_wait_until_it_is_accepted() {
     );
 }
 
-#[test]
 fn ipv6_and_ipv4_mapped_connections_are_timed_on_their_listener() {
-    if !netns_gate("ipv6_and_ipv4_mapped_connections_are_timed_on_their_listener") {
+    if !netns_gate("queue_wait::ipv6_and_ipv4_mapped_connections_are_timed_on_their_listener") {
         return;
     }
     let ns = Netns::new("wait6");
@@ -148,9 +157,10 @@ fn ipv6_and_ipv4_mapped_connections_are_timed_on_their_listener() {
     assert_age(dual_row, t_v4, at, "the IPv4 client of [::]");
 }
 
-#[test]
 fn a_reuseport_group_reports_its_oldest_connection_summed_or_on_socket_0() {
-    if !netns_gate("a_reuseport_group_reports_its_oldest_connection_summed_or_on_socket_0") {
+    if !netns_gate(
+        "queue_wait::a_reuseport_group_reports_its_oldest_connection_summed_or_on_socket_0",
+    ) {
         return;
     }
     let ns = Netns::new("waitrp");
@@ -182,9 +192,10 @@ fn a_reuseport_group_reports_its_oldest_connection_summed_or_on_socket_0() {
     assert_eq!(wait(other), None, "{other}");
 }
 
-#[test]
 fn a_specific_listener_and_the_wildcard_each_time_their_own_connections() {
-    if !netns_gate("a_specific_listener_and_the_wildcard_each_time_their_own_connections") {
+    if !netns_gate(
+        "queue_wait::a_specific_listener_and_the_wildcard_each_time_their_own_connections",
+    ) {
         return;
     }
     let ns = Netns::new("waitwc");
@@ -212,9 +223,8 @@ fn a_specific_listener_and_the_wildcard_each_time_their_own_connections() {
     );
 }
 
-#[test]
 fn a_device_bound_listener_times_its_connections() {
-    if !netns_gate("a_device_bound_listener_times_its_connections") {
+    if !netns_gate("queue_wait::a_device_bound_listener_times_its_connections") {
         return;
     }
     let ns = Netns::new("waitdev");
@@ -230,9 +240,8 @@ fn a_device_bound_listener_times_its_connections() {
     assert_age(bound, t0, at, "the lo-bound listener");
 }
 
-#[test]
 fn a_client_that_closed_while_queued_still_counts() {
-    if !netns_gate("a_client_that_closed_while_queued_still_counts") {
+    if !netns_gate("queue_wait::a_client_that_closed_while_queued_still_counts") {
         return;
     }
     let ns = Netns::new("waitcw");
@@ -257,12 +266,11 @@ fn a_client_that_closed_while_queued_still_counts() {
     assert_age(listener, t0, at, "the closed client is still the oldest");
 }
 
-#[test]
 fn a_fast_open_child_still_in_syn_recv_counts() {
-    if !netns_gate("a_fast_open_child_still_in_syn_recv_counts")
+    if !netns_gate("queue_wait::a_fast_open_child_still_in_syn_recv_counts")
         || !skip_unless(
             have("nft"),
-            "a_fast_open_child_still_in_syn_recv_counts",
+            "queue_wait::a_fast_open_child_still_in_syn_recv_counts",
             "needs nft (nftables) to hold the child in SYN_RECV",
         )
     {
@@ -305,9 +313,8 @@ fn a_fast_open_child_still_in_syn_recv_counts() {
     assert_age(listener, t0, at, "the Fast Open child");
 }
 
-#[test]
 fn no_queue_wait_leaves_the_field_out() {
-    if !netns_gate("no_queue_wait_leaves_the_field_out") {
+    if !netns_gate("queue_wait::no_queue_wait_leaves_the_field_out") {
         return;
     }
     let ns = Netns::new("waitoff");

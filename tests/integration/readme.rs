@@ -2,7 +2,44 @@
 
 use acceptq::metric::{Kind, SCHEMA};
 
-use crate::common::repo;
+use crate::support::{conf, repo, tests};
+
+tests![
+    metrics_reference_matches_the_schema,
+    readme_quotes_every_conf_snippet_verbatim,
+    layout_names_every_module
+];
+
+/// Every source file of the crate and of the end-to-end tests is named in the README's Layout
+/// paragraph (`name.rs`), so a reader finds where each thing lives.
+fn layout_names_every_module() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme.find("\nLayout:").expect("a Layout paragraph");
+    let layout = &readme[start..];
+    let layout = &layout[..layout.find("\n\n").unwrap_or(layout.len())];
+    let mut missing = Vec::new();
+    for dir in [
+        "src",
+        "src/source",
+        "src/encode",
+        "tests/integration",
+        "tests/integration/agents",
+    ] {
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            let plumbing = ["mod.rs", "lib.rs", "main.rs"].contains(&name.as_str());
+            let named = layout.contains(&format!("`{name}`"))
+                || layout.contains(&format!("`{dir}/{name}`"));
+            if name.ends_with(".rs") && !plumbing && !named {
+                missing.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the README's Layout paragraph does not name {missing:?}"
+    );
+}
 
 /// The backticked first cells of table rows in the README's section for `measurement`.
 fn rows_of(readme: &str, measurement: &str) -> Vec<(String, String)> {
@@ -24,7 +61,6 @@ fn rows_of(readme: &str, measurement: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-#[test]
 fn metrics_reference_matches_the_schema() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     for m in &SCHEMA {
@@ -62,6 +98,43 @@ fn metrics_reference_matches_the_schema() {
             documented.is_empty(),
             "README documents {documented:?} under {}, the code has no such name",
             m.name
+        );
+    }
+}
+
+/// The bodies of the README's fenced blocks.
+fn fenced_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            match current.take() {
+                Some(body) => blocks.push(body),
+                None => current = Some(String::new()),
+            }
+        } else if let Some(body) = &mut current {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    blocks
+}
+
+fn readme_quotes_every_conf_snippet_verbatim() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let has_quick_start = readme.lines().any(|l| {
+        l.starts_with('#')
+            && l.trim_start_matches('#')
+                .trim()
+                .eq_ignore_ascii_case("quick start")
+    });
+    assert!(has_quick_start, "README.md has no \"Quick start\" heading");
+    let blocks = fenced_blocks(&readme);
+    for name in ["telegraf.conf", "telegraf-exec.conf", "collectd.conf"] {
+        let content = conf(name);
+        assert!(
+            blocks.contains(&content),
+            "README.md must quote conf/{name} whole, as the body of a fenced block:\n{content}"
         );
     }
 }

@@ -5,7 +5,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::common::*;
+use crate::support::*;
+
+tests![
+    device_bound_listeners_are_separate_rows_with_their_interface,
+    syn_requests_are_counted_on_the_device_bound_listener_that_took_them,
+    a_replaced_listener_does_not_inherit_the_old_sockets_peak,
+    a_shrunken_reuseport_group_reports_only_its_remaining_sockets_peak,
+    max_listeners_keeps_the_listener_dropping_now,
+    the_owner_is_the_process_still_holding_the_socket
+];
 
 /// A Python helper from tests/support/rows/, driven line by line like the driver.
 fn helper(ns: &Netns, script: &str) -> Driver {
@@ -120,7 +129,6 @@ fn install_ack_drop(ns: &Netns, ports: &[u16]) {
 /// `fe80::1%v0:P` and `fe80::1%v2:P`, and `0.0.0.0:Q` bound to v0 and to v2 by two processes,
 /// are four listeners to the kernel: four rows, each with its own depth, limit, socket count,
 /// device and process, as `ss -tln` shows them; an unbound listener gets no `interface` tag.
-#[test]
 fn device_bound_listeners_are_separate_rows_with_their_interface() {
     let test = "device_bound_listeners_are_separate_rows_with_their_interface";
     if !netns_gate(test) {
@@ -223,7 +231,6 @@ fn device_bound_listeners_are_separate_rows_with_their_interface() {
 /// request to a device-bound listener carries that listener's device (`idiag_if`) and is counted
 /// there; a link-local client's request to an unbound `[::]` listener carries the device it came
 /// in on and is counted on the unbound listener.
-#[test]
 fn syn_requests_are_counted_on_the_device_bound_listener_that_took_them() {
     let test = "syn_requests_are_counted_on_the_device_bound_listener_that_took_them";
     if !netns_gate(test) || !skip_unless(have("nft"), test, "needs nft (nftables)") {
@@ -285,7 +292,6 @@ fn syn_requests_are_counted_on_the_device_bound_listener_that_took_them() {
 
 /// A `listen(16)` socket filled to 17, closed and replaced by a `listen(1)` socket on the same
 /// port: the next report's peak is the new socket's, within what it can hold.
-#[test]
 fn a_replaced_listener_does_not_inherit_the_old_sockets_peak() {
     let test = "a_replaced_listener_does_not_inherit_the_old_sockets_peak";
     if !netns_gate(test) {
@@ -323,7 +329,6 @@ fn a_replaced_listener_does_not_inherit_the_old_sockets_peak() {
 
 /// An SO_REUSEPORT group of three full `listen(4)` sockets shrinks to one: the row's peak is
 /// what the remaining socket held, not the group's 15.
-#[test]
 fn a_shrunken_reuseport_group_reports_only_its_remaining_sockets_peak() {
     let test = "a_shrunken_reuseport_group_reports_only_its_remaining_sockets_peak";
     if !netns_gate(test) {
@@ -371,7 +376,6 @@ fn a_shrunken_reuseport_group_reports_only_its_remaining_sockets_peak() {
 
 /// `--max-listeners` keeps the listener whose SYN queue overflows (its accept queue empty, its
 /// drops climbing) over listeners that merely have a connection queued.
-#[test]
 fn max_listeners_keeps_the_listener_dropping_now() {
     let test = "max_listeners_keeps_the_listener_dropping_now";
     if !netns_gate(test) || !skip_unless(have("nft"), test, "needs nft (nftables)") {
@@ -414,7 +418,6 @@ fn max_listeners_keeps_the_listener_dropping_now() {
 
 /// A supervisor binds, forks a worker and closes its own fd, living on under the same name: a
 /// long-running acceptq names the worker from then on, as `--once` does.
-#[test]
 fn the_owner_is_the_process_still_holding_the_socket() {
     let test = "the_owner_is_the_process_still_holding_the_socket";
     if !netns_gate(test) {

@@ -1,6 +1,6 @@
-//! The sampler's steady state allocates nothing (issue 3, DESIGN §4): a counting allocator,
-//! ~1 000 listeners of our own on 127.0.0.1, and the same sample / report-time dump the binary
-//! runs. Needs no root and no namespace: it reads the namespace the test runs in.
+//! The sampler's steady state allocates nothing: a counting allocator, ~1 000 listeners of our
+//! own on 127.0.0.1, and the same sample / report-time dump the binary runs. Needs no root and
+//! no namespace: it reads the namespace the test runs in.
 //!
 //! The `#[global_allocator]` below serves the whole integration-test binary, so it is a thin
 //! wrapper over `System` that only bumps a per-thread counter; each test measures its own thread.
@@ -18,6 +18,13 @@ use acceptq::snapshot::Endpoint;
 use acceptq::source::inet_diag::{Record, STATE_LISTEN};
 use acceptq::source::sock_diag::DiagSocket;
 use acceptq::state::Peaks;
+
+use crate::support::{note, tests};
+
+tests![
+    a_sample_allocates_nothing_in_steady_state,
+    the_report_dump_with_meminfo_allocates_nothing_after_warm_up
+];
 
 struct Counting;
 
@@ -129,12 +136,11 @@ fn steady_allocations(what: &str, mut step: impl FnMut() -> (usize, u64)) -> (u6
         if stable {
             return (made, before);
         }
-        eprintln!("{what}: round {round}: listeners changed under us, measuring again");
+        note!("{what}: round {round}: listeners changed under us, measuring again");
     }
     panic!("{what}: the set of listeners kept changing over {ROUNDS} rounds");
 }
 
-#[test]
 fn a_sample_allocates_nothing_in_steady_state() {
     let held = listeners();
     let ports: Vec<u16> = held
@@ -214,7 +220,6 @@ fn a_sample_allocates_nothing_in_steady_state() {
     }
 }
 
-#[test]
 fn the_report_dump_with_meminfo_allocates_nothing_after_warm_up() {
     let held = listeners();
     let ports: Vec<u16> = held

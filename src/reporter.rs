@@ -1,0 +1,375 @@
+//! One report, end to end: read every watched namespace, take the sampler's peaks, refresh
+//! owners, build the metrics, encode, write. Built once from the flags; the run modes in
+//! `run.rs` only decide when to call it.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::cli::{Args, Format, Signal};
+use crate::encode::{
+    collectd::Collectd, influx::Influx, json::JsonLines, prometheus::Prometheus, Encoder,
+};
+use crate::filter::Filter;
+use crate::output::{self, Sink, Wake};
+use crate::report::{self, Built, ReportOptions};
+use crate::sampler::Sampler;
+use crate::source::netns::{self, Netns};
+use crate::source::owners::{self, OwnerCache};
+use crate::source::Options;
+use crate::state::{Peaks, Previous};
+use crate::warn::{self, Warnings};
+use crate::watch::WatchList;
+
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why a run stopped early.
+#[derive(Debug)]
+pub enum RunError {
+    /// A flag or environment value that cannot work; exit status 2.
+    Usage(String),
+    /// Something needed is missing or broken; exit status 1.
+    Fatal(String),
+}
+
+impl From<netns::NetnsError> for RunError {
+    fn from(e: netns::NetnsError) -> Self {
+        RunError::Usage(e.to_string())
+    }
+}
+
+/// What the report is built with, fixed by the flags.
+struct Settings {
+    filter: Filter,
+    /// The filter flags given, for the warning when they match no listener.
+    filter_flags: Option<String>,
+    opts: ReportOptions,
+    read_opts: Options,
+}
+
+impl Settings {
+    /// `netns_tag`: more than one namespace is watched, so rows say which.
+    fn from_args(args: &Args, netns_tag: bool) -> Self {
+        Settings {
+            filter: Filter {
+                ports: args.ports.clone(),
+                exclude_ports: args.exclude_ports.clone(),
+                addresses: args.addresses.clone(),
+                processes: args.processes.clone(),
+            },
+            filter_flags: args.filter_flags(),
+            opts: ReportOptions {
+                per_socket: args.per_socket,
+                max_listeners: usize::try_from(args.max_listeners).unwrap_or(usize::MAX),
+                netns_tag,
+                unit_tag: args.unit,
+            },
+            read_opts: Options {
+                syn_queue: !args.no_syn_queue,
+                queue_wait: !args.no_queue_wait,
+            },
+        }
+    }
+}
+
+/// Where a report goes, and whether writing has worked yet.
+struct Output {
+    encoder: Box<dyn Encoder>,
+    sink: Sink,
+    buf: Vec<u8>,
+    /// Reports written (or attempted): the first failure to write is fatal, later ones not.
+    written: u64,
+}
+
+/// State carried from one report to the next.
+#[derive(Default)]
+struct Carried {
+    /// What the sampler recorded since the last report, handed over at each report.
+    shared_peaks: Arc<Mutex<Peaks>>,
+    peaks: Peaks,
+    prev: Previous,
+    owners: Option<OwnerCache>,
+}
+
+pub struct Reporter {
+    /// Time between reports in the interval modes.
+    pub interval: Duration,
+    namespaces: WatchList,
+    carried: Carried,
+    settings: Settings,
+    output: Output,
+    warnings: Warnings,
+    /// Stops the sampler thread when the reporter goes.
+    _sampler: Option<Sampler>,
+}
+
+impl Reporter {
+    /// Checks the flags and the output, opens every namespace's sources and starts the sampler.
+    /// Nothing is read before the output is known to be writable.
+    pub fn new(args: &Args) -> Result<Reporter, RunError> {
+        args.validate().map_err(RunError::Usage)?;
+        let sink = args.output.as_deref().map_or_else(Sink::stdout, Sink::file);
+        sink.check().map_err(|e| RunError::Fatal(e.to_string()))?;
+        let mut warnings = Warnings::default();
+        let interval = resolve_interval(args, &mut warnings)?;
+        let namespaces = resolve_namespaces(args)?;
+        // A plain --once reports a single reading: there is nothing to sample between reports.
+        let one_reading = args.once && args.window.is_none();
+        let sampling = !args.sample_period().is_zero() && !one_reading;
+        let targets = sampling.then(|| Arc::new(Mutex::new(Vec::new())));
+        let mut reporter = Reporter {
+            interval,
+            namespaces: WatchList::new(args.all_netns, targets.clone()),
+            carried: Carried {
+                owners: (!args.no_process).then(OwnerCache::default),
+                ..Carried::default()
+            },
+            settings: Settings::from_args(args, args.all_netns || namespaces.len() > 1),
+            output: Output {
+                encoder: encoder(args, interval)?,
+                sink,
+                buf: Vec::with_capacity(64 * 1024),
+                written: 0,
+            },
+            warnings,
+            _sampler: None,
+        };
+        for ns in namespaces {
+            let name = ns.name.clone();
+            reporter
+                .namespaces
+                .watch(ns, &mut reporter.warnings)
+                .map_err(|e| {
+                    RunError::Fatal(format!("netns {name}: cannot open its sources: {e}"))
+                })?;
+        }
+        if let Some(targets) = targets {
+            let peaks = reporter.carried.shared_peaks.clone();
+            match Sampler::start(targets, args.sample_period(), peaks) {
+                Ok(s) => reporter._sampler = Some(s),
+                Err(e) => reporter
+                    .warnings
+                    .once("sampler-start", format!("sampler off: {e}")),
+            }
+        }
+        Ok(reporter)
+    }
+
+    /// Reads everything and leaves the encoded report in the output buffer: read → take peaks
+    /// → refresh owners → build → encode.
+    pub fn collect(&mut self) {
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        self.namespaces
+            .read(&self.settings.read_opts, &mut self.warnings);
+        self.take_peaks();
+        self.refresh_owners();
+        let readings = self.namespaces.readings();
+        let empty = OwnerCache::default();
+        let ctx = report::Context {
+            peaks: &self.carried.peaks,
+            owners: self.carried.owners.as_ref().unwrap_or(&empty),
+            filter: &self.settings.filter,
+            opts: &self.settings.opts,
+            timestamp,
+        };
+        let built = report::build(&readings, &ctx, &mut self.carried.prev);
+        let seen = readings.iter().map(|r| r.snap.sockets.len()).sum();
+        self.warn_about_rows(&built, seen);
+        self.output.buf.clear();
+        self.output
+            .encoder
+            .encode(&built.metrics, &mut self.output.buf);
+    }
+
+    /// Moves the sampler's peaks in and adds the report's own reading as one more sample, so
+    /// peaks are right even with `--sample 0`.
+    fn take_peaks(&mut self) {
+        let peaks = &mut self.carried.peaks;
+        if let Ok(mut shared) = self.carried.shared_peaks.lock() {
+            shared.take_into(peaks);
+        }
+        peaks.begin_sample();
+        for r in self.namespaces.readings() {
+            peaks.count_round(r.id);
+            for s in &r.snap.sockets {
+                peaks.observe(r.id, s.endpoint(), s.inode, s.depth, s.limit);
+            }
+        }
+    }
+
+    /// Looks up the owners of sockets not seen before (and of those whose owner moved on).
+    fn refresh_owners(&mut self) {
+        let Some(cache) = &mut self.carried.owners else {
+            return;
+        };
+        let inodes: Vec<u32> = self
+            .namespaces
+            .readings()
+            .iter()
+            .flat_map(|r| r.snap.sockets.iter().map(|s| s.inode))
+            .collect();
+        let Some(denied) = cache.refresh(&inodes, owners::scan_proc) else {
+            return;
+        };
+        let unresolved = inodes.iter().any(|i| *i != 0 && cache.get(*i).is_none());
+        if denied > 0 && unresolved {
+            self.warnings.once(
+                "owners",
+                format!(
+                    "cannot read /proc/<pid>/fd of {denied} processes (running as uid {}): `process` and `pid` are left out for their sockets; grant CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE to see them",
+                    // SAFETY: getuid has no preconditions.
+                    unsafe { libc::getuid() }
+                ),
+            );
+        }
+    }
+
+    /// Says once when the filters matched nothing, or `--max-listeners` left rows out.
+    fn warn_about_rows(&mut self, built: &Built, seen: usize) {
+        if let Some(flags) = &self.settings.filter_flags {
+            let matched = built.omitted
+                + built
+                    .metrics
+                    .iter()
+                    .filter(|m| m.name == crate::metric::LISTENER)
+                    .count();
+            if matched == 0 {
+                self.warnings.once(
+                    "no-match",
+                    format!(
+                        "no listener matches {flags} (listening sockets seen: {seen}): only acceptq_netns is reported"
+                    ),
+                );
+            }
+        }
+        if built.omitted > 0 {
+            self.warnings.once(
+                "max-listeners",
+                format!(
+                    "{} listener rows left out by --max-listeners {}: those dropping now, then the deepest, are reported; acceptq_netns.listeners_omitted counts them each report",
+                    built.omitted, self.settings.opts.max_listeners
+                ),
+            );
+        }
+    }
+
+    /// Whether reports go to stdout (whose reader may go away).
+    pub fn to_stdout(&self) -> bool {
+        self.output.sink.is_stdout()
+    }
+
+    /// Waits `limit`, or less when stdout (being written to) loses its reader.
+    pub fn wait(&self, limit: Duration) -> Wake {
+        output::wait(self.to_stdout(), None, Some(limit))
+    }
+
+    /// One report, written. `Ok(false)`: stdout is closed, time to exit quietly.
+    pub fn report(&mut self) -> Result<bool, RunError> {
+        self.collect();
+        let out = &mut self.output;
+        out.written += 1;
+        match out.sink.write(&out.buf) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+            // The first report proves the output works (and is the only one of --once).
+            Err(e) if out.written == 1 => Err(RunError::Fatal(e.to_string())),
+            Err(e) => {
+                warn::error(&format!("report not written: {e}"));
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// The encoder of `--format`, with the `--tag`s (for collectd: the identifier's host).
+fn encoder(args: &Args, interval: Duration) -> Result<Box<dyn Encoder>, RunError> {
+    crate::metric::check_user_tags(&args.tags, args.format == Format::Collectd)
+        .map_err(RunError::Usage)?;
+    let tags = args.tags.clone();
+    Ok(match args.format {
+        Format::Influx => Box::new(Influx::new(tags)),
+        Format::Json => Box::new(JsonLines::new(tags)),
+        Format::Prometheus => Box::new(Prometheus::new(tags)),
+        Format::Collectd => {
+            // Only `host` passes check_user_tags here: it is the identifier's host.
+            let host = tags.into_iter().next().map(|(_, v)| v);
+            if host.is_some() && args.hostname.is_some() {
+                return Err(RunError::Usage(
+                    "--tag host=... and --hostname both name the collectd host: give one".into(),
+                ));
+            }
+            let host = host.unwrap_or_else(|| collectd_host(args));
+            Box::new(Collectd::new(&host, interval))
+        }
+    })
+}
+
+/// `--interval`, else collectd's `COLLECTD_INTERVAL` in collectd mode, else 10 s.
+fn resolve_interval(args: &Args, warnings: &mut Warnings) -> Result<Duration, RunError> {
+    if args.signal == Signal::Stdin && args.format == Format::Collectd {
+        return Err(RunError::Usage(
+            "--signal stdin does not go with --format collectd: collectd closes our stdin at once; \
+             acceptq reports every COLLECTD_INTERVAL on its own"
+                .into(),
+        ));
+    }
+    let mut interval = args.interval.unwrap_or(DEFAULT_INTERVAL);
+    if args.interval.is_none() && args.format == Format::Collectd {
+        if let Ok(v) = std::env::var("COLLECTD_INTERVAL") {
+            match crate::cli::parse_interval(&v) {
+                Ok(d) => interval = d,
+                Err(e) => warnings.once(
+                    "collectd-interval",
+                    format!("COLLECTD_INTERVAL: {e}; using 10s"),
+                ),
+            }
+        }
+    }
+    if let Some(sample) = args
+        .sample
+        .filter(|s| *s > interval && args.interval.is_none())
+    {
+        // The interval came from collectd, which would restart a refusing acceptq every
+        // interval: warn instead.
+        warnings.once(
+            "sample-interval",
+            format!(
+                "--sample {sample:?} is longer than the interval ({interval:?}): peaks come from fewer samples than reports"
+            ),
+        );
+    }
+    Ok(interval)
+}
+
+fn collectd_host(args: &Args) -> String {
+    if let Some(h) = &args.hostname {
+        return h.clone();
+    }
+    if let Ok(h) = std::env::var("COLLECTD_HOSTNAME") {
+        if !h.is_empty() {
+            return h;
+        }
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn resolve_namespaces(args: &Args) -> Result<Vec<Netns>, RunError> {
+    // --all-netns starts from our own; the first report's rescan adds the named ones.
+    if args.netns.is_empty() {
+        return Ok(vec![netns::own()]);
+    }
+    let mut out: Vec<Netns> = Vec::new();
+    for spec in &args.netns {
+        let ns = netns::resolve(spec)?;
+        if out.iter().any(|o| o.name == ns.name) {
+            return Err(RunError::Usage(format!("--netns {spec} given twice")));
+        }
+        out.push(ns);
+    }
+    Ok(out)
+}

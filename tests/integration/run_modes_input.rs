@@ -1,0 +1,540 @@
+//! Run modes at their edges: flags that would do nothing, closed and non-blocking stdout, odd
+//! stdin, filters matching nothing, namespace errors, and bad input as an unprivileged user.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+tests![
+    flags_that_would_do_nothing_exit_2_with_the_reason,
+    sample_under_10ms_exits_2_and_0_still_turns_it_off,
+    a_file_that_is_no_network_namespace_is_called_so,
+    interval_mode_exits_within_1s_of_stdout_closing,
+    stdin_mode_exits_within_1s_of_stdout_closing,
+    window_exits_within_1s_of_stdout_closing,
+    non_utf8_stdin_lines_each_get_a_report,
+    a_64_mib_stdin_line_costs_no_memory,
+    nonblocking_stdout_pipe_gets_whole_lines_and_reports,
+    a_filter_matching_no_listener_says_so_once,
+    missing_output_directory_is_the_only_message_as_nobody,
+    joining_a_namespace_unprivileged_names_cap_sys_admin
+];
+
+/// Runs acceptq with `args`; expects `code`, nothing on stdout, and every stderr line an
+/// `E! ` error, one of them containing `needle`.
+fn refused(args: &[&str], code: i32, needle: &str) {
+    let out = bounded(Command::new(acceptq()).args(args));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    assert!(err.lines().all(|l| l.starts_with("E! ")), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: want {needle:?} in {err}");
+    assert!(out.stdout.is_empty(), "{args:?}");
+}
+
+/// Runs `cmd` to its end, or kills it after STEP: a flag accepted by mistake may run forever.
+fn bounded(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipes = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let readers = std::thread::spawn(move || {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let _ = pipes.0.read_to_end(&mut out);
+        let _ = pipes.1.read_to_end(&mut err);
+        (out, err)
+    });
+    let status = wait_or_kill(&mut child, STEP);
+    let (stdout, stderr) = readers.join().unwrap();
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "{cmd:?} still running after {STEP:?}: {}",
+            String::from_utf8_lossy(&stderr)
+        )
+    });
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+fn flags_that_would_do_nothing_exit_2_with_the_reason() {
+    refused(
+        &["--interval", "-5s"],
+        2,
+        "invalid value '-5s' for '--interval <DUR>': \"-5s\": a duration cannot be negative",
+    );
+    refused(
+        &["--interval", "1ms"],
+        2,
+        "\"1ms\" is too short: at least 100ms",
+    );
+    refused(
+        &["--once", "--interval", "5s"],
+        2,
+        "--interval does nothing with --once",
+    );
+    refused(
+        &["--signal", "stdin", "--interval", "5s"],
+        2,
+        "--interval does nothing with --signal stdin",
+    );
+    refused(
+        &["--once", "--hostname", "web1"],
+        2,
+        "--hostname names the host in collectd identifiers and does nothing without --format collectd",
+    );
+    refused(
+        &["--once", "--port", "0"],
+        2,
+        "--port 0 matches no listener: a listening socket has a port from 1 to 65535",
+    );
+    refused(
+        &["--interval", "1s", "--sample", "2s"],
+        2,
+        "--sample 2s is longer than --interval 1s",
+    );
+    refused(
+        &["--once", "--window", "200ms", "--sample", "1s"],
+        2,
+        "--sample 1s is longer than --window 200ms",
+    );
+}
+
+fn sample_under_10ms_exits_2_and_0_still_turns_it_off() {
+    refused(
+        &["--sample", "1us"],
+        2,
+        "\"1us\" is too short: at least 10ms, or 0 to turn sampling off",
+    );
+    refused(&["--sample", "9ms"], 2, "at least 10ms");
+    let out = bounded(Command::new(acceptq()).args([
+        "--once",
+        "--window",
+        "50ms",
+        "--sample",
+        "0",
+        "--no-process",
+    ]));
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn a_file_that_is_no_network_namespace_is_called_so() {
+    refused(
+        &["--once", "--netns", "/etc/passwd"],
+        2,
+        "--netns /etc/passwd: /etc/passwd is not a network namespace",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A closed stdout ends acceptq at once, whatever it is waiting for.
+
+/// Reads the first line of `child`'s stdout on this thread (so dropping it really closes the
+/// pipe), killing the child if none comes within STEP.
+fn first_line(child: &mut Child) -> String {
+    let pid = child.id();
+    let (cancel, cancelled) = std::sync::mpsc::channel::<()>();
+    let guard = std::thread::spawn(move || {
+        if cancelled.recv_timeout(STEP) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            // SAFETY: kill has no memory effects; the child is not reaped before we are joined.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    });
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let _ = stdout.read_line(&mut line);
+    drop(cancel);
+    guard.join().unwrap();
+    line
+}
+
+/// Waits for `child` after its stdout was closed; it must exit 0 within a second.
+fn exits_at_once(child: &mut Child, closed: Instant, what: &str) {
+    let status = wait_or_kill(child, Duration::from_secs(5));
+    let took = closed.elapsed();
+    let status = status.unwrap_or_else(|| panic!("{what}: still running 5 s after stdout closed"));
+    assert_eq!(status.code(), Some(0), "{what}");
+    assert!(
+        took < Duration::from_secs(1),
+        "{what}: took {took:?} to notice stdout closed"
+    );
+}
+
+fn interval_mode_exits_within_1s_of_stdout_closing() {
+    let mut child = Reaped(
+        Command::new(acceptq())
+            .args(["--interval", "1h", "--no-process", "--format", "json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let line = first_line(&mut child.0);
+    assert!(line.starts_with('{'), "{line}");
+    exits_at_once(&mut child.0, Instant::now(), "--interval 1h");
+}
+
+fn stdin_mode_exits_within_1s_of_stdout_closing() {
+    let mut child = Reaped(
+        Command::new(acceptq())
+            .args(["--signal", "stdin", "--no-process", "--format", "json"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // stdin stays open and silent: only stdout closing can end the run.
+    let mut stdin = child.0.stdin.take().unwrap();
+    stdin.write_all(b"\n").unwrap();
+    let line = first_line(&mut child.0);
+    assert!(line.starts_with('{'), "{line}");
+    exits_at_once(&mut child.0, Instant::now(), "--signal stdin");
+    drop(stdin);
+}
+
+fn window_exits_within_1s_of_stdout_closing() {
+    let mut child = Reaped(
+        Command::new(acceptq())
+            .args(["--once", "--window", "1h", "--no-process"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Let the baseline reading happen, so the wait is what is tested.
+    std::thread::sleep(Duration::from_millis(200));
+    drop(child.0.stdout.take());
+    exits_at_once(&mut child.0, Instant::now(), "--once --window 1h");
+}
+
+// ---------------------------------------------------------------------------------------------
+// stdin: a line is a line, whatever its bytes and length.
+
+fn non_utf8_stdin_lines_each_get_a_report() {
+    let child = Command::new(acceptq())
+        .args(["--signal", "stdin", "--no-process", "--port", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Three lines (the last without its newline) in bytes no UTF-8 reader accepts.
+    let mut child = Reaped(child);
+    child
+        .0
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"\n\xff\xfe\n\xc3\x28")
+        .unwrap();
+    let status = wait_or_kill(&mut child.0, STEP).expect("exits on EOF");
+    let mut stdout = String::new();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let mut stderr = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("E! "), "{stderr}");
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("acceptq_netns"))
+            .count(),
+        3,
+        "one report per line: {stdout}"
+    );
+}
+
+/// Peak resident memory of a live process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+fn a_64_mib_stdin_line_costs_no_memory() {
+    let mut child = Reaped(
+        Command::new(acceptq())
+            .args([
+                "--signal",
+                "stdin",
+                "--no-process",
+                "--format",
+                "json",
+                "--port",
+                "1",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = child.0.stdin.take().unwrap();
+    let stdout = Lines::new(child.0.stdout.take().unwrap());
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..64 {
+            stdin.write_all(&chunk).unwrap();
+        }
+        stdin.write_all(b"\n").unwrap();
+        stdin
+    });
+    let line = stdout.expect(STEP, "the report the long line asked for");
+    assert!(line.contains("acceptq_netns"), "{line}");
+    let stdin = writer.join().unwrap();
+    let peak = peak_rss_kib(child.0.id());
+    assert!(
+        peak < 32 * 1024,
+        "peak RSS {peak} KiB after a 64 MiB line: the line was kept"
+    );
+    drop(stdin);
+    let status = wait_or_kill(&mut child.0, STEP).expect("exits on EOF");
+    assert!(status.success(), "{status}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A non-blocking stdout gets whole reports.
+
+fn nonblocking_stdout_pipe_gets_whole_lines_and_reports() {
+    let test = "nonblocking_stdout_pipe_gets_whole_lines_and_reports";
+    if !netns_gate(test) {
+        return;
+    }
+    let ns = Netns::new("nonblock");
+    let mut d = ns.driver();
+    // Enough listeners that one report is far above PIPE_BUF (4096 bytes), the size up to
+    // which the kernel writes to a pipe all or nothing.
+    for _ in 0..40 {
+        d.listen("127.0.0.1", 0, 8, false);
+    }
+    let script = repo().join("tests/support/nonblocking_reader.py");
+    let out = ns
+        .cmd(
+            "python3",
+            &[
+                script.to_str().unwrap(),
+                acceptq(),
+                "--format",
+                "json",
+                "--interval",
+                "100ms",
+                "--no-process",
+            ],
+        )
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}{err}");
+    let words: Vec<u64> = said
+        .strip_prefix("ok ")
+        .unwrap_or_else(|| panic!("{said}{err}"))
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    let (reports, biggest) = (words[1], words[2]);
+    assert!(reports >= 5, "only {reports} reports: {said}{err}");
+    assert!(
+        biggest > 4096,
+        "a report of {biggest} bytes never splits in a pipe: the test proves nothing"
+    );
+    assert!(!err.contains("E! "), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filters that match nothing say so.
+
+fn run_once(args: &[&str]) -> Output {
+    let mut all = vec!["--once", "--format", "json"];
+    all.extend_from_slice(args);
+    Command::new(acceptq()).args(&all).output().unwrap()
+}
+
+fn a_filter_matching_no_listener_says_so_once() {
+    for (args, flags) in [
+        (&["--no-process", "--port", "1"][..], "--port 1"),
+        (
+            &["--no-process", "--address", "192.0.2.*"],
+            "--address 192.0.2.*",
+        ),
+        (
+            &["--process", "no-such-process-aq"],
+            "--process no-such-process-aq",
+        ),
+    ] {
+        let out = run_once(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+        let report = json_lines(&out.stdout);
+        assert_eq!(report.len(), 1, "only acceptq_netns: {report:?}");
+        let said: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("no listener matches"))
+            .collect();
+        assert_eq!(said.len(), 1, "{args:?}: {err}");
+        assert!(
+            said[0].starts_with(&format!("W! [acceptq] no listener matches {flags} (")),
+            "{said:?}"
+        );
+    }
+    // A filter that matches says nothing.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port().to_string();
+    let out = run_once(&["--no-process", "--port", &port]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("no listener matches"), "{err}");
+    assert_eq!(json_lines(&out.stdout).len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// As an unprivileged user.
+
+/// `setpriv` and the nobody user and nogroup group, to run acceptq unprivileged.
+fn nobody_gate(test: &str) -> bool {
+    let known = |db: &str, name: &str| {
+        Command::new("getent")
+            .args([db, name])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    netns_gate(test)
+        && skip_unless(
+            have("setpriv") && known("passwd", "nobody") && known("group", "nogroup"),
+            test,
+            "needs setpriv (util-linux), the nobody user and the nogroup group",
+        )
+}
+
+/// The acceptq binary as a path `nobody` can execute: the build's own when every directory on
+/// the way is searchable by others, else a mode-755 copy in `tmp`.
+fn binary_for_nobody(tmp: &TempDir) -> PathBuf {
+    let bin = Path::new(acceptq());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode();
+    let reachable = bin.ancestors().skip(1).all(|d| mode(d) & 0o001 != 0);
+    if reachable && mode(bin) & 0o005 == 0o005 {
+        return bin.to_path_buf();
+    }
+    let copy = tmp.0.join("acceptq");
+    std::fs::copy(bin, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    copy
+}
+
+/// Runs `bin args` as nobody inside `ns`.
+fn as_nobody(ns: &Netns, bin: &Path, args: &[&str]) -> Output {
+    let mut all = vec![
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        bin.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    ns.cmd("setpriv", &all).output().unwrap()
+}
+
+fn missing_output_directory_is_the_only_message_as_nobody() {
+    let test = "missing_output_directory_is_the_only_message_as_nobody";
+    if !nobody_gate(test) {
+        return;
+    }
+    // A listener of root's that nobody cannot attribute: reading /proc would warn.
+    let ns = Netns::new("out-nobody");
+    let mut d = ns.driver();
+    d.listen("127.0.0.1", 0, 8, false);
+    let tmp = TempDir::new("out-nobody");
+    let bin = binary_for_nobody(&tmp);
+    let out = as_nobody(
+        &ns,
+        &bin,
+        &["--once", "--output", "/nonexistent-dir-acceptq/x.prom"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        vec![
+            "E! [acceptq] --output /nonexistent-dir-acceptq/x.prom: cannot write a file in \
+             /nonexistent-dir-acceptq: No such file or directory (os error 2)"
+        ]
+    );
+}
+
+fn joining_a_namespace_unprivileged_names_cap_sys_admin() {
+    let test = "joining_a_namespace_unprivileged_names_cap_sys_admin";
+    if !nobody_gate(test) {
+        return;
+    }
+    let ns = Netns::new("join-nobody");
+    let tmp = TempDir::new("join-nobody");
+    let bin = binary_for_nobody(&tmp);
+    // From our own namespace, as acceptq would be run: `ip netns exec` would join it first.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            bin.to_str().unwrap(),
+            "--once",
+            "--netns",
+            &ns.name,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "E! [acceptq] --netns {0}: cannot join /run/netns/{0}: Operation not permitted \
+             (os error 1) (joining another network namespace needs CAP_SYS_ADMIN)",
+            ns.name
+        )
+    );
+
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            bin.to_str().unwrap(),
+            "--once",
+            "--all-netns",
+            "--no-process",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("W! [acceptq] --all-netns: netns ")
+                && l.contains(": cannot join /run/netns/")
+                && l.contains("needs CAP_SYS_ADMIN")),
+        "{err}"
+    );
+    assert!(!err.contains("--netns"), "a flag never given: {err}");
+}
