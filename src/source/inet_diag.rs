@@ -35,8 +35,9 @@ pub const STATES_QUEUED_CHILD: u32 = (1 << 1) | (1 << 3) | (1 << 8);
 
 /// `INET_DIAG_REQ_BYTECODE`: the request attribute carrying a filter program.
 const INET_DIAG_REQ_BYTECODE: u16 = 1;
-/// Bytecode op codes of `include/uapi/linux/inet_diag.h`. Only the local-port comparisons and
-/// the jump are used: they exist since the first inet_diag (the newer `S_EQ` does not).
+/// Bytecode op codes of `include/uapi/linux/inet_diag.h`. Only the local-port range
+/// comparisons and the jump are used: every kernel's inet_diag has them, while `S_EQ` is newer
+/// and an older kernel's audit refuses the whole request for it.
 const INET_DIAG_BC_JMP: u8 = 1;
 const INET_DIAG_BC_S_GE: u8 = 2;
 const INET_DIAG_BC_S_LE: u8 = 3;
