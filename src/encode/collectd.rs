@@ -43,7 +43,7 @@ fn file_safe(c: char) -> bool {
 /// of the whole original text appended: `a:b` and `a_b`, or two long names sharing their first
 /// 110 bytes, stay two identifiers, the same ones on every run.
 pub fn part(s: &str, max: usize) -> String {
-    if !s.is_empty() && s.len() <= max && s.chars().all(file_safe) {
+    if !s.is_empty() && s.len() <= max && s.chars().all(file_safe) && !looks_hashed(s) {
         return s.to_string();
     }
     let mut out: String = s
@@ -54,6 +54,17 @@ pub fn part(s: &str, max: usize) -> String {
     out.truncate(max.saturating_sub(HASH_LEN));
     let _ = write!(out, "_{:016x}", fnv1a64(s.as_bytes()));
     out
+}
+
+/// Whether `s` ends as a hashed part does (`_` and 16 hex digits): such a name is hashed too,
+/// or `a:b` and a name spelled like `a:b`'s hashed form would share one identifier.
+fn looks_hashed(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= HASH_LEN
+        && b[b.len() - HASH_LEN] == b'_'
+        && b[b.len() - HASH_LEN + 1..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
 }
 
 /// An address as an identifier part: IPv6 colons become `_` (`::1` is `__1`). Canonical
@@ -74,7 +85,7 @@ fn address_part(a: &str) -> String {
 /// form of [`part`] with `-` replaced too: `eth0` stays `eth0`, `br-lan` becomes
 /// `br_lan_<hash>`, and `addr-port-iDEV-sN` reads back one way only.
 fn interface_part(dev: &str) -> String {
-    if !dev.is_empty() && dev.chars().all(|c| file_safe(c) && c != '-') {
+    if !dev.is_empty() && dev.chars().all(|c| file_safe(c) && c != '-') && !looks_hashed(dev) {
         return dev.to_string();
     }
     let mut out: String = dev
@@ -416,6 +427,19 @@ pub(crate) mod tests {
             "netns-a_b_e661911904a01160"
         );
         assert_eq!(part("web-1.example", MAX_PART), "web-1.example");
+        // A clean name spelled like another's hashed form is hashed in turn.
+        let spelled_like = i("a_b_e661911904a01160");
+        assert_ne!(spelled_like, i("a:b"));
+        assert!(
+            spelled_like.starts_with("a_b_e661911904a01160_"),
+            "{spelled_like}"
+        );
+        let dev = instance(&[
+            ("address", "::"),
+            ("port", "1"),
+            ("interface", "x_0123456789abcdef"),
+        ]);
+        assert!(dev.starts_with("__-1-ix_0123456789abcdef_"), "{dev}");
     }
 
     #[test]

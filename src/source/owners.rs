@@ -115,7 +115,48 @@ impl OwnerCache {
 /// The comm of `pid` if it is running (zombies hold no fds).
 fn current_comm(pid: i32) -> Option<String> {
     let stat = procfs::process::Process::new(pid).ok()?.stat().ok()?;
-    (stat.state != 'Z').then_some(stat.comm)
+    if stat.state == 'Z' {
+        return None;
+    }
+    read_comm(pid)
+}
+
+/// The process name of `pid`, from the raw bytes of `/proc/<pid>/comm` (procfs decodes them
+/// lossily), as [`comm_text`] writes it.
+fn read_comm(pid: i32) -> Option<String> {
+    let mut bytes = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    Some(comm_text(&bytes))
+}
+
+/// A process name as text, losslessly: `prctl(PR_SET_NAME)` takes any bytes, so a byte that is
+/// not UTF-8 is written `\xHH`, and a `\` that would itself read as such an escape (followed by
+/// `x` and two hex digits) is written `\x5c`. Every other name, `\` included, is kept as it is;
+/// two different names never give one text (reading `\xHH` back as the byte HH undoes it).
+pub fn comm_text(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid();
+        for (i, c) in valid.char_indices() {
+            let rest = &valid.as_bytes()[i + c.len_utf8()..];
+            let looks_escaped = c == '\\'
+                && rest.len() >= 3
+                && rest[0] == b'x'
+                && rest[1].is_ascii_hexdigit()
+                && rest[2].is_ascii_hexdigit();
+            if looks_escaped {
+                out.push_str("\\x5c");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 /// Whether fd `fd` of `pid` is still the socket `inode`: one `readlink`, no walk. A closed fd,
@@ -172,7 +213,7 @@ pub fn scan_proc(wanted: &HashSet<u32>) -> Scan {
             }
             let (comm, unit) = found
                 .get_or_insert_with(|| {
-                    let comm = proc.stat().map(|s| s.comm).unwrap_or_default();
+                    let comm = read_comm(proc.pid()).unwrap_or_default();
                     let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", proc.pid()));
                     (comm, cgroup.ok().and_then(|c| unit_from_cgroup(&c)))
                 })
@@ -214,6 +255,62 @@ pub fn unit_from_cgroup(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads `\xHH` back as the byte HH, everything else as it is: the inverse of comm_text.
+    fn comm_bytes(text: &str) -> Vec<u8> {
+        let b = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            let hex = b
+                .get(i + 2..i + 4)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(byte) if b[i] == b'\\' && b[i + 1] == b'x' => {
+                    out.push(byte);
+                    i += 4;
+                }
+                _ => {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn process_names_are_written_losslessly_and_never_meet() {
+        assert_eq!(comm_text(b"nginx"), "nginx");
+        assert_eq!(comm_text(b"trail\\"), "trail\\", "a lone backslash stays");
+        assert_eq!(comm_text(b"kworker/0:1"), "kworker/0:1");
+        assert_eq!(comm_text(b"bad\x88\xffn"), "bad\\x88\\xffn");
+        assert_eq!(comm_text(b"bad\\x88n"), "bad\\x5cx88n");
+        // Every name of a small alphabet rich in the troublesome bytes, up to 4 bytes: the text
+        // reads back to the same bytes, so no two names share one.
+        let alphabet = [b'\\', b'x', b'a', b'8', 0xff, 0xc3, 0xa9];
+        let mut names: Vec<Vec<u8>> = vec![Vec::new()];
+        for _ in 0..4 {
+            let longer: Vec<Vec<u8>> = names
+                .iter()
+                .filter(|n| n.len() == names.last().unwrap().len())
+                .flat_map(|n| {
+                    alphabet.iter().map(move |c| {
+                        let mut m = n.clone();
+                        m.push(*c);
+                        m
+                    })
+                })
+                .collect();
+            names.extend(longer);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for name in &names {
+            let text = comm_text(name);
+            assert_eq!(&comm_bytes(&text), name, "{text:?}");
+            assert!(seen.insert(text));
+        }
+    }
 
     fn owner(pid: i32) -> Owner {
         Owner {
