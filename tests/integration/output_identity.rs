@@ -277,7 +277,9 @@ fn influxdb_keeps_every_process_name_apart_and_byte_for_byte_where_it_can() {
     let cases: [(&[u8], &str); 11] = [
         (b"trail\\", "\\trail\\x5c"),
         (b"trail", "trail"),
-        (b"\\trail\\x5c", "\\\\x5ctrail\\x5cx5c"),
+        // The process name is already `\\trail\\x5cx5c` (a `\\` before `x5c` is escaped
+        // so that it cannot read as an escaped byte), then takes the escaped form.
+        (b"\\trail\\x5c", "\\\\x5ctrail\\x5cx5cx5c"),
         (b"mid\\dle", "mid\\dle"),
         (b"q\"uo\\te", "q\"uo\\te"),
         (b"a\\,b", "a\\,b"),
