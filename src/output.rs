@@ -38,6 +38,14 @@ impl Sink {
         }
     }
 
+    /// Where reports go, as a message names it.
+    pub fn describe(&self) -> String {
+        match self {
+            Sink::Stdout { .. } => "stdout".into(),
+            Sink::File { path } => format!("--output {}", path.display()),
+        }
+    }
+
     pub fn is_stdout(&self) -> bool {
         matches!(self, Sink::Stdout { .. })
     }

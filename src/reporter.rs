@@ -79,6 +79,8 @@ struct Output {
     buf: Vec<u8>,
     /// Reports written (or attempted): the first failure to write is fatal, later ones not.
     written: u64,
+    /// The last write failed: the outage was said, and is not said again until writing works.
+    failing: bool,
 }
 
 /// State carried from one report to the next.
@@ -130,6 +132,7 @@ impl Reporter {
                 sink,
                 buf: Vec::with_capacity(64 * 1024),
                 written: 0,
+                failing: false,
             },
             warnings,
             _sampler: None,
@@ -272,12 +275,25 @@ impl Reporter {
         let out = &mut self.output;
         out.written += 1;
         match out.sink.write(&out.buf) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                if std::mem::take(&mut out.failing) {
+                    warn::info(&format!(
+                        "{}: reports are written again",
+                        out.sink.describe()
+                    ));
+                }
+                Ok(true)
+            }
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
             // The first report proves the output works (and is the only one of --once).
             Err(e) if out.written == 1 => Err(RunError::Fatal(e.to_string())),
             Err(e) => {
-                warn::error(&format!("report not written: {e}"));
+                // Once per outage: a directory gone for an hour is one line, not one a report.
+                if !std::mem::replace(&mut out.failing, true) {
+                    warn::error(&format!(
+                        "report not written: {e} (said once; acceptq keeps trying each report)"
+                    ));
+                }
                 Ok(true)
             }
         }
