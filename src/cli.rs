@@ -239,6 +239,14 @@ impl Args {
                     .into(),
             );
         }
+        if let Some(h) = self.hostname.as_deref() {
+            if !crate::metric::is_collectd_host(h) {
+                return Err(format!(
+                    "--hostname {h:?}: {}",
+                    crate::metric::COLLECTD_HOST_RULE
+                ));
+            }
+        }
         for (flag, ports) in [
             ("--port", &self.ports),
             ("--exclude-port", &self.exclude_ports),
@@ -353,7 +361,7 @@ mod tests {
 
     #[test]
     fn flags_that_would_do_nothing_are_refused() {
-        let cases: [(&[&str], &str); 8] = [
+        let cases: [(&[&str], &str); 11] = [
             (
                 &["--once", "--interval", "5s"],
                 "--interval does nothing with --once",
@@ -371,6 +379,18 @@ mod tests {
                 "does nothing without --format collectd",
             ),
             (&["--port", "0"], "--port 0 matches no listener"),
+            (
+                &["--format", "collectd", "--hostname", ""],
+                "--hostname \"\": a collectd host is at most 127 bytes",
+            ),
+            (
+                &["--format", "collectd", "--hostname", "web 1"],
+                "--hostname \"web 1\": a collectd host",
+            ),
+            (
+                &["--format", "collectd", "--hostname", "a/b"],
+                "--hostname \"a/b\": a collectd host",
+            ),
             (
                 &["--exclude-port", "0"],
                 "--exclude-port 0 matches no listener",

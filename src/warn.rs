@@ -27,6 +27,11 @@ impl<W: Write> Warnings<W> {
         }
     }
 
+    /// Where warnings go (tests read what was said).
+    pub fn writer(&self) -> &W {
+        &self.out
+    }
+
     /// Prints `msg` the first time `key` is warned about; later calls are silent.
     pub fn once(&mut self, key: &str, msg: String) {
         if self.said.contains(key) {

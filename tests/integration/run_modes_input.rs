@@ -24,7 +24,8 @@ tests![
     joining_a_namespace_unprivileged_names_cap_sys_admin,
     an_output_that_is_no_regular_file_is_refused_and_kept,
     an_output_symlink_has_its_target_replaced,
-    a_vanished_output_directory_is_said_once_and_its_return_once
+    a_vanished_output_directory_is_said_once_and_its_return_once,
+    a_bad_collectd_hostname_is_said_once_and_the_systems_used
 ];
 
 /// Runs acceptq with `args`; expects `code`, nothing on stdout, and every stderr line an
@@ -94,6 +95,13 @@ fn flags_that_would_do_nothing_exit_2_with_the_reason() {
         2,
         "--hostname names the host in collectd identifiers and does nothing without --format collectd",
     );
+    for bad in ["", "web 1", "a/b"] {
+        refused(
+            &["--once", "--format", "collectd", "--hostname", bad],
+            2,
+            &format!("--hostname {bad:?}: a collectd host is at most 127 bytes"),
+        );
+    }
     refused(
         &["--once", "--port", "0"],
         2,
@@ -667,4 +675,34 @@ fn a_vanished_output_directory_is_said_once_and_its_return_once() {
             file.display()
         )
     );
+}
+
+fn a_bad_collectd_hostname_is_said_once_and_the_systems_used() {
+    let system = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let system = system.trim();
+    for bad in ["web 1", "a/b"] {
+        let out = bounded(
+            Command::new(acceptq())
+                .args(["--once", "--format", "collectd", "--no-process"])
+                .env("COLLECTD_HOSTNAME", bad),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        let said: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("COLLECTD_HOSTNAME"))
+            .collect();
+        assert_eq!(said.len(), 1, "{err}");
+        assert!(
+            said[0].starts_with(&format!("W! [acceptq] COLLECTD_HOSTNAME {bad:?}: "))
+                && said[0].ends_with("; using the system's host name"),
+            "{err}"
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with(&format!("PUTVAL \"{system}/acceptq-"))),
+            "{text}"
+        );
+    }
 }
