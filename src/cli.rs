@@ -1,5 +1,6 @@
 //! Command-line flags and their validation.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -104,8 +105,8 @@ pub struct Args {
 
     /// Watch this network namespace instead of our own: a name from `ip netns` or a path such
     /// as /proc/PID/ns/net (repeatable; needs CAP_SYS_ADMIN)
-    #[arg(long = "netns", value_name = "NAME|PATH")]
-    pub netns: Vec<String>,
+    #[arg(long = "netns", value_name = "NAME|PATH", value_parser = clap::value_parser!(OsString))]
+    pub netns: Vec<OsString>,
 
     /// Watch our own namespace and every named one (/run/netns)
     #[arg(long, conflicts_with = "netns")]

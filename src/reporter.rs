@@ -426,7 +426,10 @@ fn resolve_namespaces(args: &Args) -> Result<Vec<Netns>, RunError> {
     for spec in &args.netns {
         let ns = netns::resolve(spec)?;
         if out.iter().any(|o| o.name == ns.name) {
-            return Err(RunError::Usage(format!("--netns {spec} given twice")));
+            return Err(RunError::Usage(format!(
+                "--netns {} given twice",
+                spec.to_string_lossy()
+            )));
         }
         out.push(ns);
     }

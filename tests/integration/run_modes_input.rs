@@ -25,7 +25,8 @@ tests![
     an_output_that_is_no_regular_file_is_refused_and_kept,
     an_output_symlink_has_its_target_replaced,
     a_vanished_output_directory_is_said_once_and_its_return_once,
-    a_bad_collectd_hostname_is_said_once_and_the_systems_used
+    a_bad_collectd_hostname_is_said_once_and_the_systems_used,
+    a_namespace_name_that_is_not_utf8_can_be_given_to_netns
 ];
 
 /// Runs acceptq with `args`; expects `code`, nothing on stdout, and every stderr line an
@@ -705,4 +706,45 @@ fn a_bad_collectd_hostname_is_said_once_and_the_systems_used() {
             "{text}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `--netns` takes any name `--all-netns` would watch.
+
+/// An `ip netns` namespace of any bytes, deleted when the test ends.
+struct RawNetns(std::ffi::OsString);
+
+impl Drop for RawNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del"])
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn a_namespace_name_that_is_not_utf8_can_be_given_to_netns() {
+    use std::os::unix::ffi::OsStringExt;
+    if !netns_gate("run_modes_input::a_namespace_name_that_is_not_utf8_can_be_given_to_netns") {
+        return;
+    }
+    let mut name = b"aqx-bad\xffns".to_vec();
+    name.extend_from_slice(std::process::id().to_string().as_bytes());
+    let ns = RawNetns(std::ffi::OsString::from_vec(name));
+    run_ok(Command::new("ip").args(["netns", "add"]).arg(&ns.0));
+    let out = bounded(
+        Command::new(acceptq())
+            .args(["--once", "--no-process", "--format", "json", "--netns"])
+            .arg(&ns.0)
+            .args(["--netns", "/proc/self/ns/net"]),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let want = format!("/run/netns/aqx-bad\\xffns{}", std::process::id());
+    let tags: Vec<String> = json_lines(&out.stdout)
+        .iter()
+        .filter(|m| m["name"] == "acceptq_netns")
+        .map(|m| m["tags"]["netns"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(tags, [want.as_str(), "/proc/self/ns/net"], "{err}");
 }
