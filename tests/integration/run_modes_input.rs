@@ -24,6 +24,7 @@ tests![
     joining_a_namespace_unprivileged_names_cap_sys_admin,
     an_output_that_is_no_regular_file_is_refused_and_kept,
     an_output_symlink_has_its_target_replaced,
+    an_output_name_of_255_bytes_is_written,
     a_vanished_output_directory_is_said_once_and_its_return_once,
     a_bad_collectd_hostname_is_said_once_and_the_systems_used,
     a_namespace_name_that_is_not_utf8_can_be_given_to_netns
@@ -618,6 +619,30 @@ fn an_output_symlink_has_its_target_replaced() {
     assert!(
         text.contains("# TYPE acceptq_netns_somaxconn gauge"),
         "{text}"
+    );
+}
+
+fn an_output_name_of_255_bytes_is_written() {
+    let tmp = TempDir::new("out-long");
+    let file = tmp.join(&format!("{}.prom", "n".repeat(250)));
+    let out = bounded(Command::new(acceptq()).args([
+        "--once",
+        "--no-process",
+        "--format",
+        "prometheus",
+        "--output",
+        file.to_str().unwrap(),
+    ]));
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("# TYPE acceptq_netns_somaxconn gauge"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&tmp.0).unwrap().count(),
+        1,
+        "temp file left behind"
     );
 }
 
