@@ -382,7 +382,7 @@ mod tests {
             (&["--port", "0"], "--port 0 matches no listener"),
             (
                 &["--format", "collectd", "--hostname", ""],
-                "--hostname \"\": a collectd host is at most 127 bytes",
+                "--hostname \"\": a collectd host is 1 to 127 bytes",
             ),
             (
                 &["--format", "collectd", "--hostname", "web 1"],

@@ -213,7 +213,7 @@ pub fn is_collectd_host(v: &str) -> bool {
 
 /// What [`is_collectd_host`] asks, for messages.
 pub const COLLECTD_HOST_RULE: &str =
-    "a collectd host is at most 127 bytes of letters, digits, `.`, `_` and `-` (it becomes a folder name)";
+    "a collectd host is 1 to 127 bytes of letters, digits, `.`, `_` and `-` (it becomes a folder name)";
 
 pub fn check_user_tags(tags: &[(String, String)], collectd: bool) -> Result<(), String> {
     for (i, (k, _)) in tags.iter().enumerate() {

@@ -101,7 +101,7 @@ fn flags_that_would_do_nothing_exit_2_with_the_reason() {
         refused(
             &["--once", "--format", "collectd", "--hostname", bad],
             2,
-            &format!("--hostname {bad:?}: a collectd host is at most 127 bytes"),
+            &format!("--hostname {bad:?}: a collectd host is 1 to 127 bytes"),
         );
     }
     refused(
