@@ -1,5 +1,6 @@
 //! Command-line flags and their validation.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -104,8 +105,8 @@ pub struct Args {
 
     /// Watch this network namespace instead of our own: a name from `ip netns` or a path such
     /// as /proc/PID/ns/net (repeatable; needs CAP_SYS_ADMIN)
-    #[arg(long = "netns", value_name = "NAME|PATH")]
-    pub netns: Vec<String>,
+    #[arg(long = "netns", value_name = "NAME|PATH", value_parser = clap::value_parser!(OsString))]
+    pub netns: Vec<OsString>,
 
     /// Watch our own namespace and every named one (/run/netns)
     #[arg(long, conflicts_with = "netns")]
@@ -239,6 +240,14 @@ impl Args {
                     .into(),
             );
         }
+        if let Some(h) = self.hostname.as_deref() {
+            if !crate::metric::is_collectd_host(h) {
+                return Err(format!(
+                    "--hostname {h:?}: {}",
+                    crate::metric::COLLECTD_HOST_RULE
+                ));
+            }
+        }
         for (flag, ports) in [
             ("--port", &self.ports),
             ("--exclude-port", &self.exclude_ports),
@@ -353,7 +362,7 @@ mod tests {
 
     #[test]
     fn flags_that_would_do_nothing_are_refused() {
-        let cases: [(&[&str], &str); 8] = [
+        let cases: [(&[&str], &str); 11] = [
             (
                 &["--once", "--interval", "5s"],
                 "--interval does nothing with --once",
@@ -371,6 +380,18 @@ mod tests {
                 "does nothing without --format collectd",
             ),
             (&["--port", "0"], "--port 0 matches no listener"),
+            (
+                &["--format", "collectd", "--hostname", ""],
+                "--hostname \"\": a collectd host is 1 to 127 bytes",
+            ),
+            (
+                &["--format", "collectd", "--hostname", "web 1"],
+                "--hostname \"web 1\": a collectd host",
+            ),
+            (
+                &["--format", "collectd", "--hostname", "a/b"],
+                "--hostname \"a/b\": a collectd host",
+            ),
             (
                 &["--exclude-port", "0"],
                 "--exclude-port 0 matches no listener",

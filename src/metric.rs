@@ -205,6 +205,16 @@ pub fn parse_user_tag(s: &str) -> Result<(String, String), String> {
 
 /// Checks the `--tag` pairs as a whole: no key twice; for collectd, whose identifier has a host
 /// and no free tags, only `host`.
+/// Whether `v` can be a collectd identifier's host as it is: it becomes a folder name there.
+pub fn is_collectd_host(v: &str) -> bool {
+    let file_safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    !v.is_empty() && v.len() <= 127 && v.chars().all(file_safe)
+}
+
+/// What [`is_collectd_host`] asks, for messages.
+pub const COLLECTD_HOST_RULE: &str =
+    "a collectd host is 1 to 127 bytes of letters, digits, `.`, `_` and `-` (it becomes a folder name)";
+
 pub fn check_user_tags(tags: &[(String, String)], collectd: bool) -> Result<(), String> {
     for (i, (k, _)) in tags.iter().enumerate() {
         if tags[..i].iter().any(|(o, _)| o == k) {
@@ -216,11 +226,8 @@ pub fn check_user_tags(tags: &[(String, String)], collectd: bool) -> Result<(), 
             ));
         }
         let v = &tags[i].1;
-        let file_safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-        if collectd && (v.len() > 127 || !v.chars().all(file_safe)) {
-            return Err(format!(
-                "--tag host={v:?}: a collectd host is at most 127 bytes of letters, digits, `.`, `_` and `-` (it becomes a folder name)"
-            ));
+        if collectd && !is_collectd_host(v) {
+            return Err(format!("--tag host={v:?}: {COLLECTD_HOST_RULE}"));
         }
     }
     Ok(())

@@ -1,9 +1,10 @@
 //! Where reports go: stdout, a whole report or nothing of it, or a file replaced atomically;
 //! and waiting between reports without missing that stdout's reader went away.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::RawFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -17,10 +18,14 @@ pub enum Sink {
         /// A write failed after part of a report went out: that line is unfinished.
         unfinished: bool,
     },
-    /// Written to a temp file in the same directory, then renamed over the target, so a reader
-    /// (node_exporter's textfile collector) never sees half a report.
-    File { path: PathBuf, tmp: PathBuf },
+    /// Written to a temp file in the target's directory, then renamed over the target, so a
+    /// reader (node_exporter's textfile collector) never sees half a report. A symlink is
+    /// followed, each write, to the file it names now, which is replaced and the link kept.
+    File { path: PathBuf },
 }
+
+/// Symlinks followed before `--output` is called a loop, as the kernel's own limit.
+const MAX_LINKS: usize = 40;
 
 impl Sink {
     pub fn stdout() -> Sink {
@@ -28,14 +33,16 @@ impl Sink {
     }
 
     pub fn file(path: &Path) -> Sink {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = path.with_file_name(format!(".{name}.tmp.{}", std::process::id()));
         Sink::File {
             path: path.to_path_buf(),
-            tmp,
+        }
+    }
+
+    /// Where reports go, as a message names it.
+    pub fn describe(&self) -> String {
+        match self {
+            Sink::Stdout { .. } => "stdout".into(),
+            Sink::File { path } => format!("--output {}", path.display()),
         }
     }
 
@@ -44,34 +51,26 @@ impl Sink {
     }
 
     /// Proves a report can be written where it must go, before anything is collected: a
-    /// missing or read-only `--output` directory is the error, not whatever reading `/proc`
-    /// warned about first.
+    /// missing or read-only `--output` directory, or a target that is no regular file, is the
+    /// error, not whatever reading `/proc` warned about first.
     pub fn check(&self) -> io::Result<()> {
-        let Sink::File { path, tmp } = self else {
+        let Sink::File { path } = self else {
             return Ok(());
         };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
+        let target = resolve(path).map_err(|e| named(path, e))?;
+        let tmp = temp_beside(&target);
         let fail = |e: io::Error| {
             io::Error::new(
                 e.kind(),
                 format!(
                     "--output {}: cannot write a file in {}: {e}",
                     path.display(),
-                    dir.display()
+                    dir_of(&target).display()
                 ),
             )
         };
-        if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
-            return Err(io::Error::other(format!(
-                "--output {}: is a directory; name a file in it",
-                path.display()
-            )));
-        }
-        File::create(tmp).map_err(fail)?;
-        fs::remove_file(tmp).map_err(fail)
+        create_temp(&tmp).map_err(fail)?;
+        fs::remove_file(&tmp).map_err(fail)
     }
 
     pub fn write(&mut self, report: &[u8]) -> io::Result<()> {
@@ -89,22 +88,106 @@ impl Sink {
                     io::Error::new(e.kind(), format!("writing the report to stdout: {e}"))
                 })
             }
-            Sink::File { path, tmp } => {
+            Sink::File { path } => {
+                // Resolved each time: the link may be pointed elsewhere, or a device put where
+                // the file was, while we run.
+                let target = resolve(path).map_err(|e| named(path, e))?;
+                let tmp = temp_beside(&target);
                 let result = (|| {
-                    let mut f = File::create(&*tmp)?;
+                    let mut f = create_temp(&tmp)?;
                     f.write_all(report)?;
                     f.sync_data()?;
-                    fs::rename(&*tmp, &*path)
+                    fs::rename(&tmp, &target)
                 })();
                 if result.is_err() {
-                    let _ = fs::remove_file(&*tmp);
+                    let _ = fs::remove_file(&tmp);
                 }
-                result.map_err(|e| {
-                    io::Error::new(e.kind(), format!("--output {}: {e}", path.display()))
-                })
+                result.map_err(|e| named(path, e))
             }
         }
     }
+}
+
+fn named(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("--output {}: {e}", path.display()))
+}
+
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// The file `path` names once its symlinks are followed: a regular file, or nothing yet (it is
+/// created). Anything else (a device, a FIFO, a socket, a directory) is refused rather than
+/// replaced: `--output /dev/null` must not turn the system's /dev/null into a file.
+fn resolve(path: &Path) -> io::Result<PathBuf> {
+    let mut at = path.to_path_buf();
+    for _ in 0..=MAX_LINKS {
+        let meta = match fs::symlink_metadata(&at) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(at),
+            Err(e) => return Err(e),
+        };
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            let link = fs::read_link(&at)?;
+            // A relative link is relative to the folder holding it; joining an absolute one
+            // replaces the folder.
+            at = dir_of(&at).join(link);
+            continue;
+        }
+        if kind.is_file() {
+            return Ok(at);
+        }
+        let what = if kind.is_dir() {
+            "a directory; name a file in it"
+        } else if kind.is_char_device() {
+            "a character device, not a regular file; acceptq replaces only regular files"
+        } else if kind.is_block_device() {
+            "a block device, not a regular file; acceptq replaces only regular files"
+        } else if kind.is_fifo() {
+            "a FIFO, not a regular file; acceptq replaces only regular files"
+        } else if kind.is_socket() {
+            "a socket, not a regular file; acceptq replaces only regular files"
+        } else {
+            "not a regular file; acceptq replaces only regular files"
+        };
+        let msg = if at == path {
+            format!("is {what}")
+        } else {
+            format!("links to {}, which is {what}", at.display())
+        };
+        return Err(io::Error::other(msg));
+    }
+    Err(io::Error::other(format!(
+        "more than {MAX_LINKS} symlinks to follow (a loop?)"
+    )))
+}
+
+/// The temp file written before the rename: in the target's folder (rename cannot cross
+/// file systems), a dot-file whose name is short whatever the target's (a 255-byte target
+/// name stays writable), and not ending in `.prom`, so node_exporter's textfile collector,
+/// which reads only `*.prom`, never reads it half-written. The pid keeps two acceptq apart.
+fn temp_beside(target: &Path) -> PathBuf {
+    dir_of(target).join(format!(".acceptq.{}.tmp", std::process::id()))
+}
+
+/// Creates the temp file afresh. A leftover of our name (a crashed run with our pid) is
+/// removed first; O_EXCL and O_NOFOLLOW then refuse whatever appears at the name meanwhile,
+/// so a symlink planted there is never followed to clobber the file it points at.
+fn create_temp(tmp: &Path) -> io::Result<File> {
+    match fs::remove_file(tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o644)
+        .open(tmp)
 }
 
 /// Writes all of `buf` to fd 1, itself rather than through `std::io::Stdout`: std's stdout is
@@ -227,6 +310,7 @@ pub fn wait(watch_stdout: bool, input: Option<RawFd>, limit: Option<Duration>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn check_names_the_output_and_its_directory() {
@@ -255,5 +339,136 @@ mod tests {
             })
             .count();
         assert_eq!(leftovers, 0, "the check leaves no file behind");
+    }
+
+    /// A fresh folder under the temp dir, removed at the end of the test.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("acceptq-{tag}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn mknod(path: &Path, mode: libc::mode_t, dev: libc::dev_t) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path for the duration of the call.
+        unsafe { libc::mknod(c.as_ptr(), mode, dev) == 0 }
+    }
+
+    fn file_type(path: &Path) -> fs::FileType {
+        fs::symlink_metadata(path).unwrap().file_type()
+    }
+
+    #[test]
+    fn a_fifo_or_device_at_the_output_is_refused_and_left_alone() {
+        let dir = Scratch::new("out-special");
+        let fifo = dir.0.join("ff");
+        assert!(mknod(&fifo, libc::S_IFIFO | 0o666, 0));
+        let mut sink = Sink::file(&fifo);
+        let e = sink.check().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "--output {}: is a FIFO, not a regular file; acceptq replaces only regular files",
+                fifo.display()
+            )
+        );
+        assert!(sink.write(b"x 1\n").is_err());
+        assert!(file_type(&fifo).is_fifo(), "the FIFO is still a FIFO");
+        // A character device as /dev/null is (1, 3), made here: only root may.
+        let null = dir.0.join("nulldev");
+        if mknod(&null, libc::S_IFCHR | 0o666, libc::makedev(1, 3)) {
+            let mut sink = Sink::file(&null);
+            let e = sink.check().unwrap_err().to_string();
+            assert!(e.ends_with("nulldev: is a character device, not a regular file; acceptq replaces only regular files"), "{e}");
+            assert!(sink.write(b"x 1\n").is_err());
+            assert!(
+                file_type(&null).is_char_device(),
+                "the device is still a device"
+            );
+        }
+        assert_eq!(
+            fs::read_dir(&dir.0).unwrap().count(),
+            if null.exists() { 2 } else { 1 },
+            "no temp file left behind"
+        );
+    }
+
+    #[test]
+    fn a_symlink_is_followed_and_its_target_replaced() {
+        let dir = Scratch::new("out-link");
+        let real = dir.0.join("real.prom");
+        fs::write(&real, "old\n").unwrap();
+        let link = dir.0.join("link.prom");
+        std::os::unix::fs::symlink("real.prom", &link).unwrap();
+        let mut sink = Sink::file(&link);
+        sink.check().unwrap();
+        sink.write(b"new 1\n").unwrap();
+        assert!(file_type(&link).is_symlink(), "the link stays a link");
+        assert_eq!(fs::read_to_string(&real).unwrap(), "new 1\n");
+        // A link to a FIFO is refused, naming where it leads.
+        let fifo = dir.0.join("ff");
+        assert!(mknod(&fifo, libc::S_IFIFO | 0o666, 0));
+        let to_fifo = dir.0.join("to-fifo.prom");
+        std::os::unix::fs::symlink(&fifo, &to_fifo).unwrap();
+        let e = Sink::file(&to_fifo).check().unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("links to {}, which is a FIFO", fifo.display())),
+            "{e}"
+        );
+        // A dangling link: the file it names is created.
+        let dangling = dir.0.join("dangling.prom");
+        std::os::unix::fs::symlink("later.prom", &dangling).unwrap();
+        Sink::file(&dangling).write(b"x 1\n").unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.0.join("later.prom")).unwrap(),
+            "x 1\n"
+        );
+        let looped = dir.0.join("loop.prom");
+        std::os::unix::fs::symlink("loop.prom", &looped).unwrap();
+        assert!(Sink::file(&looped).check().is_err());
+    }
+
+    #[test]
+    fn a_link_planted_at_the_temp_name_is_not_followed() {
+        let dir = Scratch::new("out-plant");
+        let victim = dir.0.join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        let target = dir.0.join("a.prom");
+        std::os::unix::fs::symlink(&victim, temp_beside(&target)).unwrap();
+        Sink::file(&target).write(b"x 1\n").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "x 1\n");
+        assert!(!temp_beside(&target).exists());
+        let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !0o644, 0, "at most rw-r--r--: {mode:o}");
+    }
+
+    #[test]
+    fn a_255_byte_file_name_is_writable() {
+        let dir = Scratch::new("out-long");
+        let name = format!("{}.prom", "n".repeat(250));
+        assert_eq!(name.len(), 255);
+        let target = dir.0.join(&name);
+        let mut sink = Sink::file(&target);
+        sink.check().unwrap();
+        sink.write(b"x 1\n").unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "x 1\n");
+        assert!(!temp_beside(&target)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .ends_with(".prom"));
     }
 }

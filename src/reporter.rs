@@ -2,7 +2,8 @@
 //! owners, build the metrics, encode, write. Built once from the flags; the run modes in
 //! `run.rs` only decide when to call it.
 
-use std::io;
+use std::ffi::OsStr;
+use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,6 +12,7 @@ use crate::encode::{
     collectd::Collectd, influx::Influx, json::JsonLines, prometheus::Prometheus, Encoder,
 };
 use crate::filter::Filter;
+use crate::metric::{is_collectd_host, COLLECTD_HOST_RULE};
 use crate::output::{self, Sink, Wake};
 use crate::report::{self, Built, ReportOptions};
 use crate::sampler::Sampler;
@@ -79,6 +81,8 @@ struct Output {
     buf: Vec<u8>,
     /// Reports written (or attempted): the first failure to write is fatal, later ones not.
     written: u64,
+    /// The last write failed: the outage was said, and is not said again until writing works.
+    failing: bool,
 }
 
 /// State carried from one report to the next.
@@ -113,6 +117,7 @@ impl Reporter {
         let mut warnings = Warnings::default();
         let interval = resolve_interval(args, &mut warnings)?;
         let namespaces = resolve_namespaces(args)?;
+        let encoder = encoder(args, interval, &mut warnings)?;
         // A plain --once reports a single reading: there is nothing to sample between reports.
         let one_reading = args.once && args.window.is_none();
         let sampling = !args.sample_period().is_zero() && !one_reading;
@@ -126,10 +131,11 @@ impl Reporter {
             },
             settings: Settings::from_args(args, args.all_netns || namespaces.len() > 1),
             output: Output {
-                encoder: encoder(args, interval)?,
+                encoder,
                 sink,
                 buf: Vec::with_capacity(64 * 1024),
                 written: 0,
+                failing: false,
             },
             warnings,
             _sampler: None,
@@ -272,12 +278,25 @@ impl Reporter {
         let out = &mut self.output;
         out.written += 1;
         match out.sink.write(&out.buf) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                if std::mem::take(&mut out.failing) {
+                    warn::info(&format!(
+                        "{}: reports are written again",
+                        out.sink.describe()
+                    ));
+                }
+                Ok(true)
+            }
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
             // The first report proves the output works (and is the only one of --once).
             Err(e) if out.written == 1 => Err(RunError::Fatal(e.to_string())),
             Err(e) => {
-                warn::error(&format!("report not written: {e}"));
+                // Once per outage: a directory gone for an hour is one line, not one a report.
+                if !std::mem::replace(&mut out.failing, true) {
+                    warn::error(&format!(
+                        "report not written: {e} (said once; acceptq keeps trying each report)"
+                    ));
+                }
                 Ok(true)
             }
         }
@@ -285,7 +304,11 @@ impl Reporter {
 }
 
 /// The encoder of `--format`, with the `--tag`s (for collectd: the identifier's host).
-fn encoder(args: &Args, interval: Duration) -> Result<Box<dyn Encoder>, RunError> {
+fn encoder(
+    args: &Args,
+    interval: Duration,
+    warnings: &mut Warnings,
+) -> Result<Box<dyn Encoder>, RunError> {
     crate::metric::check_user_tags(&args.tags, args.format == Format::Collectd)
         .map_err(RunError::Usage)?;
     let tags = args.tags.clone();
@@ -301,7 +324,7 @@ fn encoder(args: &Args, interval: Duration) -> Result<Box<dyn Encoder>, RunError
                     "--tag host=... and --hostname both name the collectd host: give one".into(),
                 ));
             }
-            let host = host.unwrap_or_else(|| collectd_host(args));
+            let host = host.unwrap_or_else(|| collectd_host(args, warnings));
             Box::new(Collectd::new(&host, interval))
         }
     })
@@ -344,18 +367,54 @@ fn resolve_interval(args: &Args, warnings: &mut Warnings) -> Result<Duration, Ru
     Ok(interval)
 }
 
-fn collectd_host(args: &Args) -> String {
-    if let Some(h) = &args.hostname {
-        return h.clone();
+fn collectd_host(args: &Args, warnings: &mut Warnings) -> String {
+    let system = || {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into())
+    };
+    pick_host(
+        args.hostname.as_deref(),
+        std::env::var_os("COLLECTD_HOSTNAME").as_deref(),
+        system,
+        warnings,
+    )
+}
+
+/// The collectd host: `--hostname` (checked with the flags), else `$COLLECTD_HOSTNAME` (unset
+/// when empty), else the system's. A host that cannot be a folder name is not quietly hashed:
+/// a bad `$COLLECTD_HOSTNAME` is said and the system's used; a bad system name, the last
+/// resort, is made safe with a hash, and said.
+fn pick_host(
+    flag: Option<&str>,
+    env: Option<&OsStr>,
+    system: impl FnOnce() -> String,
+    warnings: &mut Warnings<impl Write>,
+) -> String {
+    if let Some(h) = flag {
+        return h.to_string();
     }
-    if let Ok(h) = std::env::var("COLLECTD_HOSTNAME") {
-        if !h.is_empty() {
-            return h;
+    if let Some(h) = env.filter(|h| !h.is_empty()) {
+        match h.to_str().filter(|h| is_collectd_host(h)) {
+            Some(h) => return h.to_string(),
+            None => warnings.once(
+                "collectd-hostname",
+                format!(
+                    "COLLECTD_HOSTNAME {:?}: {COLLECTD_HOST_RULE}; using the system's host name",
+                    h.to_string_lossy()
+                ),
+            ),
         }
     }
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
+    let h = system();
+    if !is_collectd_host(&h) {
+        let safe = crate::encode::collectd::part(&h, crate::encode::collectd::MAX_PART);
+        warnings.once(
+            "system-hostname",
+            format!("the system's host name {h:?}: {COLLECTD_HOST_RULE}; using {safe:?}"),
+        );
+    }
+    h
 }
 
 fn resolve_namespaces(args: &Args) -> Result<Vec<Netns>, RunError> {
@@ -367,9 +426,72 @@ fn resolve_namespaces(args: &Args) -> Result<Vec<Netns>, RunError> {
     for spec in &args.netns {
         let ns = netns::resolve(spec)?;
         if out.iter().any(|o| o.name == ns.name) {
-            return Err(RunError::Usage(format!("--netns {spec} given twice")));
+            return Err(RunError::Usage(format!(
+                "--netns {} given twice",
+                spec.to_string_lossy()
+            )));
         }
         out.push(ns);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pick(env: Option<&[u8]>, system: &str) -> (String, String) {
+        use std::os::unix::ffi::OsStrExt;
+        let mut w = Warnings::to(Vec::new());
+        let host = pick_host(None, env.map(OsStr::from_bytes), || system.into(), &mut w);
+        (host, String::from_utf8(w.writer().clone()).unwrap())
+    }
+
+    #[test]
+    fn a_bad_collectd_hostname_is_said_and_the_systems_used() {
+        assert_eq!(
+            pick(Some(b"web-1.example"), "sys"),
+            ("web-1.example".into(), "".into())
+        );
+        assert_eq!(
+            pick(Some(b""), "sys"),
+            ("sys".into(), "".into()),
+            "empty is unset"
+        );
+        assert_eq!(pick(None, "sys"), ("sys".into(), "".into()));
+        for bad in [&b"web 1"[..], b"a/b", b"bad\xff", &[b'h'; 128]] {
+            let (host, said) = pick(Some(bad), "sys");
+            assert_eq!(host, "sys", "{bad:?}");
+            assert!(
+                said.starts_with("W! [acceptq] COLLECTD_HOSTNAME \""),
+                "{said}"
+            );
+            assert!(
+                said.trim_end()
+                    .ends_with("(it becomes a folder name); using the system's host name"),
+                "{said}"
+            );
+            assert_eq!(said.lines().count(), 1);
+        }
+        let (host, said) = pick(Some(b"web 1"), "my host");
+        assert_eq!(host, "my host", "the encoder makes it safe");
+        let lines: Vec<&str> = said.lines().collect();
+        assert_eq!(lines.len(), 2, "{said}");
+        assert!(
+            lines[1].starts_with("W! [acceptq] the system's host name \"my host\": ")
+                && lines[1].ends_with("; using \"my_host_b260ae22dc9b7403\""),
+            "{said}"
+        );
+        let mut w = Warnings::to(Vec::new());
+        assert_eq!(
+            pick_host(
+                Some("flag"),
+                Some(OsStr::new("a b")),
+                || "sys".into(),
+                &mut w
+            ),
+            "flag"
+        );
+        assert!(w.writer().is_empty());
+    }
 }

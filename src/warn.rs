@@ -1,4 +1,4 @@
-//! stderr messages with Telegraf's level prefixes (`E! `, `W! `), each warning said once.
+//! stderr messages with Telegraf's level prefixes (`E! `, `W! `, `I! `), each warning said once.
 
 use std::collections::HashSet;
 use std::io::{self, Write};
@@ -27,6 +27,11 @@ impl<W: Write> Warnings<W> {
         }
     }
 
+    /// Where warnings go (tests read what was said).
+    pub fn writer(&self) -> &W {
+        &self.out
+    }
+
     /// Prints `msg` the first time `key` is warned about; later calls are silent.
     pub fn once(&mut self, key: &str, msg: String) {
         if self.said.contains(key) {
@@ -53,6 +58,11 @@ pub fn warn(msg: &str) {
 fn warn_to(out: &mut impl Write, msg: &str) {
     // A closed stderr must not turn a warning into a panic.
     let _ = writeln!(out, "W! [acceptq] {msg}");
+}
+
+/// Good news after a problem was said (`I! `, Telegraf's info level).
+pub fn info(msg: &str) {
+    let _ = writeln!(io::stderr(), "I! [acceptq] {msg}");
 }
 
 pub fn error(msg: &str) {

@@ -106,7 +106,7 @@ impl WatchList {
 
     /// `--all-netns`: follows `ip netns add` and `del`. A watched namespace is dropped when its
     /// name is gone or now names another namespace (deleted and re-created); names not watched
-    /// yet are opened, except those that failed before (each failure said once per kind).
+    /// yet are opened, except those that failed before (each namespace's failure said once).
     fn rescan(&mut self, warnings: &mut Warnings) {
         let now: Vec<Named> = netns::list_named()
             .into_iter()
@@ -139,11 +139,11 @@ impl WatchList {
                 if let Some(i) = identity {
                     self.unopenable.insert(*i);
                 }
+                // Keyed by namespace too: a second namespace failing the same way is said,
+                // once, as it is not retried.
                 warnings.once(
-                    &format!("netns-open-{kind:?}"),
-                    format!(
-                        "{msg} (not retried; other namespaces failing the same way are not named)"
-                    ),
+                    &format!("netns-open-{kind:?} {name}"),
+                    format!("{msg} (not retried)"),
                 );
             }
         }

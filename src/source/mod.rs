@@ -11,7 +11,7 @@ pub mod sysctl;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
@@ -74,15 +74,21 @@ pub struct Options {
     pub queue_wait: bool,
 }
 
+/// The warn-once key of a failure of `kind` in `netns`: each namespace's first failure of each
+/// kind is said, and a second namespace failing the same way is not hidden by the first.
+fn key(kind: &str, netns: &Netns) -> String {
+    format!("{kind} {}", netns.name)
+}
+
 impl NsSources {
     /// Opens every source of `netns`, warning once for each that is missing.
-    pub fn open(netns: Netns, warnings: &mut Warnings) -> io::Result<Self> {
+    pub fn open(netns: Netns, warnings: &mut Warnings<impl Write>) -> io::Result<Self> {
         let diag = match DiagSocket::open(netns.file.clone()) {
             Ok(d) => Some(d),
             Err(e) => {
                 warnings.once(
-                    "sock_diag",
-                    format!("sock_diag unavailable ({e}); reading /proc/net/tcp instead: accept-queue limit and drops will be missing"),
+                    &key("sock_diag", &netns),
+                    format!("sock_diag unavailable in netns {} ({e}); reading /proc/net/tcp instead: accept-queue limit and drops will be missing", netns.name),
                 );
                 None
             }
@@ -99,8 +105,8 @@ impl NsSources {
             Ok(n) => Some(n),
             Err(e) => {
                 warnings.once(
-                    "ifnames",
-                    format!("cannot ask for device names ({e}): device-bound listeners are tagged interface=if<index>"),
+                    &key("ifnames", &netns),
+                    format!("cannot ask for device names in netns {} ({e}): device-bound listeners are tagged interface=if<index>", netns.name),
                 );
                 None
             }
@@ -109,9 +115,10 @@ impl NsSources {
             Ok(f) => Some(f),
             Err(e) => {
                 warnings.once(
-                    "netstat",
+                    &key("netstat", &netns),
                     format!(
-                        "cannot open /proc/net/netstat ({e}): namespace counters will be missing"
+                        "cannot open /proc/net/netstat of netns {} ({e}): namespace counters will be missing",
+                        netns.name
                     ),
                 );
                 None
@@ -133,7 +140,12 @@ impl NsSources {
 
     /// Takes one reading of this namespace. Each source that fails is warned about and left out;
     /// the rest of the reading stands.
-    pub fn read(&mut self, opts: &Options, warnings: &mut Warnings, out: &mut NetnsSnapshot) {
+    pub fn read(
+        &mut self,
+        opts: &Options,
+        warnings: &mut Warnings<impl Write>,
+        out: &mut NetnsSnapshot,
+    ) {
         out.sockets.clear();
         self.read_listeners(warnings, &mut out.sockets);
         self.name_interfaces(&out.sockets, &mut out.interfaces);
@@ -152,7 +164,7 @@ impl NsSources {
                 Ok(t) => Some(t),
                 Err(e) => {
                     warnings.once(
-                        "netstat-read",
+                        &key("netstat-read", &self.netns),
                         format!("/proc/net/netstat of netns {}: {e}", self.netns.name),
                     );
                     None
@@ -163,7 +175,7 @@ impl NsSources {
         out.sysctls = sysctl::read(&self.sysctls, &mut self.text);
     }
 
-    fn read_listeners(&mut self, warnings: &mut Warnings, out: &mut Vec<Socket>) {
+    fn read_listeners(&mut self, warnings: &mut Warnings<impl Write>, out: &mut Vec<Socket>) {
         if let Some(diag) = &mut self.diag {
             match diag.dump_into(STATE_LISTEN, true, &mut self.records) {
                 Ok(()) => {
@@ -176,13 +188,15 @@ impl NsSources {
                         limit: Some(r.wqueue),
                         drops: r.drops,
                     }));
+                    // What the kernel's SK_MEMINFO carries is the same in every namespace:
+                    // said once, not once per namespace.
                     if self.records.iter().any(|r| r.drops.is_none()) {
                         warnings.once("skmeminfo", "this kernel's SK_MEMINFO has no drops counter: per-listener drops will be missing".to_string());
                     }
                     return;
                 }
                 Err(e) => warnings.once(
-                    "sock_diag-dump",
+                    &key("sock_diag-dump", &self.netns),
                     format!(
                         "sock_diag dump failed in netns {} ({e}); falling back to /proc/net/tcp",
                         self.netns.name
@@ -192,7 +206,7 @@ impl NsSources {
         }
         if let Err(e) = proc_tcp::read(&self.proc_tcp, out) {
             warnings.once(
-                "proc_tcp",
+                &key("proc_tcp", &self.netns),
                 format!("/proc/net/tcp of netns {}: {e}", self.netns.name),
             );
         }
@@ -214,7 +228,10 @@ impl NsSources {
     }
 
     /// Counts request sockets by local endpoint without storing them, within [`SYN_DUMP_CAP`].
-    fn read_syn_queue(&mut self, warnings: &mut Warnings) -> Option<HashMap<Endpoint, u32>> {
+    fn read_syn_queue(
+        &mut self,
+        warnings: &mut Warnings<impl Write>,
+    ) -> Option<HashMap<Endpoint, u32>> {
         let diag = self.diag.as_mut()?;
         let mut counts: HashMap<Endpoint, u32> = HashMap::new();
         let deadline = Instant::now() + SYN_DUMP_CAP;
@@ -224,7 +241,7 @@ impl NsSources {
             Ok(()) => Some(counts),
             Err(e) => {
                 warnings.once(
-                    "syn-dump",
+                    &key("syn-dump", &self.netns),
                     format!("SYN queue not counted in netns {}: {e}", self.netns.name),
                 );
                 None
@@ -239,7 +256,7 @@ impl NsSources {
     fn read_queue_wait(
         &mut self,
         listeners: &[Socket],
-        warnings: &mut Warnings,
+        warnings: &mut Warnings<impl Write>,
     ) -> Option<HashMap<Endpoint, u32>> {
         let diag = self.diag.as_mut()?;
         let mut waits: HashMap<Endpoint, u32> = HashMap::new();
@@ -265,6 +282,7 @@ impl NsSources {
                     None => {}
                 },
             );
+        // tcp_info's length is the kernel's, the same in every namespace: said once.
         if short_info {
             warnings.once(
                 "tcp_info",
@@ -276,7 +294,7 @@ impl NsSources {
             Ok(()) => Some(waits),
             Err(e) => {
                 warnings.once(
-                    "queue-wait-dump",
+                    &key("queue-wait-dump", &self.netns),
                     format!(
                         "accept-queue waits not measured in netns {}: {e}",
                         self.netns.name
@@ -306,6 +324,52 @@ fn queued_wait(r: &Record) -> Option<Option<u32>> {
 mod tests {
     use super::*;
     use inet_diag::TcpInfo;
+
+    /// Sources of our own namespace under `name`, whose sock_diag is gone and whose
+    /// `/proc/net/tcp` and `/proc/net/netstat` fail to read (a directory stands in for each).
+    fn failing(name: &str) -> NsSources {
+        let mut quiet = Warnings::to(Vec::new());
+        let mut src = NsSources::open(
+            Netns {
+                name: name.into(),
+                file: None,
+            },
+            &mut quiet,
+        )
+        .unwrap();
+        src.diag = None;
+        src.netstat = Some(File::open("/").unwrap());
+        src.proc_tcp = [Some(File::open("/").unwrap()), None];
+        src
+    }
+
+    #[test]
+    fn each_namespaces_first_failure_of_each_kind_is_said() {
+        let opts = Options {
+            syn_queue: true,
+            queue_wait: true,
+        };
+        let mut w = Warnings::to(Vec::new());
+        let mut snap = NetnsSnapshot::default();
+        let (mut a, mut b) = (failing("a"), failing("b"));
+        for _ in 0..3 {
+            a.read(&opts, &mut w, &mut snap);
+            b.read(&opts, &mut w, &mut snap);
+        }
+        let said = String::from_utf8(w.writer().clone()).unwrap();
+        let lines: Vec<&str> = said.lines().collect();
+        assert_eq!(lines.len(), 4, "{said}");
+        for ns in ["a", "b"] {
+            for what in ["/proc/net/tcp of netns", "/proc/net/netstat of netns"] {
+                let want = format!("W! [acceptq] {what} {ns}: ");
+                assert_eq!(
+                    lines.iter().filter(|l| l.starts_with(&want)).count(),
+                    1,
+                    "{want}: {said}"
+                );
+            }
+        }
+    }
 
     fn child(state: u8, inode: u32, tcp_info: Option<TcpInfo>) -> Record {
         Record {

@@ -92,28 +92,34 @@ impl std::fmt::Display for NetnsError {
 impl std::error::Error for NetnsError {}
 
 /// Resolves `--netns NAME|PATH`: a bare name is one of `ip netns`' (`/run/netns/NAME`), anything
-/// with a `/` a namespace file such as `/proc/PID/ns/net`, named by that path.
-pub fn resolve(spec: &str) -> Result<Netns, NetnsError> {
-    if spec.contains('/') {
-        open(spec, PathBuf::from(spec), spec_tag(spec))
+/// with a `/` a namespace file such as `/proc/PID/ns/net`, named by that path. Either may be
+/// any bytes, as `--all-netns` finds them.
+pub fn resolve(spec: &OsStr) -> Result<Netns, NetnsError> {
+    if is_path(spec) {
+        open(&escaped(spec), PathBuf::from(spec), spec_tag(spec))
     } else {
-        resolve_named(OsStr::new(spec))
+        resolve_named(spec)
     }
 }
 
-/// The `netns` tag of `--netns NAME|PATH`: a path as given, a name as [`named_tag`] says.
-pub fn spec_tag(spec: &str) -> String {
-    if spec.contains('/') {
-        spec.to_string()
+fn is_path(spec: &OsStr) -> bool {
+    spec.as_bytes().contains(&b'/')
+}
+
+/// The `netns` tag of `--netns NAME|PATH`: a name as [`named_tag`] says; a path as given, each
+/// byte that is not UTF-8 and each `\` written `\xHH` as in names, so no two paths share a tag.
+pub fn spec_tag(spec: &OsStr) -> String {
+    if is_path(spec) {
+        escaped(spec)
     } else {
-        named_tag(OsStr::new(spec))
+        named_tag(spec)
     }
 }
 
 /// Opens `ip netns`' namespace `name` (`/run/netns/NAME`), named as [`named_tag`] says.
 pub fn resolve_named(name: &OsStr) -> Result<Netns, NetnsError> {
     open(
-        &name.to_string_lossy(),
+        &escaped(name),
         Path::new(NAMED_DIR).join(name),
         named_tag(name),
     )
@@ -148,20 +154,26 @@ pub fn named_tag(name: &OsStr) -> String {
     if let Some(n) = name.to_str().filter(|n| *n != OWN_NAME) {
         return n.to_string();
     }
-    let mut tag = format!("{NAMED_DIR}/");
-    for chunk in name.as_bytes().utf8_chunks() {
+    format!("{NAMED_DIR}/{}", escaped(name))
+}
+
+/// `text` with each byte that is not UTF-8 and each `\` written `\xHH`, and `text` as it is
+/// when there is neither: lossless, and the same bytes always give the same text.
+fn escaped(text: &OsStr) -> String {
+    let mut out = String::new();
+    for chunk in text.as_bytes().utf8_chunks() {
         for c in chunk.valid().chars() {
             if c == '\\' {
-                tag.push_str("\\x5c");
+                out.push_str("\\x5c");
             } else {
-                tag.push(c);
+                out.push(c);
             }
         }
         for b in chunk.invalid() {
-            tag.push_str(&format!("\\x{b:02x}"));
+            out.push_str(&format!("\\x{b:02x}"));
         }
     }
-    tag
+    out
 }
 
 /// The namespace acceptq runs in.
@@ -248,12 +260,30 @@ mod tests {
     }
 
     #[test]
+    fn a_path_that_is_not_utf8_is_tagged_losslessly() {
+        let path = |b: &[u8]| spec_tag(OsStr::from_bytes(b));
+        assert_eq!(path(b"/run/netns/bad\xffns"), "/run/netns/bad\\xffns");
+        // The same namespace by name or by path has the same tag.
+        assert_eq!(path(b"/run/netns/bad\xffns"), tag(b"bad\xffns"));
+        // A literal `\xff` in a path is not the byte.
+        assert_eq!(path(b"/x/a\\xffb"), "/x/a\\x5cxffb");
+        assert_ne!(path(b"/x/a\\xffb"), path(b"/x/a\xffb"));
+        assert_eq!(spec_tag(OsStr::from_bytes(b"bad\xffns")), tag(b"bad\xffns"));
+    }
+
+    #[test]
     fn a_path_keeps_its_slashes_and_a_name_has_none() {
-        assert_eq!(spec_tag("/proc/1234/ns/net"), "/proc/1234/ns/net");
-        assert_eq!(spec_tag("./ns"), "./ns");
-        assert_eq!(spec_tag("proc_1234_ns_net"), "proc_1234_ns_net");
-        assert_ne!(spec_tag("/proc/1234/ns/net"), spec_tag("proc_1234_ns_net"));
-        assert_eq!(spec_tag("default"), "/run/netns/default");
+        assert_eq!(
+            spec_tag(OsStr::new("/proc/1234/ns/net")),
+            "/proc/1234/ns/net"
+        );
+        assert_eq!(spec_tag(OsStr::new("./ns")), "./ns");
+        assert_eq!(spec_tag(OsStr::new("proc_1234_ns_net")), "proc_1234_ns_net");
+        assert_ne!(
+            spec_tag(OsStr::new("/proc/1234/ns/net")),
+            spec_tag(OsStr::new("proc_1234_ns_net"))
+        );
+        assert_eq!(spec_tag(OsStr::new("default")), "/run/netns/default");
     }
 
     fn error(spec: &str, step: Step, errno: i32) -> NetnsError {

@@ -21,7 +21,13 @@ tests![
     nonblocking_stdout_pipe_gets_whole_lines_and_reports,
     a_filter_matching_no_listener_says_so_once,
     missing_output_directory_is_the_only_message_as_nobody,
-    joining_a_namespace_unprivileged_names_cap_sys_admin
+    joining_a_namespace_unprivileged_names_cap_sys_admin,
+    an_output_that_is_no_regular_file_is_refused_and_kept,
+    an_output_symlink_has_its_target_replaced,
+    an_output_name_of_255_bytes_is_written,
+    a_vanished_output_directory_is_said_once_and_its_return_once,
+    a_bad_collectd_hostname_is_said_once_and_the_systems_used,
+    a_namespace_name_that_is_not_utf8_can_be_given_to_netns
 ];
 
 /// Runs acceptq with `args`; expects `code`, nothing on stdout, and every stderr line an
@@ -91,6 +97,13 @@ fn flags_that_would_do_nothing_exit_2_with_the_reason() {
         2,
         "--hostname names the host in collectd identifiers and does nothing without --format collectd",
     );
+    for bad in ["", "web 1", "a/b"] {
+        refused(
+            &["--once", "--format", "collectd", "--hostname", bad],
+            2,
+            &format!("--hostname {bad:?}: a collectd host is 1 to 127 bytes"),
+        );
+    }
     refused(
         &["--once", "--port", "0"],
         2,
@@ -537,4 +550,226 @@ fn joining_a_namespace_unprivileged_names_cap_sys_admin() {
         "{err}"
     );
     assert!(!err.contains("--netns"), "a flag never given: {err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// `--output` replaces a regular file only, and says an outage once.
+
+fn mknod(path: &Path, kind: &str, extra: &[&str]) -> bool {
+    Command::new("mknod")
+        .args(["-m", "666", path.to_str().unwrap(), kind])
+        .args(extra)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn an_output_that_is_no_regular_file_is_refused_and_kept() {
+    // Made here, never the real /dev nodes: a mistake would replace the system's /dev/null.
+    let tmp = TempDir::new("out-special");
+    let fifo = tmp.join("ff");
+    assert!(mknod(&fifo, "p", &[]), "mknod p");
+    let mut cases = vec![(fifo, "is a FIFO, not a regular file")];
+    let null = tmp.join("nulldev");
+    if mknod(&null, "c", &["1", "3"]) {
+        cases.push((null, "is a character device, not a regular file"));
+    } else {
+        note!("not root: the character device case is left out");
+    }
+    let link = tmp.join("link.prom");
+    std::os::unix::fs::symlink(&cases[0].0, &link).unwrap();
+    let via_link = format!("links to {}, which is a FIFO", cases[0].0.display());
+    cases.push((link.clone(), via_link.as_str()));
+    for (path, what) in &cases {
+        let before = std::fs::symlink_metadata(path).unwrap().file_type();
+        refused(
+            &["--once", "--no-process", "--output", path.to_str().unwrap()],
+            1,
+            &format!("--output {}: {what}", path.display()),
+        );
+        let after = std::fs::symlink_metadata(path).unwrap().file_type();
+        assert_eq!(before, after, "{} was replaced", path.display());
+    }
+    assert_eq!(
+        std::fs::read_dir(&tmp.0).unwrap().count(),
+        cases.len(),
+        "no temp file left behind"
+    );
+}
+
+fn an_output_symlink_has_its_target_replaced() {
+    let tmp = TempDir::new("out-link");
+    let real = tmp.join("real.prom");
+    std::fs::write(&real, "").unwrap();
+    let link = tmp.join("link.prom");
+    std::os::unix::fs::symlink("real.prom", &link).unwrap();
+    let out = bounded(Command::new(acceptq()).args([
+        "--once",
+        "--no-process",
+        "--format",
+        "prometheus",
+        "--output",
+        link.to_str().unwrap(),
+    ]));
+    assert!(out.status.success(), "{out:?}");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let text = std::fs::read_to_string(&real).unwrap();
+    assert!(
+        text.contains("# TYPE acceptq_netns_somaxconn gauge"),
+        "{text}"
+    );
+}
+
+fn an_output_name_of_255_bytes_is_written() {
+    let tmp = TempDir::new("out-long");
+    let file = tmp.join(&format!("{}.prom", "n".repeat(250)));
+    let out = bounded(Command::new(acceptq()).args([
+        "--once",
+        "--no-process",
+        "--format",
+        "prometheus",
+        "--output",
+        file.to_str().unwrap(),
+    ]));
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("# TYPE acceptq_netns_somaxconn gauge"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&tmp.0).unwrap().count(),
+        1,
+        "temp file left behind"
+    );
+}
+
+fn a_vanished_output_directory_is_said_once_and_its_return_once() {
+    let logs = TempDir::new("out-gone-log");
+    let tmp = TempDir::new("out-gone");
+    let dir = tmp.join("textfile");
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join("acceptq.prom");
+    let mut child = Reaped(
+        Command::new(acceptq())
+            .args([
+                "--no-process",
+                "--format",
+                "prometheus",
+                "--interval",
+                "100ms",
+                "--sample",
+                "0",
+                "--output",
+                file.to_str().unwrap(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(logs.file("err"))
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_for(STEP, || file.exists().then_some(())).is_some());
+    std::fs::remove_dir_all(&dir).unwrap();
+    // 15 reports or so fail meanwhile.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(child.0.try_wait().unwrap().is_none(), "acceptq gave up");
+    std::fs::create_dir(&dir).unwrap();
+    assert!(
+        wait_for(STEP, || file.exists().then_some(())).is_some(),
+        "reports resume once the directory is back"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.0.try_wait().unwrap().is_none(), "acceptq gave up");
+    drop(child);
+    let err = std::fs::read_to_string(logs.join("err")).unwrap();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "E! [acceptq] report not written: --output {}: No such file or directory",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "I! [acceptq] --output {}: reports are written again",
+            file.display()
+        )
+    );
+}
+
+fn a_bad_collectd_hostname_is_said_once_and_the_systems_used() {
+    let system = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let system = system.trim();
+    for bad in ["web 1", "a/b"] {
+        let out = bounded(
+            Command::new(acceptq())
+                .args(["--once", "--format", "collectd", "--no-process"])
+                .env("COLLECTD_HOSTNAME", bad),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        let said: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("COLLECTD_HOSTNAME"))
+            .collect();
+        assert_eq!(said.len(), 1, "{err}");
+        assert!(
+            said[0].starts_with(&format!("W! [acceptq] COLLECTD_HOSTNAME {bad:?}: "))
+                && said[0].ends_with("; using the system's host name"),
+            "{err}"
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with(&format!("PUTVAL \"{system}/acceptq-"))),
+            "{text}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `--netns` takes any name `--all-netns` would watch.
+
+/// An `ip netns` namespace of any bytes, deleted when the test ends.
+struct RawNetns(std::ffi::OsString);
+
+impl Drop for RawNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del"])
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn a_namespace_name_that_is_not_utf8_can_be_given_to_netns() {
+    use std::os::unix::ffi::OsStringExt;
+    if !netns_gate("run_modes_input::a_namespace_name_that_is_not_utf8_can_be_given_to_netns") {
+        return;
+    }
+    let mut name = b"aqx-bad\xffns".to_vec();
+    name.extend_from_slice(std::process::id().to_string().as_bytes());
+    let ns = RawNetns(std::ffi::OsString::from_vec(name));
+    run_ok(Command::new("ip").args(["netns", "add"]).arg(&ns.0));
+    let out = bounded(
+        Command::new(acceptq())
+            .args(["--once", "--no-process", "--format", "json", "--netns"])
+            .arg(&ns.0)
+            .args(["--netns", "/proc/self/ns/net"]),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let want = format!("/run/netns/aqx-bad\\xffns{}", std::process::id());
+    let tags: Vec<String> = json_lines(&out.stdout)
+        .iter()
+        .filter(|m| m["name"] == "acceptq_netns")
+        .map(|m| m["tags"]["netns"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(tags, [want.as_str(), "/proc/self/ns/net"], "{err}");
 }
