@@ -259,6 +259,13 @@ impl Args {
             }
         }
         if let Some(sample) = self.sample.filter(|s| !s.is_zero()) {
+            if self.once && self.window.is_none() {
+                return Err(format!(
+                    "--sample {} does nothing with a plain --once, which takes one reading; \
+                     to sample for a while first, add --window DUR",
+                    show(sample)
+                ));
+            }
             let longer_than = match (self.interval, self.window) {
                 (Some(i), _) if sample > i => Some(("--interval", i)),
                 (_, Some(w)) if sample > w => Some(("--window", w)),
@@ -362,7 +369,11 @@ mod tests {
 
     #[test]
     fn flags_that_would_do_nothing_are_refused() {
-        let cases: [(&[&str], &str); 11] = [
+        let cases: [(&[&str], &str); 12] = [
+            (
+                &["--once", "--sample", "50ms"],
+                "--sample 50ms does nothing with a plain --once",
+            ),
             (
                 &["--once", "--interval", "5s"],
                 "--interval does nothing with --once",
