@@ -2,14 +2,14 @@
 //! previous report's counters into metrics.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::filter::Filter;
 use crate::metric::{Metric, Value, LISTENER, NETNS};
 use crate::snapshot::{Endpoint, NetnsSnapshot, Socket};
 use crate::source::ifname;
 use crate::source::owners::{Owner, OwnerCache};
-use crate::state::{delta, fingerprint, NsId, Peaks, Previous, RowKey};
+use crate::state::{delta, NsId, Peaks, Previous, RowKey};
 
 pub struct ReportOptions {
     pub per_socket: bool,
@@ -146,11 +146,10 @@ fn namespace_rows<'a>(
                 ifindex: endpoint.ifindex,
                 socket,
             };
-            let fp = fingerprint(members.iter().map(|s| s.inode));
             let pairs: Vec<(u32, Option<u32>)> =
                 members.iter().map(|s| (s.inode, s.drops)).collect();
-            let drops_delta = prev.row_drops_delta(&key, fp, &pairs);
-            next.rows.insert(key, fp);
+            let drops_delta = prev.row_drops_delta(&key, &pairs);
+            next.rows.insert(key);
             // Each SO_REUSEPORT socket may belong to another process.
             let owner = ctx.owners.owner_of(members.iter().map(|s| s.inode));
             let row = Row {
@@ -262,18 +261,26 @@ fn listener_endpoints(listeners: &[Socket]) -> HashSet<Endpoint> {
 
 /// The listener that took a connection to `local`: the one bound to that address, else the same
 /// family's wildcard, else for IPv4 a dual-stack `[::]` listener; at each address the one bound
-/// to the connection's device before an unbound one.
+/// to the connection's device before an unbound one. An IPv4 address may also be held by an
+/// `AF_INET6` socket bound to its mapped form (`::ffff:a.b.c.d`, or `::ffff:0.0.0.0` for the
+/// wildcard): the kernel's IPv4 lookup scores an `AF_INET` socket above it, so it comes second.
 fn listener_for(local: &Endpoint, endpoints: &HashSet<Endpoint>) -> Option<Endpoint> {
     let port = local.port;
-    let wildcard = match local.addr {
-        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    let v6_any = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+    let addrs: &[IpAddr] = match local.addr {
+        IpAddr::V4(v4) => &[
+            IpAddr::V4(v4),
+            IpAddr::V6(v4.to_ipv6_mapped()),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv4Addr::UNSPECIFIED.to_ipv6_mapped()),
+            v6_any,
+        ],
+        IpAddr::V6(_) => &[local.addr, v6_any],
     };
-    let v6_any = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
     let devices = [local.ifindex, 0];
-    [local.addr, wildcard, v6_any]
-        .into_iter()
-        .flat_map(|addr| {
+    addrs
+        .iter()
+        .flat_map(|&addr| {
             devices.into_iter().map(move |ifindex| Endpoint {
                 addr,
                 port,
@@ -325,12 +332,20 @@ fn measure<'a>(key: RowKey, pos: usize, members: Vec<&'a Socket>, peaks: &Peaks)
     }
 }
 
-/// How `--max-listeners` orders rows, most important first: a listener dropping now (drops
-/// since the previous report) outranks any depth, the most-dropping first, because a full SYN
-/// queue drops with an empty accept queue; then the accept queue's peak, the time it was full,
-/// the SYN queue, the depth now, and last the drops of the past (`drops` since boot).
-fn rank(r: &Row) -> (u64, u64, u64, u64, u64, u64) {
+/// How `--max-listeners` orders rows, most important first: a listener dropping now outranks
+/// any depth, because a full SYN queue drops with an empty accept queue; of those, the
+/// most-dropping first (drops since the previous report). Without a previous report to count
+/// from (`--once`, the first report, a row new since the last), a listener counts as dropping
+/// now when the kernel shows it full (see [`seen_full`]). Then the accept queue's peak, the
+/// time it was full, the SYN queue, the depth now, and last the drops of the past (`drops`
+/// since boot).
+fn rank(r: &Row) -> (bool, u64, u64, u64, u64, u64, u64) {
+    let dropping = match r.drops_delta {
+        Some(d) => d > 0,
+        None => seen_full(r),
+    };
     (
+        dropping,
         r.drops_delta.unwrap_or(0),
         r.depth_max,
         // Ratios are compared in parts per million: ranks are integers.
@@ -339,6 +354,19 @@ fn rank(r: &Row) -> (u64, u64, u64, u64, u64, u64) {
         r.depth,
         r.drops.unwrap_or(0),
     )
+}
+
+/// Whether a row's queues are full now or were seen full in this interval, so that a connection
+/// arriving meets a full queue: the accept queue past its limit (`sk_acceptq_is_full`: the
+/// kernel refuses a new connection once depth exceeds the limit), full in some sample
+/// (`queue_full_ratio` above 0), or the SYN queue holding as many requests as the limit it
+/// shares with the accept queue (`sk_max_ack_backlog`; past that the kernel drops SYNs or, with
+/// syncookies, answers with cookies instead of queueing).
+fn seen_full(r: &Row) -> bool {
+    let accept_full = r.limit.is_some_and(|l| r.depth > l);
+    let was_full = r.full_ratio.is_some_and(|f| f > 0.0);
+    let syn_full = r.syn.zip(r.limit).is_some_and(|(s, l)| s > 0 && s >= l);
+    accept_full || was_full || syn_full
 }
 
 fn listener_metric(row: &Row, ns_name: &str, ctx: &Context) -> Metric {
@@ -440,7 +468,6 @@ mod tests {
     use super::*;
     use crate::source::netstat::TcpExt;
     use crate::source::sysctl::Sysctls;
-    use std::net::{Ipv4Addr, Ipv6Addr};
 
     const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     const ANY4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -865,6 +892,51 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv4_mapped_listener_is_a_row_of_its_own_and_gets_its_requests() {
+        let mapped = IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
+        let snap = NetnsSnapshot {
+            sockets: vec![
+                // AF_INET and AF_INET6 on 127.0.0.1:7901: two groups, the kernel's IPv4
+                // lookup takes the AF_INET one.
+                sock(LO, 7901, 1, 3, 3, 0),
+                sock(mapped, 7901, 2, 0, 8, 0),
+                // Only an AF_INET6 socket on the mapped address.
+                sock(mapped, 7902, 3, 0, 8, 0),
+                // A dual-stack [::] still takes IPv4 clients.
+                sock(ANY6, 7903, 4, 0, 8, 0),
+            ],
+            // Requests are folded to IPv4 whichever family's socket took them.
+            syn_queue: Some(HashMap::from([
+                (ep(LO, 7901, 0), 2),
+                (ep(LO, 7902, 0), 3),
+                (ep(LO, 7903, 0), 4),
+            ])),
+            ..Default::default()
+        };
+        let m = run(&snap, &mut Previous::default(), &opts());
+        let rows: Vec<_> = m
+            .iter()
+            .filter(|m| m.name == LISTENER)
+            .map(|m| {
+                (
+                    format!("{}:{}", m.tag("address").unwrap(), m.tag("port").unwrap()),
+                    ["queue_limit", "sockets", "syn_queue_depth"].map(|f| m.field(f)),
+                )
+            })
+            .collect();
+        let row = |a: &str, v: [u64; 3]| (a.to_string(), v.map(|x| Some(Value::Int(x))));
+        assert_eq!(
+            rows,
+            vec![
+                row("127.0.0.1:7901", [3, 1, 2]),
+                row(":::7903", [8, 1, 4]),
+                row("::ffff:127.0.0.1:7901", [8, 1, 0]),
+                row("::ffff:127.0.0.1:7902", [8, 1, 3]),
+            ]
+        );
+    }
+
+    #[test]
     fn max_listeners_keeps_the_deepest_and_counts_the_rest() {
         let sockets = (0..10)
             .map(|i| sock(LO, 1000 + i, u32::from(i) + 1, u32::from(i % 4), 8, 0))
@@ -987,11 +1059,11 @@ mod tests {
             rows,
             vec![
                 row("0.0.0.0", "7001", Some("v0"), [1, 4, 1, 0, 2]),
-                row("0.0.0.0", "7001", Some("if5"), [0, 16, 1, 0, 0]),
+                row("0.0.0.0", "7001", Some("if:5"), [0, 16, 1, 0, 0]),
                 row("127.0.0.1", "80", None, [0, 4, 1, 0, 0]),
                 row("::", "7002", None, [0, 4, 1, 0, 1]),
                 row("fe80::1", "7000", Some("v0"), [2, 4, 1, 0, 2]),
-                row("fe80::1", "7000", Some("if5"), [3, 8, 1, 6, 1]),
+                row("fe80::1", "7000", Some("if:5"), [3, 8, 1, 6, 1]),
                 row("fe80::1", "7002", Some("v0"), [0, 4, 1, 0, 4]),
             ]
         );
@@ -1023,6 +1095,74 @@ mod tests {
             .find(|m| m.tag("port") == Some("2000"))
             .expect("the dropping listener is kept");
         assert_eq!(dropping.field("drops_delta"), Some(Value::Int(54)));
+    }
+
+    #[test]
+    fn a_full_listener_outranks_deeper_ones_without_a_previous_report() {
+        // Each case: two deep listeners that are not full, and one full in one way the kernel
+        // shows, on the first report (no drops_delta yet) with room for two rows.
+        let deep = [sock(LO, 7702, 1, 3, 5, 0), sock(LO, 7704, 2, 4, 5, 0)];
+        let full_port = 7705;
+        let mut seen_full = Peaks::default();
+        seen_full.begin_sample();
+        seen_full.count_round(0);
+        seen_full.observe(0, ep(LO, full_port, 0), 3, 2, Some(1));
+        let cases = [
+            // listen(0) holding one connection: full now, dropping the rest.
+            (
+                "full now",
+                sock(LO, full_port, 3, 1, 0, 30),
+                None,
+                Peaks::default(),
+            ),
+            // Empty at the report, full in a sample of the interval.
+            (
+                "seen full",
+                sock(LO, full_port, 3, 0, 1, 0),
+                None,
+                seen_full,
+            ),
+            // An empty accept queue whose SYN queue holds as many requests as the limit.
+            (
+                "SYN queue full",
+                sock(LO, full_port, 3, 0, 2, 0),
+                Some(HashMap::from([(ep(LO, full_port, 0), 2)])),
+                Peaks::default(),
+            ),
+        ];
+        let o = ReportOptions {
+            max_listeners: 2,
+            ..opts()
+        };
+        for (case, full, syn_queue, peaks) in cases {
+            let snap = NetnsSnapshot {
+                sockets: deep.iter().copied().chain([full]).collect(),
+                syn_queue,
+                ..Default::default()
+            };
+            let built = build_one(&snap, &peaks, &mut Previous::default(), &o);
+            let kept: Vec<_> = built.metrics[..2]
+                .iter()
+                .map(|m| m.tag("port").unwrap().to_string())
+                .collect();
+            assert_eq!(kept, ["7704", "7705"], "{case}");
+        }
+        // Not full anywhere and no delta: the deepest two stay.
+        let snap = NetnsSnapshot {
+            sockets: deep
+                .iter()
+                .copied()
+                .chain([sock(LO, full_port, 3, 1, 2, 9)])
+                .collect(),
+            syn_queue: Some(HashMap::from([(ep(LO, full_port, 0), 1)])),
+            ..Default::default()
+        };
+        let built = build_one(&snap, &Peaks::default(), &mut Previous::default(), &o);
+        let kept: Vec<_> = built.metrics[..2]
+            .iter()
+            .map(|m| m.tag("port").unwrap().to_string())
+            .collect();
+        assert_eq!(kept, ["7702", "7704"]);
     }
 
     #[test]

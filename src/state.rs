@@ -1,8 +1,8 @@
 //! What carries over between reports: previous counters (for deltas) and the peaks the sampler
 //! saw since the last report. Plain data and pure functions; no I/O.
 
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::net::IpAddr;
 
 use crate::snapshot::Endpoint;
@@ -44,46 +44,45 @@ impl RowKey {
     }
 }
 
-/// Identifies a row's set of sockets: a socket replaced on the same port changes it.
-pub fn fingerprint(inodes: impl Iterator<Item = u32>) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for i in inodes {
-        i.hash(&mut h);
-    }
-    h.finish()
-}
-
 /// Counters of the previous report. Rebuilt whole every report, so rows and sockets that
 /// vanished leave nothing behind.
 #[derive(Default, Debug)]
 pub struct Previous {
     /// (namespace, inode) → sk_drops.
     pub socket_drops: HashMap<(NsId, u32), u32>,
-    /// Row → fingerprint of its inode set: a replaced socket changes it.
-    pub rows: HashMap<RowKey, u64>,
+    /// Every row of the previous report, filtered or left out by `--max-listeners` too: a
+    /// socket new in one of these was created since.
+    pub rows: HashSet<RowKey>,
     /// Namespace → TcpExt counters. By id, not name: a namespace deleted and re-created under
     /// the same name must not get a delta against the old one.
     pub counters: HashMap<NsId, crate::source::netstat::TcpExt>,
 }
 
 impl Previous {
-    /// The drops a row gained since the previous report: `None` for a row that is new, whose
-    /// socket set changed (replaced: same port, new inode), or whose drops are unknown.
-    pub fn row_drops_delta(
-        &self,
-        key: &RowKey,
-        fingerprint: u64,
-        sockets: &[(u32, Option<u32>)],
-    ) -> Option<u64> {
-        if self.rows.get(key) != Some(&fingerprint) {
+    /// The drops a row gained since the previous report: the growth of each socket that
+    /// persisted, plus the whole `drops` of each socket created since. A socket is new when the
+    /// previous report recorded no drops for it; it was created in the interval only if its row
+    /// was there at the previous report (whose `socket_drops` holds every socket of every row,
+    /// shown or not), so all its drops fell in the interval. `None` for a row that is new, one
+    /// with no socket that persisted (a replaced listener: the new socket's drops may predate
+    /// anything we saw, as on a namespace first watched), or whose drops are unknown now.
+    pub fn row_drops_delta(&self, key: &RowKey, sockets: &[(u32, Option<u32>)]) -> Option<u64> {
+        if !self.rows.contains(key) {
             return None;
         }
         let mut sum = 0u64;
+        let mut persisted = false;
         for (inode, drops) in sockets {
-            let prev = self.socket_drops.get(&(key.ns, *inode))?;
-            sum += delta_u32(*prev, (*drops)?);
+            let drops = (*drops)?;
+            match self.socket_drops.get(&(key.ns, *inode)) {
+                Some(prev) => {
+                    persisted = true;
+                    sum += delta_u32(*prev, drops);
+                }
+                None => sum += u64::from(drops),
+            }
         }
-        Some(sum)
+        persisted.then_some(sum)
     }
 }
 
@@ -291,31 +290,33 @@ mod tests {
     }
 
     #[test]
-    fn row_delta_only_for_the_same_sockets() {
+    fn row_delta_counts_sockets_that_persisted_and_those_created_since() {
         let mut prev = Previous::default();
-        prev.rows.insert(key(), fingerprint([1, 2].into_iter()));
+        prev.rows.insert(key());
         prev.socket_drops.insert((0, 1), 10);
         prev.socket_drops.insert((0, 2), u32::MAX);
-        let same = fingerprint([1, 2].into_iter());
         assert_eq!(
-            prev.row_drops_delta(&key(), same, &[(1, Some(15)), (2, Some(1))]),
+            prev.row_drops_delta(&key(), &[(1, Some(15)), (2, Some(1))]),
             Some(5 + 2)
         );
-        // Replaced: same port, another inode.
-        let replaced = fingerprint([1, 3].into_iter());
+        // A socket joined the group: created since the previous report, so all its drops are.
         assert_eq!(
-            prev.row_drops_delta(&key(), replaced, &[(1, Some(15)), (3, Some(0))]),
-            None
+            prev.row_drops_delta(&key(), &[(1, Some(15)), (2, Some(1)), (3, Some(4))]),
+            Some(5 + 2 + 4)
         );
-        // New row.
+        // A socket left it: the others' growth stands.
+        assert_eq!(prev.row_drops_delta(&key(), &[(2, Some(3))]), Some(4));
+        // Replaced: no socket persisted, so nothing says when the new one's drops happened.
+        assert_eq!(prev.row_drops_delta(&key(), &[(3, Some(0))]), None);
+        // New row: its sockets' drops may predate the previous report.
         let other = RowKey { port: 81, ..key() };
         assert_eq!(
-            prev.row_drops_delta(&other, same, &[(1, Some(15)), (2, Some(1))]),
+            prev.row_drops_delta(&other, &[(1, Some(15)), (2, Some(1))]),
             None
         );
         // Drops unknown now.
         assert_eq!(
-            prev.row_drops_delta(&key(), same, &[(1, None), (2, Some(1))]),
+            prev.row_drops_delta(&key(), &[(1, None), (2, Some(1))]),
             None
         );
     }

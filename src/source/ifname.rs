@@ -47,12 +47,16 @@ impl IfNames {
     }
 }
 
-/// The `interface` tag of a device-bound listener: the device's name, or `if<index>` when the
-/// namespace no longer has a device with that index (unique and stable all the same).
+/// The `interface` tag of a device-bound listener: the device's name, or `if:<index>` when the
+/// namespace no longer has a device with that index. The `:` is what keeps it apart from every
+/// name: the kernel refuses a device name holding `/`, `:` or whitespace (`dev_valid_name`), so
+/// `if:3` can never be a live device's tag, while a device may well be named `if3`. Of the
+/// three, `:` alone needs no escaping in InfluxDB line protocol, Prometheus labels or an
+/// `--address` glob, and reads as "interface number 3".
 pub fn tag(index: u32, name: Option<&str>) -> String {
     match name {
         Some(n) => n.to_string(),
-        None => format!("if{index}"),
+        None => format!("if:{index}"),
     }
 }
 
@@ -74,6 +78,8 @@ mod tests {
     #[test]
     fn an_unnamed_index_still_gets_a_unique_tag() {
         assert_eq!(tag(3, Some("v0")), "v0");
-        assert_eq!(tag(42, None), "if42");
+        assert_eq!(tag(42, None), "if:42");
+        // A device may be named like an index; the unnamed index never is.
+        assert_ne!(tag(42, Some("if42")), tag(42, None));
     }
 }

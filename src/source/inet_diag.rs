@@ -69,7 +69,10 @@ pub const FAMILIES: [u8; 2] = [AF_INET, AF_INET6];
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
     pub state: u8,
-    /// Local address; an IPv4-mapped IPv6 address is returned as IPv4.
+    /// Local address as the kernel holds it: an `AF_INET6` socket bound to `::ffff:a.b.c.d`
+    /// keeps that form, since it is a listener of its own beside an `AF_INET` one on
+    /// `a.b.c.d` (a separate SO_REUSEPORT group; IPv4 lookups prefer the `AF_INET` one). What
+    /// a request or connection reached is [`Record::endpoint`], folded to IPv4.
     pub addr: IpAddr,
     pub port: u16,
     /// `idiag_if`: the device a listener is bound to (`SO_BINDTODEVICE`, or the scope of a
@@ -107,9 +110,12 @@ impl TcpInfo {
 }
 
 impl Record {
+    /// The address, port and device a request socket or queued connection reached, to be
+    /// matched to its listener: an IPv4 client of an `AF_INET6` listener shows as
+    /// `::ffff:a.b.c.d` and is folded to IPv4 (see [`canonical`]).
     pub fn endpoint(&self) -> crate::snapshot::Endpoint {
         crate::snapshot::Endpoint {
-            addr: self.addr,
+            addr: canonical(self.addr),
             port: self.port,
             ifindex: self.ifindex,
         }
@@ -438,7 +444,7 @@ pub fn decode_record(payload: &[u8], with_attributes: bool) -> Result<Record, De
     }
     Ok(Record {
         state: header.state,
-        addr: canonical(header.socket_id.source_address),
+        addr: header.socket_id.source_address,
         port: header.socket_id.source_port,
         ifindex: header.socket_id.interface_id,
         inode: header.inode,
@@ -459,8 +465,9 @@ fn read_u32(array: &[u8], index: usize) -> Option<u32> {
     Some(u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
 
-/// IPv4 clients of a `[::]` listener show up as `::ffff:a.b.c.d`: fold them back to IPv4 so they
-/// match IPv4 listeners and print as operators expect.
+/// IPv4 clients of a `[::]` listener show up as `::ffff:a.b.c.d`: fold them back to IPv4 so
+/// they are matched by the address they reached, whichever family's listener took them. Not for
+/// listeners: their family is part of what they are.
 pub fn canonical(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -625,7 +632,7 @@ mod tests {
     }
 
     #[test]
-    fn ipv4_mapped_address_is_folded_to_ipv4() {
+    fn a_mapped_address_is_folded_for_matching_and_kept_for_the_listener() {
         let mapped = Ipv4Addr::new(10, 1, 2, 3).to_ipv6_mapped().octets();
         let mut d = Vec::new();
         message(
@@ -636,7 +643,16 @@ mod tests {
             &inet_diag_msg(10, 3, &mapped, 80, 0, 0, 0, 0, 0),
         );
         let (_, recs) = collect(&d, 1);
-        assert_eq!(recs[0].addr, IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)));
+        // A request to 10.1.2.3, whichever family's listener took it.
+        assert_eq!(
+            recs[0].endpoint().addr,
+            IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))
+        );
+        // A listener bound to ::ffff:10.1.2.3 is an AF_INET6 socket, not the AF_INET one.
+        assert_eq!(
+            recs[0].addr,
+            IpAddr::V6(Ipv4Addr::new(10, 1, 2, 3).to_ipv6_mapped())
+        );
         let (_, recs) = {
             let mut d = Vec::new();
             message(
@@ -953,7 +969,10 @@ mod tests {
         let (step, recs) = collect(&d, 1);
         assert_eq!(step, Ok(Step::More));
         assert_eq!(recs[0].tcp_info.and_then(|t| t.last_data_sent), Some(1200));
-        assert_eq!(recs[0].addr, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(
+            recs[0].endpoint().addr,
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))
+        );
         for cut in 1..d.len() {
             let (r, recs) = collect(&d[..cut], 1);
             assert!(r.is_err() && recs.is_empty(), "cut at {cut} gave {r:?}");

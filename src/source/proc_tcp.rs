@@ -8,7 +8,6 @@ use std::io::{self, BufReader, Seek};
 use procfs::net::{TcpNetEntries, TcpState};
 use procfs::FromBufReadSI;
 
-use super::inet_diag::canonical;
 use crate::snapshot::Socket;
 
 /// Opens `tcp` and `tcp6` of the calling thread's namespace.
@@ -31,7 +30,8 @@ pub fn read(files: &[Option<File>; 2], out: &mut Vec<Socket>) -> io::Result<()> 
                 .into_iter()
                 .filter(|e| e.state == TcpState::Listen)
                 .map(|e| Socket {
-                    addr: canonical(e.local_address.ip()),
+                    // As sock_diag gives it: an AF_INET6 listener on `::ffff:a.b.c.d` stays one.
+                    addr: e.local_address.ip(),
                     port: e.local_address.port(),
                     ifindex: 0,
                     inode: e.inode as u32,

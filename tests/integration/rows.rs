@@ -1,6 +1,8 @@
 //! Listener rows that do not contradict themselves: one row per device-bound listener, peaks that
-//! leave with their sockets, the dropping listener kept by `--max-listeners`, and the process
-//! holding a socket now rather than the one that held it first.
+//! leave with their sockets, the dropping listener kept by `--max-listeners` (with or without a
+//! previous report), drops counted across SO_REUSEPORT group changes, an IPv4 listener apart
+//! from an IPv4-mapped IPv6 one, and the process holding a socket now rather than the one that
+//! held it first.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,6 +15,10 @@ tests![
     a_replaced_listener_does_not_inherit_the_old_sockets_peak,
     a_shrunken_reuseport_group_reports_only_its_remaining_sockets_peak,
     max_listeners_keeps_the_listener_dropping_now,
+    once_max_listeners_keeps_the_full_dropping_listener,
+    a_reuseport_group_keeps_drops_delta_when_a_socket_joins_or_leaves,
+    a_deleted_device_and_a_device_named_like_its_tag_are_two_rows,
+    an_ipv4_listener_and_a_mapped_ipv6_one_are_separate_rows,
     the_owner_is_the_process_still_holding_the_socket
 ];
 
@@ -414,6 +420,193 @@ fn max_listeners_keeps_the_listener_dropping_now() {
     assert!(field(kept, "drops_delta").unwrap() > 0, "{kept}");
     assert_eq!(field(kept, "queue_depth_max"), Some(0), "{kept}");
     assert_eq!(field(netns_row(&report), "listeners_omitted"), Some(1));
+}
+
+/// With no previous report (`--once`), `--max-listeners` keeps the one listener whose queue is
+/// full and dropping over deeper ones with room left: no `drops_delta` says it is dropping now,
+/// the kernel's full queue does.
+fn once_max_listeners_keeps_the_full_dropping_listener() {
+    let test = "once_max_listeners_keeps_the_full_dropping_listener";
+    if !netns_gate(test) {
+        return;
+    }
+    let ns = Netns::new("rank1");
+    let mut d = ns.driver();
+    let mut deep = Vec::new();
+    for n in [3, 4] {
+        let (id, port) = d.listen("127.0.0.1", 0, 5, false);
+        d.connect(id, n);
+        deep.push((port, n as u32));
+    }
+    // listen(0): full at depth 1, every further SYN dropped.
+    let (full, full_port) = d.listen("127.0.0.1", 0, 0, false);
+    d.connect(full, 30);
+    let settled = wait_for(Duration::from_secs(5), || {
+        (ns.ss_drops(full_port) > 0 && deep.iter().all(|(p, n)| queued(&ns, *p) == *n))
+            .then_some(())
+    });
+    assert!(settled.is_some(), "the queues never settled");
+
+    let report = json_report(&mut ns.cmd(
+        acceptq(),
+        &[
+            "--once",
+            "--no-process",
+            "--format",
+            "json",
+            "--max-listeners",
+            "2",
+        ],
+    ));
+    let rows = listener_rows(&report);
+    let ports: Vec<_> = rows.iter().map(|m| port_of(m).unwrap()).collect();
+    assert!(
+        ports.contains(&full_port),
+        "the full, dropping listener was left out: {report:?}"
+    );
+    assert!(
+        ports.contains(&deep[1].0),
+        "the deepest other stays: {report:?}"
+    );
+    let kept = listener(&report, full_port);
+    assert!(field(kept, "drops").unwrap() > 0, "{kept}");
+    assert_eq!(
+        field(kept, "drops_delta"),
+        None,
+        "no previous report: {kept}"
+    );
+    assert_eq!(field(netns_row(&report), "listeners_omitted"), Some(1));
+}
+
+/// An SO_REUSEPORT group that gains a socket while its sockets keep dropping still reports
+/// `drops_delta`: the old sockets' growth plus all the new one's drops, which is exactly how
+/// much the row's `drops` grew. After a socket leaves, the ones that stayed still carry it.
+fn a_reuseport_group_keeps_drops_delta_when_a_socket_joins_or_leaves() {
+    let test = "a_reuseport_group_keeps_drops_delta_when_a_socket_joins_or_leaves";
+    if !netns_gate(test) {
+        return;
+    }
+    let ns = Netns::new("rpdelta");
+    let mut d = ns.driver();
+    let (first, port) = d.listen("127.0.0.1", 0, 1, true);
+    d.listen("127.0.0.1", port, 1, true);
+    let port_arg = port.to_string();
+    let mut live = Live::start(&ns, &["--no-process", "--port", &port_arg]);
+    d.connect(first, 12);
+    let dropping = wait_for(Duration::from_secs(5), || {
+        (ns.ss_drops(port) > 0).then_some(())
+    });
+    assert!(dropping.is_some(), "the group never dropped");
+    let before = live.report();
+    let drops_before = field(listener(&before, port), "drops").unwrap();
+
+    // Clients retransmit their SYNs: the group keeps dropping while a third socket joins (and
+    // fills and drops as well).
+    d.listen("127.0.0.1", port, 1, true);
+    let grew = wait_for(Duration::from_secs(8), || {
+        (ns.ss_drops(port) > drops_before).then_some(())
+    });
+    assert!(grew.is_some(), "no drops after the socket joined");
+    let after = live.report();
+    let row = listener(&after, port);
+    assert_eq!(field(row, "sockets"), Some(3), "{row}");
+    let drops_after = field(row, "drops").unwrap();
+    assert_eq!(
+        field(row, "drops_delta"),
+        Some(drops_after - drops_before),
+        "a socket joined: {row}"
+    );
+
+    d.send(&format!("close {first}"));
+    let left = live.report();
+    let row = listener(&left, port);
+    assert_eq!(field(row, "sockets"), Some(2), "{row}");
+    // The closed socket's drops left with it; the two that stayed are counted.
+    let delta = field(row, "drops_delta").unwrap_or_else(|| panic!("a socket left: {row}"));
+    assert!(delta <= field(row, "drops").unwrap(), "{row}");
+}
+
+/// A listener bound to a device since deleted is tagged by its index in a form no device name
+/// can take, so a device later named `if<index>` (a listener bound to it) is a row of its own,
+/// not a second row with the same tags.
+fn a_deleted_device_and_a_device_named_like_its_tag_are_two_rows() {
+    let test = "a_deleted_device_and_a_device_named_like_its_tag_are_two_rows";
+    if !netns_gate(test) {
+        return;
+    }
+    let ns = Netns::new("ifname");
+    run_ok(&mut ns.cmd(
+        "ip",
+        &["link", "add", "w0", "type", "veth", "peer", "name", "w1"],
+    ));
+    let index = output_ok(&mut ns.cmd("cat", &["/sys/class/net/w0/ifindex"]));
+    let index = index.trim();
+    let mut h = helper(&ns, "bound.py");
+    let port = h.send("listen 0.0.0.0 0 5 dev=w0")[1]
+        .parse::<u16>()
+        .unwrap();
+    run_ok(&mut ns.cmd("ip", &["link", "del", "w0"]));
+    let alias = format!("if{index}");
+    run_ok(&mut ns.cmd(
+        "ip",
+        &["link", "add", &alias, "type", "veth", "peer", "name", "z1"],
+    ));
+    h.send(&format!("listen 0.0.0.0 {port} 9 dev={alias}"));
+
+    let report =
+        json_report(&mut ns.cmd(acceptq(), &["--once", "--no-process", "--format", "json"]));
+    let rows = rows_by_endpoint(&report);
+    let unnamed = format!("if:{index}");
+    let limit = |dev: &str| {
+        rows.get(&key("0.0.0.0", Some(dev), port))
+            .and_then(|r| field(r, "queue_limit"))
+    };
+    assert_eq!(limit(&unnamed), Some(5), "{report:?}");
+    assert_eq!(limit(&alias), Some(9), "{report:?}");
+}
+
+/// An `AF_INET` socket on 127.0.0.1:P and an `AF_INET6` one on `::ffff:127.0.0.1`:P are two
+/// SO_REUSEPORT groups to the kernel, which sends IPv4 clients to the `AF_INET` one: two rows,
+/// as `ss` shows them, the queued connections (and their wait) on the IPv4 row.
+fn an_ipv4_listener_and_a_mapped_ipv6_one_are_separate_rows() {
+    let test = "an_ipv4_listener_and_a_mapped_ipv6_one_are_separate_rows";
+    if !netns_gate(test) {
+        return;
+    }
+    let ns = Netns::new("mapped");
+    let mut d = ns.driver();
+    let (v4, port) = d.listen("127.0.0.1", 0, 3, true);
+    d.listen("::ffff:127.0.0.1", port, 8, true);
+    d.connect(v4, 10);
+    let (v4_key, mapped_key) = (
+        key("127.0.0.1", None, port),
+        key("::ffff:127.0.0.1", None, port),
+    );
+    let settled = wait_for(Duration::from_secs(5), || {
+        let ss = ss_listeners(&ns);
+        (ss.get(&v4_key) == Some(&(4, 3)) && ss.get(&mapped_key) == Some(&(0, 8))).then_some(())
+    });
+    assert!(settled.is_some(), "ss: {:?}", ss_listeners(&ns));
+
+    let report =
+        json_report(&mut ns.cmd(acceptq(), &["--once", "--no-process", "--format", "json"]));
+    let rows = rows_by_endpoint(&report);
+    let get = |k: &(String, Option<String>, u16)| {
+        let row = rows
+            .get(k)
+            .unwrap_or_else(|| panic!("no row {k:?}: {report:?}"));
+        ["queue_depth", "queue_limit", "sockets"].map(|f| field(row, f))
+    };
+    assert_eq!(get(&v4_key), [Some(4), Some(3), Some(1)]);
+    assert_eq!(get(&mapped_key), [Some(0), Some(8), Some(1)]);
+    assert!(
+        rows[&v4_key]["fields"]["queue_wait_max"].is_number(),
+        "{report:?}"
+    );
+    assert!(
+        rows[&mapped_key]["fields"]["queue_wait_max"].is_null(),
+        "{report:?}"
+    );
 }
 
 /// A supervisor binds, forks a worker and closes its own fd, living on under the same name: a
