@@ -239,12 +239,19 @@ pub fn attribute_syn(
 /// port and `idiag_if` they carry) to their listener, keeping the longest per listener. A
 /// connection was made from a request of that listener, so it goes where the request went (see
 /// [`attribute_syn`]): the child inherits the listener's device, or for an IPv6 link-local
-/// client of an unbound listener carries the device it came in on.
+/// client of an unbound listener carries the device it came in on. Only a listener with a
+/// non-empty queue can hold one: a specific listener opened after connections queued on the
+/// wildcard of its port must not take them. (When both queues hold connections to the same
+/// address, the dump cannot tell whose each is: the specific listener is given them.)
 pub fn attribute_waits(
     waits: &HashMap<Endpoint, u32>,
     listeners: &[Socket],
 ) -> HashMap<Endpoint, u32> {
-    let endpoints = listener_endpoints(listeners);
+    let endpoints = listeners
+        .iter()
+        .filter(|s| s.depth > 0)
+        .map(Socket::endpoint)
+        .collect();
     let mut out: HashMap<Endpoint, u32> = HashMap::new();
     for (child, &ms) in waits {
         if let Some(t) = listener_for(child, &endpoints) {
@@ -471,6 +478,7 @@ mod tests {
 
     const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     const ANY4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    const TWO: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
     const ANY6: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 
     fn sock(addr: IpAddr, port: u16, inode: u32, depth: u32, limit: u32, drops: u32) -> Socket {
@@ -1210,6 +1218,28 @@ mod tests {
 
     fn secs(ms: u32) -> Option<Value> {
         Some(Value::Float(f64::from(ms) / 1000.0))
+    }
+
+    #[test]
+    fn a_listener_with_an_empty_queue_takes_no_wait_from_the_wildcard() {
+        // Connections to 127.0.0.1:84 queued on the wildcard before a 127.0.0.1 listener
+        // opened; the new listener's queue is empty, so they are the wildcard's.
+        let snap = NetnsSnapshot {
+            sockets: vec![sock(ANY4, 84, 1, 2, 8, 0), sock(LO, 84, 2, 0, 8, 0)],
+            queue_wait: Some(HashMap::from([
+                (ep(LO, 84, 0), 2750),
+                (ep(TWO, 84, 0), 1750),
+            ])),
+            ..Default::default()
+        };
+        let m = run(&snap, &mut Previous::default(), &opts());
+        assert_eq!(
+            waits(&m),
+            vec![
+                ("0.0.0.0:84".into(), None, secs(2750)),
+                ("127.0.0.1:84".into(), None, None),
+            ]
+        );
     }
 
     #[test]
