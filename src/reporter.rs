@@ -52,23 +52,25 @@ struct Settings {
 impl Settings {
     /// `netns_tag`: more than one namespace is watched, so rows say which.
     fn from_args(args: &Args, netns_tag: bool) -> Self {
+        let filter = Filter {
+            ports: args.ports.clone(),
+            exclude_ports: args.exclude_ports.clone(),
+            addresses: args.addresses.clone(),
+            processes: args.processes.clone(),
+        };
         Settings {
-            filter: Filter {
-                ports: args.ports.clone(),
-                exclude_ports: args.exclude_ports.clone(),
-                addresses: args.addresses.clone(),
-                processes: args.processes.clone(),
+            read_opts: Options {
+                syn_queue: !args.no_syn_queue,
+                queue_wait: !args.no_queue_wait,
+                filter: filter.clone(),
             },
+            filter,
             filter_flags: args.filter_flags(),
             opts: ReportOptions {
                 per_socket: args.per_socket,
                 max_listeners: usize::try_from(args.max_listeners).unwrap_or(usize::MAX),
                 netns_tag,
                 unit_tag: args.unit,
-            },
-            read_opts: Options {
-                syn_queue: !args.no_syn_queue,
-                queue_wait: !args.no_queue_wait,
             },
         }
     }

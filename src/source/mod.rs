@@ -15,12 +15,13 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
+use crate::filter::Filter;
 use crate::snapshot::{Endpoint, NetnsSnapshot, Socket};
 use crate::warn::Warnings;
 use ifname::IfNames;
 use inet_diag::{LocalPorts, Record, STATE_LISTEN, STATE_NEW_SYN_RECV};
 use netns::Netns;
-use sock_diag::DiagSocket;
+use sock_diag::{DiagSocket, Dumped};
 
 /// Under a SYN flood the request-socket dump could run long; past this the count is dropped
 /// for that report rather than delaying it.
@@ -28,6 +29,9 @@ const SYN_DUMP_CAP: Duration = Duration::from_millis(250);
 /// The accept-queue children dump walks the same established hash; past this it is dropped for
 /// that report too.
 const QUEUE_WAIT_DUMP_CAP: Duration = Duration::from_millis(250);
+/// The Fast Open children dump, made only for ports with children still missing, brings their
+/// request sockets along; past this the waits of the first dump stand alone.
+const FAST_OPEN_DUMP_CAP: Duration = Duration::from_millis(250);
 
 /// Reads a whole `/proc` or `/sys` file from offset 0 into `buf`, reusing it. The file stays
 /// bound to the namespace it was opened in, so re-reading it needs no `setns`.
@@ -72,6 +76,8 @@ pub struct Options {
     pub syn_queue: bool,
     /// Dump the connections waiting in accept queues for their wait (`queue_wait_max`).
     pub queue_wait: bool,
+    /// Which listeners are reported: only their ports are asked for their queued connections.
+    pub filter: Filter,
 }
 
 /// The warn-once key of a failure of `kind` in `netns`: each namespace's first failure of each
@@ -155,7 +161,7 @@ impl NsSources {
             None
         };
         out.queue_wait = if opts.queue_wait {
-            self.read_queue_wait(&out.sockets, warnings)
+            self.read_queue_wait(&out.sockets, &out.interfaces, &opts.filter, warnings)
         } else {
             None
         };
@@ -250,57 +256,148 @@ impl NsSources {
     }
 
     /// The longest wait of the connections in accept queues, by the local endpoint they carry,
-    /// from one dump within [`QUEUE_WAIT_DUMP_CAP`], asked only for the ports of `listeners`
-    /// with a non-empty queue (none: no dump). `None` when the dump failed or cannot be made
-    /// (no sock_diag: the `/proc/net/tcp` fallback has no `tcp_info`).
+    /// asked only for the ports of `listeners` with a non-empty queue that `filter` may report
+    /// (none: no dump). `None` when nothing could be measured (no sock_diag: the
+    /// `/proc/net/tcp` fallback has no `tcp_info`).
+    ///
+    /// Two dumps: `ESTABLISHED` and `CLOSE_WAIT` within [`QUEUE_WAIT_DUMP_CAP`], then, only for
+    /// the ports where fewer children were found than their listeners' depths, `SYN_RECV` (Fast
+    /// Open children) within [`FAST_OPEN_DUMP_CAP`]: asking `SYN_RECV` brings every request
+    /// socket of those ports along, which a SYN flood makes a dump too long to finish. A cut
+    /// keeps what the families dumped whole found: each wait is a lower bound anyway.
     fn read_queue_wait(
         &mut self,
         listeners: &[Socket],
+        interfaces: &HashMap<u32, String>,
+        filter: &Filter,
         warnings: &mut Warnings<impl Write>,
     ) -> Option<HashMap<Endpoint, u32>> {
         let diag = self.diag.as_mut()?;
-        let mut waits: HashMap<Endpoint, u32> = HashMap::new();
+        let mut waits = Waits::default();
         self.ports.clear();
-        self.ports
-            .extend(listeners.iter().filter(|s| s.depth > 0).map(|s| s.port));
+        self.ports.extend(
+            listeners
+                .iter()
+                .filter(|s| s.depth > 0 && may_report(s, interfaces, filter))
+                .map(|s| s.port),
+        );
+        self.ports.sort_unstable();
+        self.ports.dedup();
         if self.ports.is_empty() {
-            return Some(waits);
+            return Some(waits.done);
         }
         self.local_ports.set(&self.ports);
-        let mut short_info = false;
         let deadline = Instant::now() + QUEUE_WAIT_DUMP_CAP;
-        let result =
-            diag.dump_children(
-                &self.local_ports,
-                Some(deadline),
-                &mut |r| match queued_wait(r) {
-                    Some(Some(ms)) => {
-                        let w = waits.entry(r.endpoint()).or_insert(0);
-                        *w = (*w).max(ms);
-                    }
-                    Some(None) => short_info = true,
-                    None => {}
-                },
-            );
-        // tcp_info's length is the kernel's, the same in every namespace: said once.
-        if short_info {
+        let result = diag.dump_children(
+            &self.local_ports,
+            inet_diag::STATES_ESTABLISHED_CHILD,
+            Some(deadline),
+            &mut |d| waits.take(d),
+        );
+        let name = &self.netns.name;
+        if waits.short_info {
+            // tcp_info's length is the kernel's, the same in every namespace: said once.
             warnings.once(
                 "tcp_info",
                 "this kernel's tcp_info has no tcpi_last_data_sent: queue_wait_max will be missing"
                     .to_string(),
             );
         }
-        match result {
-            Ok(()) => Some(waits),
-            Err(e) => {
-                warnings.once(
-                    &key("queue-wait-dump", &self.netns),
-                    format!(
-                        "accept-queue waits not measured in netns {}: {e}",
-                        self.netns.name
-                    ),
-                );
-                None
+        if let Err(e) = result {
+            let kept = waits.families_done;
+            let what = if kept == 0 {
+                "not measured".to_string()
+            } else {
+                format!("measured for {} only", family_names(kept))
+            };
+            warnings.once(
+                &key("queue-wait-dump", &self.netns),
+                format!("accept-queue waits {what} in netns {name}: {e}"),
+            );
+            return (kept > 0).then_some(waits.done);
+        }
+        // Ports whose listeners hold more connections than were found: a Fast Open child may be
+        // among them (or a connection reset while queued, which no dump finds).
+        self.ports.retain(|&port| {
+            let depth: u64 = listeners
+                .iter()
+                .filter(|s| s.port == port)
+                .map(|s| u64::from(s.depth))
+                .sum();
+            depth > u64::from(waits.found.get(&port).copied().unwrap_or(0))
+        });
+        if self.ports.is_empty() {
+            return Some(waits.done);
+        }
+        self.local_ports.set(&self.ports);
+        waits.families_done = 0;
+        let deadline = Instant::now() + FAST_OPEN_DUMP_CAP;
+        let result = diag.dump_children(
+            &self.local_ports,
+            inet_diag::STATE_SYN_RECV,
+            Some(deadline),
+            &mut |d| waits.take(d),
+        );
+        if let Err(e) = result {
+            let timed = match waits.families_done {
+                0 => String::new(),
+                n => format!(" (but for {})", family_names(n)),
+            };
+            warnings.once(
+                &key("fast-open-dump", &self.netns),
+                format!(
+                    "Fast Open children still in SYN_RECV not timed{timed} in netns {name}: {e}; queue_wait_max counts the other queued connections"
+                ),
+            );
+        }
+        Some(waits.done)
+    }
+}
+
+/// Whether the listener `s` may be reported under `filter`, by what the reading knows of it.
+fn may_report(s: &Socket, interfaces: &HashMap<u32, String>, filter: &Filter) -> bool {
+    let interface = (s.ifindex != 0)
+        .then(|| ifname::tag(s.ifindex, interfaces.get(&s.ifindex).map(String::as_str)));
+    filter.may_match(&s.addr, interface.as_deref(), s.port)
+}
+
+/// The first `n` of [`inet_diag::FAMILIES`], as an operator reads them.
+fn family_names(n: usize) -> &'static str {
+    if n >= 2 {
+        "IPv4 and IPv6"
+    } else {
+        "IPv4"
+    }
+}
+
+/// The waits a children dump found, kept per family until that family is complete.
+#[derive(Default)]
+struct Waits {
+    /// From the families dumped whole.
+    done: HashMap<Endpoint, u32>,
+    /// From the family being dumped.
+    pending: Vec<(Endpoint, u32)>,
+    /// Queued children found per local port, in the families dumped whole.
+    found: HashMap<u16, u32>,
+    families_done: usize,
+    short_info: bool,
+}
+
+impl Waits {
+    fn take(&mut self, d: Dumped) {
+        match d {
+            Dumped::Record(r) => match queued_wait(r) {
+                Some(Some(ms)) => self.pending.push((r.endpoint(), ms)),
+                Some(None) => self.short_info = true,
+                None => {}
+            },
+            Dumped::FamilyDone(_) => {
+                for (endpoint, ms) in self.pending.drain(..) {
+                    let w = self.done.entry(endpoint).or_insert(0);
+                    *w = (*w).max(ms);
+                    *self.found.entry(endpoint.port).or_insert(0) += 1;
+                }
+                self.families_done += 1;
             }
         }
     }
@@ -348,6 +445,7 @@ mod tests {
         let opts = Options {
             syn_queue: true,
             queue_wait: true,
+            filter: Filter::default(),
         };
         let mut w = Warnings::to(Vec::new());
         let mut snap = NetnsSnapshot::default();
