@@ -69,6 +69,8 @@ pub struct NsSources {
     /// The children dump's ports, reused.
     ports: Vec<u16>,
     local_ports: LocalPorts,
+    /// [`FAST_OPEN_DUMP_CAP`]; a test shortens it.
+    fast_open_cap: Duration,
     text: String,
 }
 
@@ -140,6 +142,7 @@ impl NsSources {
             records: Vec::new(),
             ports: Vec::new(),
             local_ports: LocalPorts::default(),
+            fast_open_cap: FAST_OPEN_DUMP_CAP,
             text: String::new(),
         })
     }
@@ -331,7 +334,7 @@ impl NsSources {
         }
         self.local_ports.set(&self.ports);
         waits.families_done = 0;
-        let deadline = Instant::now() + FAST_OPEN_DUMP_CAP;
+        let deadline = Instant::now() + self.fast_open_cap;
         let result = diag.dump_children(
             &self.local_ports,
             inet_diag::STATE_SYN_RECV,
@@ -421,6 +424,7 @@ fn queued_wait(r: &Record) -> Option<Option<u32>> {
 mod tests {
     use super::*;
     use inet_diag::TcpInfo;
+    use std::net::{TcpListener, TcpStream};
 
     /// Sources of our own namespace under `name`, whose sock_diag is gone and whose
     /// `/proc/net/tcp` and `/proc/net/netstat` fail to read (a directory stands in for each).
@@ -467,6 +471,133 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A listener of our own namespace with `n` connections queued, as the reading sees it.
+    fn queued(n: usize) -> (TcpListener, Vec<TcpStream>, Socket) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let clients = (0..n)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        let s = Socket {
+            addr: "127.0.0.1".parse().unwrap(),
+            port,
+            ifindex: 0,
+            inode: 1,
+            depth: n as u32,
+            limit: Some(128),
+            drops: Some(0),
+        };
+        (l, clients, s)
+    }
+
+    fn ours() -> NsSources {
+        let mut quiet = Warnings::to(Vec::new());
+        NsSources::open(
+            Netns {
+                name: "own".into(),
+                file: None,
+            },
+            &mut quiet,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn only_the_ports_the_filter_may_report_are_asked_for_waits() {
+        let (_a, _ca, a) = queued(1);
+        let (_b, _cb, b) = queued(2);
+        let mut src = ours();
+        let mut w = Warnings::to(Vec::new());
+        let none = HashMap::new();
+        let ports = |f: &Filter, src: &mut NsSources, w: &mut Warnings<Vec<u8>>| {
+            let waits = src.read_queue_wait(&[a, b], &none, f, w).unwrap();
+            let mut p: Vec<u16> = waits.keys().map(|e| e.port).collect();
+            p.sort();
+            p
+        };
+        let mut both = vec![a.port, b.port];
+        both.sort();
+        assert_eq!(ports(&Filter::default(), &mut src, &mut w), both);
+        let only_a = Filter {
+            ports: vec![a.port],
+            ..Filter::default()
+        };
+        assert_eq!(ports(&only_a, &mut src, &mut w), vec![a.port]);
+        let not_a = Filter {
+            exclude_ports: vec![a.port],
+            ..Filter::default()
+        };
+        assert_eq!(ports(&not_a, &mut src, &mut w), vec![b.port]);
+        let elsewhere = Filter {
+            addresses: vec!["10.*".into()],
+            ..Filter::default()
+        };
+        assert_eq!(ports(&elsewhere, &mut src, &mut w), Vec::<u16>::new());
+        // The process is not known yet: it cannot narrow the dump.
+        let by_process = Filter {
+            processes: vec!["nothing-runs-as-this".into()],
+            ..Filter::default()
+        };
+        assert_eq!(ports(&by_process, &mut src, &mut w), both);
+        assert!(
+            w.writer().is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(w.writer())
+        );
+    }
+
+    #[test]
+    fn a_cut_fast_open_dump_keeps_the_waits_already_found_and_says_so_once() {
+        let (_l, _clients, mut s) = queued(2);
+        let mut src = ours();
+        src.fast_open_cap = Duration::ZERO;
+        let mut w = Warnings::to(Vec::new());
+        let none = HashMap::new();
+        let all = Filter::default();
+        // Every queued connection found: no SYN_RECV dump, so no cut.
+        let waits = src.read_queue_wait(&[s], &none, &all, &mut w).unwrap();
+        assert_eq!(waits.len(), 1, "{waits:?}");
+        assert!(
+            w.writer().is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(w.writer())
+        );
+        // One more than found: the SYN_RECV dump is made, and cut at once.
+        s.depth = 3;
+        for _ in 0..2 {
+            let kept = src.read_queue_wait(&[s], &none, &all, &mut w).unwrap();
+            assert_eq!(kept.len(), 1, "the first dump's waits stand: {kept:?}");
+            assert!(kept[&s.endpoint()] >= waits[&s.endpoint()], "{kept:?}");
+        }
+        let said = String::from_utf8(w.writer().clone()).unwrap();
+        assert_eq!(said.lines().count(), 1, "{said}");
+        assert!(
+            said.starts_with("W! [acceptq] Fast Open children still in SYN_RECV not timed in netns own: sock_diag dump cut short after 0 records (time cap); queue_wait_max counts the other queued connections"),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn waits_of_a_family_cut_short_are_dropped_and_of_whole_ones_kept() {
+        let info = Some(TcpInfo {
+            last_data_sent: Some(900),
+        });
+        let mut w = Waits::default();
+        let old = child(1, 0, info);
+        w.take(Dumped::Record(&old));
+        w.take(Dumped::Record(&Record {
+            tcp_info: Some(TcpInfo {
+                last_data_sent: Some(300),
+            }),
+            ..old
+        }));
+        w.take(Dumped::FamilyDone(2));
+        w.take(Dumped::Record(&Record { port: 81, ..old }));
+        assert_eq!(w.families_done, 1);
+        assert_eq!(w.done, HashMap::from([(old.endpoint(), 900)]));
+        assert_eq!(w.found, HashMap::from([(80, 2)]));
     }
 
     fn child(state: u8, inode: u32, tcp_info: Option<TcpInfo>) -> Record {
