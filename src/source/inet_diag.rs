@@ -73,6 +73,9 @@ pub const FAMILIES: [u8; 2] = [AF_INET, AF_INET6];
 /// One socket record, copied out of the reply without allocating.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
+    /// `AF_INET` or `AF_INET6`: the socket's own, which its children share. An IPv4-mapped
+    /// address (a dual-stack or Java listener) is `AF_INET6` though `addr` is IPv4.
+    pub family: u8,
     pub state: u8,
     /// Local address; an IPv4-mapped IPv6 address is returned as IPv4.
     pub addr: IpAddr,
@@ -441,6 +444,7 @@ pub fn decode_record(payload: &[u8], with_attributes: bool) -> Result<Record, De
         }
     }
     Ok(Record {
+        family: header.family,
         state: header.state,
         addr: canonical(header.socket_id.source_address),
         port: header.socket_id.source_port,
@@ -598,6 +602,7 @@ mod tests {
         assert_eq!(
             recs,
             vec![Record {
+                family: 2,
                 state: 10,
                 addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
                 port: 8080,
@@ -641,6 +646,7 @@ mod tests {
         );
         let (_, recs) = collect(&d, 1);
         assert_eq!(recs[0].addr, IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)));
+        assert_eq!(recs[0].family, AF_INET6, "the socket's family stays");
         let (_, recs) = {
             let mut d = Vec::new();
             message(

@@ -66,6 +66,10 @@ pub struct NsSources {
     /// Device names of this namespace, for listeners bound to a device.
     ifnames: Option<IfNames>,
     records: Vec<Record>,
+    /// The address family of each listener read, in order, when sock_diag read them.
+    families: Vec<u8>,
+    /// The families the children dump asks, reused.
+    asked: Vec<u8>,
     /// The children dump's ports, reused.
     ports: Vec<u16>,
     local_ports: LocalPorts,
@@ -140,6 +144,8 @@ impl NsSources {
             proc_tcp,
             ifnames,
             records: Vec::new(),
+            families: Vec::new(),
+            asked: Vec::new(),
             ports: Vec::new(),
             local_ports: LocalPorts::default(),
             fast_open_cap: FAST_OPEN_DUMP_CAP,
@@ -185,9 +191,11 @@ impl NsSources {
     }
 
     fn read_listeners(&mut self, warnings: &mut Warnings<impl Write>, out: &mut Vec<Socket>) {
+        self.families.clear();
         if let Some(diag) = &mut self.diag {
             match diag.dump_into(STATE_LISTEN, true, &mut self.records) {
                 Ok(()) => {
+                    self.families.extend(self.records.iter().map(|r| r.family));
                     out.extend(self.records.iter().map(|r| Socket {
                         addr: r.addr,
                         port: r.port,
@@ -278,20 +286,30 @@ impl NsSources {
         let diag = self.diag.as_mut()?;
         let mut waits = Waits::default();
         self.ports.clear();
-        self.ports.extend(
-            listeners
-                .iter()
-                .filter(|s| s.depth > 0 && may_report(s, interfaces, filter))
-                .map(|s| s.port),
-        );
+        self.asked.clear();
+        // A child has its listener's family: a family with no such listener is not walked (each
+        // family's dump walks the whole established hash, a flood's request sockets included).
+        let families = (self.families.len() == listeners.len()).then_some(&self.families);
+        for (i, s) in listeners.iter().enumerate() {
+            if s.depth > 0 && may_report(s, interfaces, filter) {
+                self.ports.push(s.port);
+                match families {
+                    Some(f) => self.asked.push(f[i]),
+                    None => self.asked.extend(inet_diag::FAMILIES),
+                }
+            }
+        }
         self.ports.sort_unstable();
         self.ports.dedup();
+        self.asked.sort_unstable();
+        self.asked.dedup();
         if self.ports.is_empty() {
             return Some(waits.done);
         }
         self.local_ports.set(&self.ports);
         let deadline = Instant::now() + QUEUE_WAIT_DUMP_CAP;
         let result = diag.dump_children(
+            &self.asked,
             &self.local_ports,
             inet_diag::STATES_ESTABLISHED_CHILD,
             Some(deadline),
@@ -307,17 +325,17 @@ impl NsSources {
             );
         }
         if let Err(e) = result {
-            let kept = waits.families_done;
-            let what = if kept == 0 {
-                "not measured".to_string()
+            let kept = !waits.families_done.is_empty();
+            let what = if kept {
+                format!("measured for {} only", family_names(&waits.families_done))
             } else {
-                format!("measured for {} only", family_names(kept))
+                "not measured".to_string()
             };
             warnings.once(
                 &key("queue-wait-dump", &self.netns),
                 format!("accept-queue waits {what} in netns {name}: {e}"),
             );
-            return (kept > 0).then_some(waits.done);
+            return kept.then_some(waits.done);
         }
         // Ports whose listeners hold more connections than were found: a Fast Open child may be
         // among them (or a connection reset while queued, which no dump finds).
@@ -333,18 +351,19 @@ impl NsSources {
             return Some(waits.done);
         }
         self.local_ports.set(&self.ports);
-        waits.families_done = 0;
+        waits.families_done.clear();
         let deadline = Instant::now() + self.fast_open_cap;
         let result = diag.dump_children(
+            &self.asked,
             &self.local_ports,
             inet_diag::STATE_SYN_RECV,
             Some(deadline),
             &mut |d| waits.take(d),
         );
         if let Err(e) = result {
-            let timed = match waits.families_done {
-                0 => String::new(),
-                n => format!(" (but for {})", family_names(n)),
+            let timed = match waits.families_done.is_empty() {
+                true => String::new(),
+                false => format!(" (but for {})", family_names(&waits.families_done)),
             };
             warnings.once(
                 &key("fast-open-dump", &self.netns),
@@ -364,13 +383,16 @@ fn may_report(s: &Socket, interfaces: &HashMap<u32, String>, filter: &Filter) ->
     filter.may_match(&s.addr, interface.as_deref(), s.port)
 }
 
-/// The first `n` of [`inet_diag::FAMILIES`], as an operator reads them.
-fn family_names(n: usize) -> &'static str {
-    if n >= 2 {
-        "IPv4 and IPv6"
-    } else {
-        "IPv4"
-    }
+/// Address families as an operator reads them.
+fn family_names(families: &[u8]) -> String {
+    let name = |f: &u8| {
+        if *f == inet_diag::FAMILIES[0] {
+            "IPv4"
+        } else {
+            "IPv6"
+        }
+    };
+    families.iter().map(name).collect::<Vec<_>>().join(" and ")
 }
 
 /// The waits a children dump found, kept per family until that family is complete.
@@ -382,7 +404,7 @@ struct Waits {
     pending: Vec<(Endpoint, u32)>,
     /// Queued children found per local port, in the families dumped whole.
     found: HashMap<u16, u32>,
-    families_done: usize,
+    families_done: Vec<u8>,
     short_info: bool,
 }
 
@@ -394,13 +416,13 @@ impl Waits {
                 Some(None) => self.short_info = true,
                 None => {}
             },
-            Dumped::FamilyDone(_) => {
+            Dumped::FamilyDone(family) => {
                 for (endpoint, ms) in self.pending.drain(..) {
                     let w = self.done.entry(endpoint).or_insert(0);
                     *w = (*w).max(ms);
                     *self.found.entry(endpoint.port).or_insert(0) += 1;
                 }
-                self.families_done += 1;
+                self.families_done.push(family);
             }
         }
     }
@@ -595,13 +617,14 @@ mod tests {
         }));
         w.take(Dumped::FamilyDone(2));
         w.take(Dumped::Record(&Record { port: 81, ..old }));
-        assert_eq!(w.families_done, 1);
+        assert_eq!(w.families_done, [2]);
         assert_eq!(w.done, HashMap::from([(old.endpoint(), 900)]));
         assert_eq!(w.found, HashMap::from([(80, 2)]));
     }
 
     fn child(state: u8, inode: u32, tcp_info: Option<TcpInfo>) -> Record {
         Record {
+            family: 2,
             state,
             addr: "127.0.0.1".parse().unwrap(),
             port: 80,

@@ -177,11 +177,12 @@ impl DiagSocket {
         Ok(())
     }
 
-    /// Dumps the sockets in `states` on the local `ports`, with their `tcp_info`, IPv4 then
-    /// IPv6, as [`Self::dump`], saying when each family is complete: a caller cut short by
-    /// `deadline` can keep what the families before the cut found.
+    /// Dumps the sockets of `families` in `states` on the local `ports`, with their
+    /// `tcp_info`, as [`Self::dump`], saying when each family is complete: a caller cut short
+    /// by `deadline` can keep what the families before the cut found.
     pub fn dump_children(
         &mut self,
+        families: &[u8],
         ports: &LocalPorts,
         states: u32,
         deadline: Option<Instant>,
@@ -191,7 +192,7 @@ impl DiagSocket {
             self.reopen()?;
         }
         let mut records = 0;
-        for family in FAMILIES {
+        for &family in families {
             let request = Request::Children { ports, states };
             self.dump_family(family, request, deadline, &mut records, &mut |r| {
                 on_dumped(Dumped::Record(r))
@@ -375,19 +376,18 @@ mod tests {
         let deadline = Instant::now() + Duration::from_millis(200);
         let mut handed = 0;
         // The IPv4 family ends before the deadline; the IPv6 one starts after it.
-        let r =
-            sock.dump_children(
-                &ports,
-                STATES_ESTABLISHED_CHILD,
-                Some(deadline),
-                &mut |d| match d {
-                    Dumped::Record(_) => handed += 1,
-                    Dumped::FamilyDone(_) => std::thread::sleep(
-                        deadline.saturating_duration_since(Instant::now())
-                            + Duration::from_millis(1),
-                    ),
-                },
-            );
+        let r = sock.dump_children(
+            &FAMILIES,
+            &ports,
+            STATES_ESTABLISHED_CHILD,
+            Some(deadline),
+            &mut |d| match d {
+                Dumped::Record(_) => handed += 1,
+                Dumped::FamilyDone(_) => std::thread::sleep(
+                    deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(1),
+                ),
+            },
+        );
         assert_eq!(handed, 2, "the two queued children, both IPv4");
         match r {
             Err(DiagError::Deadline { records }) => assert_eq!(records, 2),
@@ -410,21 +410,24 @@ mod tests {
         let unasked = TcpListener::bind("127.0.0.1:0").unwrap();
         let _unasked_client = TcpStream::connect(unasked.local_addr().unwrap()).unwrap();
         let mut sock = DiagSocket::open(None).unwrap();
-        let mut count = |ports: &LocalPorts| {
-            let mut found: Vec<(u16, bool)> = Vec::new();
-            let mut families = Vec::new();
-            sock.dump_children(ports, STATES_ESTABLISHED_CHILD, None, &mut |d| match d {
-                Dumped::Record(r) => {
-                    assert!(r.tcp_info.and_then(|t| t.last_data_sent).is_some());
-                    found.push((r.port, r.inode == 0));
-                }
-                Dumped::FamilyDone(f) => families.push(f),
-            })
-            .unwrap();
-            assert_eq!(families, FAMILIES, "each family said done, in order");
-            found.sort();
-            found
-        };
+        let mut count =
+            |ports: &LocalPorts| {
+                let mut found: Vec<(u16, bool)> = Vec::new();
+                let mut families = Vec::new();
+                sock.dump_children(&FAMILIES, ports, STATES_ESTABLISHED_CHILD, None, &mut |d| {
+                    match d {
+                        Dumped::Record(r) => {
+                            assert!(r.tcp_info.and_then(|t| t.last_data_sent).is_some());
+                            found.push((r.port, r.inode == 0));
+                        }
+                        Dumped::FamilyDone(f) => families.push(f),
+                    }
+                })
+                .unwrap();
+                assert_eq!(families, FAMILIES, "each family said done, in order");
+                found.sort();
+                found
+            };
         let mut ports = LocalPorts::default();
         // One port, in the request itself: two queued, one accepted.
         ports.set(&[port]);
