@@ -245,6 +245,8 @@ impl NsSources {
     }
 
     /// Counts request sockets by local endpoint without storing them, within [`SYN_DUMP_CAP`].
+    /// A cut loses the whole count, even a family dumped whole: the report reads a listener
+    /// missing from the counts as an empty SYN queue, which would be a false 0, not a bound.
     fn read_syn_queue(
         &mut self,
         warnings: &mut Warnings<impl Write>,
