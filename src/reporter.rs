@@ -450,6 +450,24 @@ mod tests {
     }
 
     #[test]
+    fn the_reading_is_given_the_listener_filters() {
+        use clap::Parser;
+        let args = Args::try_parse_from([
+            "acceptq",
+            "--port",
+            "80",
+            "--exclude-port",
+            "81",
+            "--address",
+            "10.*",
+        ])
+        .unwrap();
+        let f = Settings::from_args(&args, false).read_opts.filter;
+        assert_eq!((f.ports, f.exclude_ports), (vec![80], vec![81]));
+        assert_eq!(f.addresses, ["10.*"]);
+    }
+
+    #[test]
     fn a_bad_collectd_hostname_is_said_and_the_systems_used() {
         assert_eq!(
             pick(Some(b"web-1.example"), "sys"),
