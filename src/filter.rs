@@ -21,6 +21,23 @@ impl Filter {
         port: u16,
         process: Option<&str>,
     ) -> bool {
+        if !self.may_match(addr, interface, port) {
+            return false;
+        }
+        if !self.processes.is_empty() {
+            match process {
+                Some(p) if self.processes.iter().any(|g| glob(g, p)) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+impl Filter {
+    /// Whether a listener may be reported, by what is known of it when the namespace is read:
+    /// its address, device and port. Its process is found later and is not asked here.
+    pub fn may_match(&self, addr: &IpAddr, interface: Option<&str>, port: u16) -> bool {
         if !self.ports.is_empty() && !self.ports.contains(&port) {
             return false;
         }
@@ -33,12 +50,6 @@ impl Filter {
             let hit = |g: &String| glob(g, &text) || scoped.as_ref().is_some_and(|s| glob(g, s));
             if !self.addresses.iter().any(hit) {
                 return false;
-            }
-        }
-        if !self.processes.is_empty() {
-            match process {
-                Some(p) if self.processes.iter().any(|g| glob(g, p)) => {}
-                _ => return false,
             }
         }
         true

@@ -52,23 +52,25 @@ struct Settings {
 impl Settings {
     /// `netns_tag`: more than one namespace is watched, so rows say which.
     fn from_args(args: &Args, netns_tag: bool) -> Self {
+        let filter = Filter {
+            ports: args.ports.clone(),
+            exclude_ports: args.exclude_ports.clone(),
+            addresses: args.addresses.clone(),
+            processes: args.processes.clone(),
+        };
         Settings {
-            filter: Filter {
-                ports: args.ports.clone(),
-                exclude_ports: args.exclude_ports.clone(),
-                addresses: args.addresses.clone(),
-                processes: args.processes.clone(),
+            read_opts: Options {
+                syn_queue: !args.no_syn_queue,
+                queue_wait: !args.no_queue_wait,
+                filter: filter.clone(),
             },
+            filter,
             filter_flags: args.filter_flags(),
             opts: ReportOptions {
                 per_socket: args.per_socket,
                 max_listeners: usize::try_from(args.max_listeners).unwrap_or(usize::MAX),
                 netns_tag,
                 unit_tag: args.unit,
-            },
-            read_opts: Options {
-                syn_queue: !args.no_syn_queue,
-                queue_wait: !args.no_queue_wait,
             },
         }
     }
@@ -445,6 +447,24 @@ mod tests {
         let mut w = Warnings::to(Vec::new());
         let host = pick_host(None, env.map(OsStr::from_bytes), || system.into(), &mut w);
         (host, String::from_utf8(w.writer().clone()).unwrap())
+    }
+
+    #[test]
+    fn the_reading_is_given_the_listener_filters() {
+        use clap::Parser;
+        let args = Args::try_parse_from([
+            "acceptq",
+            "--port",
+            "80",
+            "--exclude-port",
+            "81",
+            "--address",
+            "10.*",
+        ])
+        .unwrap();
+        let f = Settings::from_args(&args, false).read_opts.filter;
+        assert_eq!((f.ports, f.exclude_ports), (vec![80], vec![81]));
+        assert_eq!(f.addresses, ["10.*"]);
     }
 
     #[test]

@@ -26,12 +26,17 @@ pub const STATE_LISTEN: u32 = 1 << 10;
 /// `TCP_NEW_SYN_RECV` (12): request sockets in the SYN queue. The crate has no constant for it.
 pub const STATE_NEW_SYN_RECV: u32 = 1 << 12;
 
-/// The states a connection still waiting in an accept queue can be in: `TCP_ESTABLISHED` (1),
-/// `TCP_CLOSE_WAIT` (8) when the client already closed, and `TCP_SYN_RECV` (3) for a Fast Open
-/// child. Asking for `TCP_SYN_RECV` makes the kernel add `TCP_NEW_SYN_RECV` request sockets too
-/// (`inet_diag_dump_icsk`); they come back as state 3 without `INET_DIAG_INFO` and are told
-/// apart by that.
-pub const STATES_QUEUED_CHILD: u32 = (1 << 1) | (1 << 3) | (1 << 8);
+/// The states a connection whose handshake completed waits in an accept queue in:
+/// `TCP_ESTABLISHED` (1), and `TCP_CLOSE_WAIT` (8) when the client already closed.
+pub const STATES_ESTABLISHED_CHILD: u32 = (1 << 1) | (1 << 8);
+/// `TCP_SYN_RECV` (3): a Fast Open child is queued as soon as its SYN arrives, before the final
+/// ACK. Asking for it makes the kernel add every `TCP_NEW_SYN_RECV` request socket of the asked
+/// ports too (`inet_diag_dump_icsk`), a SYN flood's worth: asked for apart, and only for ports
+/// whose queued children are not all found in [`STATES_ESTABLISHED_CHILD`]. Request sockets
+/// come back as state 3 without `INET_DIAG_INFO` and are told apart by that.
+pub const STATE_SYN_RECV: u32 = 1 << 3;
+/// Every state a connection still waiting in an accept queue can be in.
+pub const STATES_QUEUED_CHILD: u32 = STATES_ESTABLISHED_CHILD | STATE_SYN_RECV;
 
 /// `INET_DIAG_REQ_BYTECODE`: the request attribute carrying a filter program.
 const INET_DIAG_REQ_BYTECODE: u16 = 1;
@@ -68,6 +73,9 @@ pub const FAMILIES: [u8; 2] = [AF_INET, AF_INET6];
 /// One socket record, copied out of the reply without allocating.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
+    /// `AF_INET` or `AF_INET6`: the socket's own, which its children share. An IPv4-mapped
+    /// address (a dual-stack or Java listener) is `AF_INET6` though `addr` is IPv4.
+    pub family: u8,
     pub state: u8,
     /// Local address as the kernel holds it: an `AF_INET6` socket bound to `::ffff:a.b.c.d`
     /// keeps that form, since it is a listener of its own beside an `AF_INET` one on
@@ -203,17 +211,16 @@ impl LocalPorts {
     }
 }
 
-/// Serialises a dump of the connections waiting in accept queues (see [`STATES_QUEUED_CHILD`])
-/// on the local `ports`, with `tcp_info` and nothing else.
-pub fn build_children_request(out: &mut Vec<u8>, family: u8, ports: &LocalPorts, seq: u32) {
-    build(
-        out,
-        family,
-        STATES_QUEUED_CHILD,
-        ExtensionFlags::INFO,
-        ports.port,
-        seq,
-    );
+/// Serialises a dump of the sockets in `states` (some of [`STATES_QUEUED_CHILD`]) on the local
+/// `ports`, with `tcp_info` and nothing else.
+pub fn build_children_request(
+    out: &mut Vec<u8>,
+    family: u8,
+    states: u32,
+    ports: &LocalPorts,
+    seq: u32,
+) {
+    build(out, family, states, ExtensionFlags::INFO, ports.port, seq);
     let bytecode = &ports.bytecode;
     if bytecode.is_empty() {
         return;
@@ -443,6 +450,7 @@ pub fn decode_record(payload: &[u8], with_attributes: bool) -> Result<Record, De
         }
     }
     Ok(Record {
+        family: header.family,
         state: header.state,
         addr: header.socket_id.source_address,
         port: header.socket_id.source_port,
@@ -601,6 +609,7 @@ mod tests {
         assert_eq!(
             recs,
             vec![Record {
+                family: 2,
                 state: 10,
                 addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
                 port: 8080,
@@ -653,6 +662,7 @@ mod tests {
             recs[0].addr,
             IpAddr::V6(Ipv4Addr::new(10, 1, 2, 3).to_ipv6_mapped())
         );
+        assert_eq!(recs[0].family, AF_INET6, "the socket's family stays");
         let (_, recs) = {
             let mut d = Vec::new();
             message(
@@ -874,7 +884,7 @@ mod tests {
         let mut bc = Vec::new();
         port_filter(&[8080, 9090], &mut bc);
         let mut buf = Vec::new();
-        build_children_request(&mut buf, AF_INET6, &ports, 3);
+        build_children_request(&mut buf, AF_INET6, STATES_ESTABLISHED_CHILD, &ports, 3);
         assert_eq!(&buf[24..26], &[0, 0], "id.idiag_sport: any");
         assert_eq!(buf.len(), 16 + 56 + 4 + bc.len());
         assert_eq!(
@@ -885,8 +895,8 @@ mod tests {
         assert_eq!(buf[18], 1 << (INET_DIAG_INFO - 1), "idiag_ext: INFO only");
         assert_eq!(
             u32::from_ne_bytes(buf[20..24].try_into().unwrap()),
-            (1 << 1) | (1 << 3) | (1 << 8),
-            "ESTABLISHED, SYN_RECV, CLOSE_WAIT"
+            (1 << 1) | (1 << 8),
+            "ESTABLISHED, CLOSE_WAIT"
         );
         assert_eq!(
             u16::from_ne_bytes([buf[72], buf[73]]) as usize,
@@ -901,13 +911,18 @@ mod tests {
 
         // One port: in the request's socket id (network order), no program.
         ports.set(&[8080, 8080]);
-        build_children_request(&mut buf, AF_INET, &ports, 4);
+        build_children_request(&mut buf, AF_INET, STATE_SYN_RECV, &ports, 4);
         assert_eq!(buf.len(), 16 + 56);
         assert_eq!(&buf[24..26], &8080u16.to_be_bytes(), "id.idiag_sport");
+        assert_eq!(
+            u32::from_ne_bytes(buf[20..24].try_into().unwrap()),
+            1 << 3,
+            "SYN_RECV alone"
+        );
         assert_eq!(buf[18], 1 << (INET_DIAG_INFO - 1));
         // Unless a program is asked for.
         ports.set_program(&[8080]);
-        build_children_request(&mut buf, AF_INET, &ports, 5);
+        build_children_request(&mut buf, AF_INET, STATES_QUEUED_CHILD, &ports, 5);
         assert_eq!(&buf[24..26], &[0, 0]);
         assert!(buf.len() > 16 + 56);
     }

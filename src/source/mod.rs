@@ -15,12 +15,13 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
+use crate::filter::Filter;
 use crate::snapshot::{Endpoint, NetnsSnapshot, Socket};
 use crate::warn::Warnings;
 use ifname::IfNames;
 use inet_diag::{LocalPorts, Record, STATE_LISTEN, STATE_NEW_SYN_RECV};
 use netns::Netns;
-use sock_diag::DiagSocket;
+use sock_diag::{DiagSocket, Dumped};
 
 /// Under a SYN flood the request-socket dump could run long; past this the count is dropped
 /// for that report rather than delaying it.
@@ -28,6 +29,9 @@ const SYN_DUMP_CAP: Duration = Duration::from_millis(250);
 /// The accept-queue children dump walks the same established hash; past this it is dropped for
 /// that report too.
 const QUEUE_WAIT_DUMP_CAP: Duration = Duration::from_millis(250);
+/// The Fast Open children dump, made only for ports with children still missing, brings their
+/// request sockets along; past this the waits of the first dump stand alone.
+const FAST_OPEN_DUMP_CAP: Duration = Duration::from_millis(250);
 
 /// Reads a whole `/proc` or `/sys` file from offset 0 into `buf`, reusing it. The file stays
 /// bound to the namespace it was opened in, so re-reading it needs no `setns`.
@@ -62,9 +66,15 @@ pub struct NsSources {
     /// Device names of this namespace, for listeners bound to a device.
     ifnames: Option<IfNames>,
     records: Vec<Record>,
+    /// The address family of each listener read, in order, when sock_diag read them.
+    families: Vec<u8>,
+    /// The families the children dump asks, reused.
+    asked: Vec<u8>,
     /// The children dump's ports, reused.
     ports: Vec<u16>,
     local_ports: LocalPorts,
+    /// [`FAST_OPEN_DUMP_CAP`]; a test shortens it.
+    fast_open_cap: Duration,
     text: String,
 }
 
@@ -72,6 +82,8 @@ pub struct Options {
     pub syn_queue: bool,
     /// Dump the connections waiting in accept queues for their wait (`queue_wait_max`).
     pub queue_wait: bool,
+    /// Which listeners are reported: only their ports are asked for their queued connections.
+    pub filter: Filter,
 }
 
 /// The warn-once key of a failure of `kind` in `netns`: each namespace's first failure of each
@@ -132,8 +144,11 @@ impl NsSources {
             proc_tcp,
             ifnames,
             records: Vec::new(),
+            families: Vec::new(),
+            asked: Vec::new(),
             ports: Vec::new(),
             local_ports: LocalPorts::default(),
+            fast_open_cap: FAST_OPEN_DUMP_CAP,
             text: String::new(),
         })
     }
@@ -155,7 +170,7 @@ impl NsSources {
             None
         };
         out.queue_wait = if opts.queue_wait {
-            self.read_queue_wait(&out.sockets, warnings)
+            self.read_queue_wait(&out.sockets, &out.interfaces, &opts.filter, warnings)
         } else {
             None
         };
@@ -176,9 +191,11 @@ impl NsSources {
     }
 
     fn read_listeners(&mut self, warnings: &mut Warnings<impl Write>, out: &mut Vec<Socket>) {
+        self.families.clear();
         if let Some(diag) = &mut self.diag {
             match diag.dump_into(STATE_LISTEN, true, &mut self.records) {
                 Ok(()) => {
+                    self.families.extend(self.records.iter().map(|r| r.family));
                     out.extend(self.records.iter().map(|r| Socket {
                         addr: r.addr,
                         port: r.port,
@@ -228,6 +245,8 @@ impl NsSources {
     }
 
     /// Counts request sockets by local endpoint without storing them, within [`SYN_DUMP_CAP`].
+    /// A cut loses the whole count, even a family dumped whole: the report reads a listener
+    /// missing from the counts as an empty SYN queue, which would be a false 0, not a bound.
     fn read_syn_queue(
         &mut self,
         warnings: &mut Warnings<impl Write>,
@@ -250,57 +269,162 @@ impl NsSources {
     }
 
     /// The longest wait of the connections in accept queues, by the local endpoint they carry,
-    /// from one dump within [`QUEUE_WAIT_DUMP_CAP`], asked only for the ports of `listeners`
-    /// with a non-empty queue (none: no dump). `None` when the dump failed or cannot be made
-    /// (no sock_diag: the `/proc/net/tcp` fallback has no `tcp_info`).
+    /// asked only for the ports of `listeners` with a non-empty queue that `filter` may report
+    /// (none: no dump). `None` when nothing could be measured (no sock_diag: the
+    /// `/proc/net/tcp` fallback has no `tcp_info`).
+    ///
+    /// Two dumps: `ESTABLISHED` and `CLOSE_WAIT` within [`QUEUE_WAIT_DUMP_CAP`], then, only for
+    /// the ports where fewer children were found than their listeners' depths, `SYN_RECV` (Fast
+    /// Open children) within [`FAST_OPEN_DUMP_CAP`]: asking `SYN_RECV` brings every request
+    /// socket of those ports along, which a SYN flood makes a dump too long to finish. A cut
+    /// keeps what the families dumped whole found: each wait is a lower bound anyway.
     fn read_queue_wait(
         &mut self,
         listeners: &[Socket],
+        interfaces: &HashMap<u32, String>,
+        filter: &Filter,
         warnings: &mut Warnings<impl Write>,
     ) -> Option<HashMap<Endpoint, u32>> {
         let diag = self.diag.as_mut()?;
-        let mut waits: HashMap<Endpoint, u32> = HashMap::new();
+        let mut waits = Waits::default();
         self.ports.clear();
-        self.ports
-            .extend(listeners.iter().filter(|s| s.depth > 0).map(|s| s.port));
+        self.asked.clear();
+        // A child has its listener's family: a family with no such listener is not walked (each
+        // family's dump walks the whole established hash, a flood's request sockets included).
+        let families = (self.families.len() == listeners.len()).then_some(&self.families);
+        for (i, s) in listeners.iter().enumerate() {
+            if s.depth > 0 && may_report(s, interfaces, filter) {
+                self.ports.push(s.port);
+                match families {
+                    Some(f) => self.asked.push(f[i]),
+                    None => self.asked.extend(inet_diag::FAMILIES),
+                }
+            }
+        }
+        self.ports.sort_unstable();
+        self.ports.dedup();
+        self.asked.sort_unstable();
+        self.asked.dedup();
         if self.ports.is_empty() {
-            return Some(waits);
+            return Some(waits.done);
         }
         self.local_ports.set(&self.ports);
-        let mut short_info = false;
         let deadline = Instant::now() + QUEUE_WAIT_DUMP_CAP;
-        let result =
-            diag.dump_children(
-                &self.local_ports,
-                Some(deadline),
-                &mut |r| match queued_wait(r) {
-                    Some(Some(ms)) => {
-                        let w = waits.entry(r.endpoint()).or_insert(0);
-                        *w = (*w).max(ms);
-                    }
-                    Some(None) => short_info = true,
-                    None => {}
-                },
-            );
-        // tcp_info's length is the kernel's, the same in every namespace: said once.
-        if short_info {
+        let result = diag.dump_children(
+            &self.asked,
+            &self.local_ports,
+            inet_diag::STATES_ESTABLISHED_CHILD,
+            Some(deadline),
+            &mut |d| waits.take(d),
+        );
+        let name = &self.netns.name;
+        if waits.short_info {
+            // tcp_info's length is the kernel's, the same in every namespace: said once.
             warnings.once(
                 "tcp_info",
                 "this kernel's tcp_info has no tcpi_last_data_sent: queue_wait_max will be missing"
                     .to_string(),
             );
         }
-        match result {
-            Ok(()) => Some(waits),
-            Err(e) => {
-                warnings.once(
-                    &key("queue-wait-dump", &self.netns),
-                    format!(
-                        "accept-queue waits not measured in netns {}: {e}",
-                        self.netns.name
-                    ),
-                );
-                None
+        if let Err(e) = result {
+            let kept = !waits.families_done.is_empty();
+            let what = if kept {
+                format!("measured for {} only", family_names(&waits.families_done))
+            } else {
+                "not measured".to_string()
+            };
+            warnings.once(
+                &key("queue-wait-dump", &self.netns),
+                format!("accept-queue waits {what} in netns {name}: {e}"),
+            );
+            return kept.then_some(waits.done);
+        }
+        // Ports whose listeners hold more connections than were found: a Fast Open child may be
+        // among them (or a connection reset while queued, which no dump finds).
+        self.ports.retain(|&port| {
+            let depth: u64 = listeners
+                .iter()
+                .filter(|s| s.port == port)
+                .map(|s| u64::from(s.depth))
+                .sum();
+            depth > u64::from(waits.found.get(&port).copied().unwrap_or(0))
+        });
+        if self.ports.is_empty() {
+            return Some(waits.done);
+        }
+        self.local_ports.set(&self.ports);
+        waits.families_done.clear();
+        let deadline = Instant::now() + self.fast_open_cap;
+        let result = diag.dump_children(
+            &self.asked,
+            &self.local_ports,
+            inet_diag::STATE_SYN_RECV,
+            Some(deadline),
+            &mut |d| waits.take(d),
+        );
+        if let Err(e) = result {
+            let timed = match waits.families_done.is_empty() {
+                true => String::new(),
+                false => format!(" (but for {})", family_names(&waits.families_done)),
+            };
+            warnings.once(
+                &key("fast-open-dump", &self.netns),
+                format!(
+                    "Fast Open children still in SYN_RECV not timed{timed} in netns {name}: {e}; queue_wait_max counts the other queued connections"
+                ),
+            );
+        }
+        Some(waits.done)
+    }
+}
+
+/// Whether the listener `s` may be reported under `filter`, by what the reading knows of it.
+fn may_report(s: &Socket, interfaces: &HashMap<u32, String>, filter: &Filter) -> bool {
+    let interface = (s.ifindex != 0)
+        .then(|| ifname::tag(s.ifindex, interfaces.get(&s.ifindex).map(String::as_str)));
+    filter.may_match(&s.addr, interface.as_deref(), s.port)
+}
+
+/// Address families as an operator reads them.
+fn family_names(families: &[u8]) -> String {
+    let name = |f: &u8| {
+        if *f == inet_diag::FAMILIES[0] {
+            "IPv4"
+        } else {
+            "IPv6"
+        }
+    };
+    families.iter().map(name).collect::<Vec<_>>().join(" and ")
+}
+
+/// The waits a children dump found, kept per family until that family is complete.
+#[derive(Default)]
+struct Waits {
+    /// From the families dumped whole.
+    done: HashMap<Endpoint, u32>,
+    /// From the family being dumped.
+    pending: Vec<(Endpoint, u32)>,
+    /// Queued children found per local port, in the families dumped whole.
+    found: HashMap<u16, u32>,
+    families_done: Vec<u8>,
+    short_info: bool,
+}
+
+impl Waits {
+    fn take(&mut self, d: Dumped) {
+        match d {
+            Dumped::Record(r) => match queued_wait(r) {
+                Some(Some(ms)) => self.pending.push((r.endpoint(), ms)),
+                Some(None) => self.short_info = true,
+                None => {}
+            },
+            Dumped::FamilyDone(family) => {
+                for (endpoint, ms) in self.pending.drain(..) {
+                    let w = self.done.entry(endpoint).or_insert(0);
+                    *w = (*w).max(ms);
+                    *self.found.entry(endpoint.port).or_insert(0) += 1;
+                }
+                self.families_done.push(family);
             }
         }
     }
@@ -324,6 +448,7 @@ fn queued_wait(r: &Record) -> Option<Option<u32>> {
 mod tests {
     use super::*;
     use inet_diag::TcpInfo;
+    use std::net::{TcpListener, TcpStream};
 
     /// Sources of our own namespace under `name`, whose sock_diag is gone and whose
     /// `/proc/net/tcp` and `/proc/net/netstat` fail to read (a directory stands in for each).
@@ -348,6 +473,7 @@ mod tests {
         let opts = Options {
             syn_queue: true,
             queue_wait: true,
+            filter: Filter::default(),
         };
         let mut w = Warnings::to(Vec::new());
         let mut snap = NetnsSnapshot::default();
@@ -371,8 +497,136 @@ mod tests {
         }
     }
 
+    /// A listener of our own namespace with `n` connections queued, as the reading sees it.
+    fn queued(n: usize) -> (TcpListener, Vec<TcpStream>, Socket) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let clients = (0..n)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        let s = Socket {
+            addr: "127.0.0.1".parse().unwrap(),
+            port,
+            ifindex: 0,
+            inode: 1,
+            depth: n as u32,
+            limit: Some(128),
+            drops: Some(0),
+        };
+        (l, clients, s)
+    }
+
+    fn ours() -> NsSources {
+        let mut quiet = Warnings::to(Vec::new());
+        NsSources::open(
+            Netns {
+                name: "own".into(),
+                file: None,
+            },
+            &mut quiet,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn only_the_ports_the_filter_may_report_are_asked_for_waits() {
+        let (_a, _ca, a) = queued(1);
+        let (_b, _cb, b) = queued(2);
+        let mut src = ours();
+        let mut w = Warnings::to(Vec::new());
+        let none = HashMap::new();
+        let ports = |f: &Filter, src: &mut NsSources, w: &mut Warnings<Vec<u8>>| {
+            let waits = src.read_queue_wait(&[a, b], &none, f, w).unwrap();
+            let mut p: Vec<u16> = waits.keys().map(|e| e.port).collect();
+            p.sort();
+            p
+        };
+        let mut both = vec![a.port, b.port];
+        both.sort();
+        assert_eq!(ports(&Filter::default(), &mut src, &mut w), both);
+        let only_a = Filter {
+            ports: vec![a.port],
+            ..Filter::default()
+        };
+        assert_eq!(ports(&only_a, &mut src, &mut w), vec![a.port]);
+        let not_a = Filter {
+            exclude_ports: vec![a.port],
+            ..Filter::default()
+        };
+        assert_eq!(ports(&not_a, &mut src, &mut w), vec![b.port]);
+        let elsewhere = Filter {
+            addresses: vec!["10.*".into()],
+            ..Filter::default()
+        };
+        assert_eq!(ports(&elsewhere, &mut src, &mut w), Vec::<u16>::new());
+        // The process is not known yet: it cannot narrow the dump.
+        let by_process = Filter {
+            processes: vec!["nothing-runs-as-this".into()],
+            ..Filter::default()
+        };
+        assert_eq!(ports(&by_process, &mut src, &mut w), both);
+        assert!(
+            w.writer().is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(w.writer())
+        );
+    }
+
+    #[test]
+    fn a_cut_fast_open_dump_keeps_the_waits_already_found_and_says_so_once() {
+        let (_l, _clients, mut s) = queued(2);
+        let mut src = ours();
+        src.fast_open_cap = Duration::ZERO;
+        let mut w = Warnings::to(Vec::new());
+        let none = HashMap::new();
+        let all = Filter::default();
+        // Every queued connection found: no SYN_RECV dump, so no cut.
+        let waits = src.read_queue_wait(&[s], &none, &all, &mut w).unwrap();
+        assert_eq!(waits.len(), 1, "{waits:?}");
+        assert!(
+            w.writer().is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(w.writer())
+        );
+        // One more than found: the SYN_RECV dump is made, and cut at once.
+        s.depth = 3;
+        for _ in 0..2 {
+            let kept = src.read_queue_wait(&[s], &none, &all, &mut w).unwrap();
+            assert_eq!(kept.len(), 1, "the first dump's waits stand: {kept:?}");
+            assert!(kept[&s.endpoint()] >= waits[&s.endpoint()], "{kept:?}");
+        }
+        let said = String::from_utf8(w.writer().clone()).unwrap();
+        assert_eq!(said.lines().count(), 1, "{said}");
+        assert!(
+            said.starts_with("W! [acceptq] Fast Open children still in SYN_RECV not timed in netns own: sock_diag dump cut short after 0 records (time cap); queue_wait_max counts the other queued connections"),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn waits_of_a_family_cut_short_are_dropped_and_of_whole_ones_kept() {
+        let info = Some(TcpInfo {
+            last_data_sent: Some(900),
+        });
+        let mut w = Waits::default();
+        let old = child(1, 0, info);
+        w.take(Dumped::Record(&old));
+        w.take(Dumped::Record(&Record {
+            tcp_info: Some(TcpInfo {
+                last_data_sent: Some(300),
+            }),
+            ..old
+        }));
+        w.take(Dumped::FamilyDone(2));
+        w.take(Dumped::Record(&Record { port: 81, ..old }));
+        assert_eq!(w.families_done, [2]);
+        assert_eq!(w.done, HashMap::from([(old.endpoint(), 900)]));
+        assert_eq!(w.found, HashMap::from([(80, 2)]));
+    }
+
     fn child(state: u8, inode: u32, tcp_info: Option<TcpInfo>) -> Record {
         Record {
+            family: 2,
             state,
             addr: "127.0.0.1".parse().unwrap(),
             port: 80,

@@ -52,10 +52,18 @@ enum Request<'a> {
         states: u32,
         with_meminfo: bool,
     },
-    /// Accept-queue children on these local ports.
+    /// Accept-queue children in `states` on these local ports.
     Children {
         ports: &'a LocalPorts,
+        states: u32,
     },
+}
+
+/// What a children dump hands its caller, in order.
+pub enum Dumped<'a> {
+    Record(&'a Record),
+    /// Every record of this address family has been handed over.
+    FamilyDone(u8),
 }
 
 pub struct DiagSocket {
@@ -138,7 +146,8 @@ impl DiagSocket {
                 states,
                 with_meminfo,
             };
-            match self.dump_family(family, request, None, &mut |r| out.push(*r)) {
+            let mut records = 0;
+            match self.dump_family(family, request, None, &mut records, &mut |r| out.push(*r)) {
                 Err(e) if attempt < RETRIES && e.retryable() => attempt += 1,
                 other => return other,
             }
@@ -157,38 +166,50 @@ impl DiagSocket {
         if self.poisoned {
             self.reopen()?;
         }
+        let mut records = 0;
         for family in FAMILIES {
             let request = Request::Sockets {
                 states,
                 with_meminfo,
             };
-            self.dump_family(family, request, deadline, on_record)?;
+            self.dump_family(family, request, deadline, &mut records, on_record)?;
         }
         Ok(())
     }
 
-    /// Dumps the connections waiting in accept queues on the local `ports`, with their
-    /// `tcp_info`, IPv4 then IPv6, as [`Self::dump`].
+    /// Dumps the sockets of `families` in `states` on the local `ports`, with their
+    /// `tcp_info`, as [`Self::dump`], saying when each family is complete: a caller cut short
+    /// by `deadline` can keep what the families before the cut found.
     pub fn dump_children(
         &mut self,
+        families: &[u8],
         ports: &LocalPorts,
+        states: u32,
         deadline: Option<Instant>,
-        on_record: &mut dyn FnMut(&Record),
+        on_dumped: &mut dyn FnMut(Dumped),
     ) -> Result<(), DiagError> {
         if self.poisoned {
             self.reopen()?;
         }
-        for family in FAMILIES {
-            self.dump_family(family, Request::Children { ports }, deadline, on_record)?;
+        let mut records = 0;
+        for &family in families {
+            let request = Request::Children { ports, states };
+            self.dump_family(family, request, deadline, &mut records, &mut |r| {
+                on_dumped(Dumped::Record(r))
+            })?;
+            on_dumped(Dumped::FamilyDone(family));
         }
         Ok(())
     }
 
+    /// Dumps one family; `records` counts what the whole dump has handed over, so that a cut
+    /// says how far the dump got, not how far its last family did.
     fn dump_family(
         &mut self,
         family: u8,
         request: Request,
         deadline: Option<Instant>,
+        records: &mut usize,
         on_record: &mut dyn FnMut(&Record),
     ) -> Result<(), DiagError> {
         self.seq = self.seq.wrapping_add(1);
@@ -200,8 +221,8 @@ impl DiagSocket {
                 inet_diag::build_request(&mut self.req, family, states, with_meminfo, self.seq);
                 with_meminfo
             }
-            Request::Children { ports } => {
-                inet_diag::build_children_request(&mut self.req, family, ports, self.seq);
+            Request::Children { ports, states } => {
+                inet_diag::build_children_request(&mut self.req, family, states, ports, self.seq);
                 true
             }
         };
@@ -215,11 +236,10 @@ impl DiagSocket {
                 }
             }
         }
-        let mut records = 0usize;
         loop {
             if deadline.is_some_and(|d| Instant::now() > d) {
                 self.poisoned = true;
-                return Err(DiagError::Deadline { records });
+                return Err(DiagError::Deadline { records: *records });
             }
             let n = match self.sock.recv(&mut &mut self.buf[..], libc::MSG_TRUNC) {
                 Ok(n) => n,
@@ -240,7 +260,7 @@ impl DiagSocket {
             }
             let step =
                 inet_diag::decode_datagram(&self.buf[..n], self.seq, with_attributes, &mut |r| {
-                    records += 1;
+                    *records += 1;
                     on_record(r)
                 });
             match step {
@@ -289,7 +309,7 @@ fn set_recv_timeout(sock: &Socket, timeout: Duration) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::inet_diag::{STATE_LISTEN, STATE_NEW_SYN_RECV};
+    use crate::source::inet_diag::{STATES_ESTABLISHED_CHILD, STATE_LISTEN, STATE_NEW_SYN_RECV};
     use std::net::{TcpListener, TcpStream};
 
     #[test]
@@ -344,6 +364,38 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_counts_the_records_of_the_families_before_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _clients: Vec<TcpStream> = (0..2)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        let mut ports = LocalPorts::default();
+        ports.set(&[port]);
+        let mut sock = DiagSocket::open(None).unwrap();
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let mut handed = 0;
+        // The IPv4 family ends before the deadline; the IPv6 one starts after it.
+        let r = sock.dump_children(
+            &FAMILIES,
+            &ports,
+            STATES_ESTABLISHED_CHILD,
+            Some(deadline),
+            &mut |d| match d {
+                Dumped::Record(_) => handed += 1,
+                Dumped::FamilyDone(_) => std::thread::sleep(
+                    deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(1),
+                ),
+            },
+        );
+        assert_eq!(handed, 2, "the two queued children, both IPv4");
+        match r {
+            Err(DiagError::Deadline { records }) => assert_eq!(records, 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn dumps_queued_children_with_their_wait_and_not_the_accepted_one() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -358,16 +410,24 @@ mod tests {
         let unasked = TcpListener::bind("127.0.0.1:0").unwrap();
         let _unasked_client = TcpStream::connect(unasked.local_addr().unwrap()).unwrap();
         let mut sock = DiagSocket::open(None).unwrap();
-        let mut count = |ports: &LocalPorts| {
-            let mut found: Vec<(u16, bool)> = Vec::new();
-            sock.dump_children(ports, None, &mut |r| {
-                assert!(r.tcp_info.and_then(|t| t.last_data_sent).is_some());
-                found.push((r.port, r.inode == 0));
-            })
-            .unwrap();
-            found.sort();
-            found
-        };
+        let mut count =
+            |ports: &LocalPorts| {
+                let mut found: Vec<(u16, bool)> = Vec::new();
+                let mut families = Vec::new();
+                sock.dump_children(&FAMILIES, ports, STATES_ESTABLISHED_CHILD, None, &mut |d| {
+                    match d {
+                        Dumped::Record(r) => {
+                            assert!(r.tcp_info.and_then(|t| t.last_data_sent).is_some());
+                            found.push((r.port, r.inode == 0));
+                        }
+                        Dumped::FamilyDone(f) => families.push(f),
+                    }
+                })
+                .unwrap();
+                assert_eq!(families, FAMILIES, "each family said done, in order");
+                found.sort();
+                found
+            };
         let mut ports = LocalPorts::default();
         // One port, in the request itself: two queued, one accepted.
         ports.set(&[port]);

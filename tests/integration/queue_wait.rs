@@ -1,6 +1,7 @@
 //! How long connections have waited in accept queues (`queue_wait_max`): listeners that never
 //! accept, clients connected at known times, the wait compared with the clock.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -13,6 +14,7 @@ tests![
     a_device_bound_listener_times_its_connections,
     a_client_that_closed_while_queued_still_counts,
     a_fast_open_child_still_in_syn_recv_counts,
+    a_syn_flood_leaves_the_waits_measured_and_a_quiet_fast_open_port_timed,
     no_queue_wait_leaves_the_field_out,
 ];
 
@@ -322,6 +324,166 @@ fn a_fast_open_child_still_in_syn_recv_counts() {
     let listener = row(&r, "127.0.0.1", port, None);
     assert_eq!(int(&listener["fields"]["queue_depth"]), 1, "{listener}");
     assert_age(listener, t0, at, "the Fast Open child");
+}
+
+/// Listeners flooded, each with one connection queued, and the SYNs sent to each: the
+/// tester's recipe, some 270 000 request sockets, which made the old single dump (asking
+/// `SYN_RECV`, so every request socket of the ports) run past its cap.
+const FLOOD_PORTS: usize = 64;
+const FLOOD_SYNS: &str = "4200";
+
+/// Adds `rule` to the chain `chain` of the namespace's `inet f` table (made with its hook).
+fn nft(ns: &Netns, chain: &str, hook: &str, rule: &str) {
+    let _ = ns.cmd("nft", &["add", "table", "inet", "f"]).output();
+    let spec = format!("{{ type filter hook {hook} priority 0; }}");
+    run_ok(&mut ns.cmd("nft", &["add", "chain", "inet", "f", chain, &spec]));
+    let rule = format!("add rule inet f {chain} {rule}");
+    run_ok(&mut ns.cmd("nft", &rule.split(' ').collect::<Vec<_>>()));
+}
+
+fn a_syn_flood_leaves_the_waits_measured_and_a_quiet_fast_open_port_timed() {
+    let name = "queue_wait::a_syn_flood_leaves_the_waits_measured_and_a_quiet_fast_open_port_timed";
+    if !netns_gate(name)
+        || !skip_unless(have("nft"), name, "needs nft (nftables)")
+        || !skip_unless(have("hping3"), name, "needs hping3 to send the SYN flood")
+        || !skip_unless(have("nsenter"), name, "needs nsenter (util-linux)")
+    {
+        return;
+    }
+    // The flood goes in a namespace with an established hash of its own: made from one whose
+    // tcp_child_ehash_entries asks for it (nsenter: `ip netns exec` would hide the new name in
+    // its own mount namespace). Every dump on the host walks the shared hash, and the request
+    // sockets outlive the test by their SYN-ACK timers: other tests must not walk them.
+    let parent = Netns::new("waitflood0");
+    parent.sysctl("net.ipv4.tcp_child_ehash_entries", "65536");
+    let ns = Netns {
+        name: format!("{}-f", parent.name),
+    };
+    run_ok(Command::new("nsenter").args([
+        &format!("--net=/run/netns/{}", parent.name),
+        "ip",
+        "netns",
+        "add",
+        &ns.name,
+    ]));
+    run_ok(&mut ns.cmd("ip", &["link", "set", "lo", "up"]));
+    assert_eq!(
+        output_ok(&mut ns.cmd("sysctl", &["-n", "net.ipv4.tcp_ehash_entries"])).trim(),
+        "65536",
+        "a hash of its own"
+    );
+    // Every SYN makes a request socket that stays: no cookies, room in the queues, and the
+    // spoofed peer's RSTs (127.0.0.2 answering SYN-ACKs it never asked for) dropped.
+    ns.sysctl("net.ipv4.tcp_syncookies", "0");
+    ns.sysctl("net.ipv4.tcp_max_syn_backlog", "65536");
+    ns.sysctl("net.ipv4.tcp_synack_retries", "8");
+    ns.sysctl("net.core.somaxconn", "8192");
+    ns.sysctl("net.ipv4.tcp_fastopen", "515");
+    nft(
+        &ns,
+        "out",
+        "output",
+        "ip saddr 127.0.0.2 tcp flags rst drop",
+    );
+    let mut d = clients(&ns);
+    let mut flooded = Vec::new();
+    for _ in 0..FLOOD_PORTS {
+        let (id, port) = d.listen("127.0.0.1", 0, 8192, false);
+        connect(&mut d, id, "127.0.0.1");
+        flooded.push(port);
+    }
+    // A quiet port with a Fast Open child held in SYN_RECV (its bare ACK dropped).
+    let w = d.send("listen 127.0.0.1 0 10 fastopen");
+    let (tfo, tfo_port): (usize, u16) = (w[0].parse().unwrap(), w[1].parse().unwrap());
+    nft(
+        &ns,
+        "in",
+        "input",
+        &format!("tcp dport {tfo_port} tcp flags & (syn|ack|fin|rst) == ack drop"),
+    );
+    let start = Instant::now();
+    d.send(&format!("fastopen {tfo} 127.0.0.1"));
+    let t0 = Span {
+        start,
+        end: Instant::now(),
+    };
+
+    // A fixed budget of SYNs, each sender bounded.
+    let senders: Vec<Reaped> = flooded
+        .iter()
+        .map(|port| {
+            let port = port.to_string();
+            let mut cmd = ns.cmd(
+                "timeout",
+                &[
+                    "20",
+                    "hping3",
+                    "-q",
+                    "-S",
+                    "-p",
+                    &port,
+                    "-a",
+                    "127.0.0.2",
+                    "-i",
+                    "u20",
+                    "-c",
+                    FLOOD_SYNS,
+                    "127.0.0.1",
+                ],
+            );
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            Reaped(cmd.spawn().expect("hping3"))
+        })
+        .collect();
+    for mut s in senders {
+        wait_or_kill(&mut s.0, Duration::from_secs(25));
+    }
+    let flood_time = t0.end.elapsed();
+    // The kernel's word: the SYNs became request sockets.
+    let one = output_ok(&mut ns.cmd(
+        "ss",
+        &[
+            "-tnH",
+            "state",
+            "syn-recv",
+            &format!("sport = :{}", flooded[0]),
+        ],
+    ));
+    assert!(
+        one.lines().count() >= 4000,
+        "{} request sockets",
+        one.lines().count()
+    );
+    note!("flood of {FLOOD_PORTS} x {FLOOD_SYNS} SYNs took {flood_time:?}");
+
+    let start = Instant::now();
+    let out = ns.acceptq(&["--once", "--format", "json", "--no-process"]);
+    let at = Span {
+        start,
+        end: Instant::now(),
+    };
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    note!("acceptq said: {said}");
+    assert!(!said.contains("accept-queue waits"), "{said}");
+    let r = json_lines(&out.stdout);
+    for port in &flooded {
+        let listener = row(&r, "127.0.0.1", *port, None);
+        assert_eq!(int(&listener["fields"]["queue_depth"]), 1, "{listener}");
+        assert!(
+            wait(listener).is_some(),
+            "the flooded port's queued client: {listener}"
+        );
+    }
+    // The run is long under the flood (the SYN-queue dump alone may take its cap).
+    let tfo_row = row(&r, "127.0.0.1", tfo_port, None);
+    assert_age(
+        tfo_row,
+        t0,
+        at,
+        "the quiet port's Fast Open child, asked for alone",
+    );
 }
 
 fn no_queue_wait_leaves_the_field_out() {
