@@ -163,17 +163,9 @@ impl NsSources {
     ) {
         out.sockets.clear();
         self.read_listeners(warnings, &mut out.sockets);
-        self.name_interfaces(&out.sockets, &mut out.interfaces);
-        out.syn_queue = if opts.syn_queue {
-            self.read_syn_queue(warnings)
-        } else {
-            None
-        };
-        out.queue_wait = if opts.queue_wait {
-            self.read_queue_wait(&out.sockets, &out.interfaces, &opts.filter, warnings)
-        } else {
-            None
-        };
+        // Right after the listeners, before the slower dumps of the established hash: the
+        // namespace's ListenDrops and the listeners' sk_drops are then read at nearly one moment,
+        // so a report's drops_delta and listen_drops_delta cover the same interval.
         out.tcpext = match &self.netstat {
             Some(f) => match netstat::read(f, &mut self.text) {
                 Ok(t) => Some(t),
@@ -186,6 +178,17 @@ impl NsSources {
                 }
             },
             None => None,
+        };
+        self.name_interfaces(&out.sockets, &mut out.interfaces);
+        out.syn_queue = if opts.syn_queue {
+            self.read_syn_queue(warnings)
+        } else {
+            None
+        };
+        out.queue_wait = if opts.queue_wait {
+            self.read_queue_wait(&out.sockets, &out.interfaces, &opts.filter, warnings)
+        } else {
+            None
         };
         out.sysctls = sysctl::read(&self.sysctls, &mut self.text);
     }
