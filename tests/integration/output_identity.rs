@@ -11,14 +11,14 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::support::influxd::Influxd;
 use crate::support::*;
 
 tests![
@@ -31,159 +31,6 @@ tests![
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// A daemon we started, killed and reaped on drop.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: kill has no memory preconditions; the pid is our own unreaped child.
-        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
-        if wait_or_kill(&mut self.0, Duration::from_secs(10)).is_none() {
-            note!("output_identity: a daemon ignored SIGTERM and was killed");
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// One HTTP/1.0 exchange; returns status and body.
-fn http(port: u16, method: &str, target: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let head = format!(
-        "{method} {target} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
-    let mut reply = Vec::new();
-    s.read_to_end(&mut reply)?;
-    let reply = String::from_utf8_lossy(&reply).into_owned();
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_string()))
-}
-
-/// A throwaway influxd on loopback ports with one database, `db`.
-struct Influxd {
-    _daemon: Daemon,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl Influxd {
-    fn start() -> Influxd {
-        let dir = TempDir::new("identity-influx");
-        let d = dir.0.display();
-        for attempt in 0..3 {
-            let (port, rpc) = (free_port(), free_port());
-            if port == rpc {
-                continue;
-            }
-            let config = format!(
-                "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
-                 [meta]\n  dir = \"{d}/meta\"\n  logging-enabled = false\n\
-                 [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  index-version = \"inmem\"\n  query-log-enabled = false\n\
-                 [monitor]\n  store-enabled = false\n[subscriber]\n  enabled = false\n\
-                 [continuous_queries]\n  enabled = false\n\
-                 [http]\n  enabled = true\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n"
-            );
-            let conf = dir.0.join("influxdb.conf");
-            fs::write(&conf, config).unwrap();
-            let log = fs::File::create(dir.0.join(format!("influxd-{attempt}.log"))).unwrap();
-            let mut child = Command::new("influxd")
-                .args(["-config", conf.to_str().unwrap()])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start influxd");
-            let up = wait_for(Duration::from_secs(20), || {
-                if child.try_wait().ok().flatten().is_some() {
-                    return Some(false);
-                }
-                matches!(http(port, "GET", "/ping", b""), Ok((204, _))).then_some(true)
-            });
-            let daemon = Daemon(child);
-            if up == Some(true) {
-                let influxd = Influxd {
-                    _daemon: daemon,
-                    port,
-                    _dir: dir,
-                };
-                influxd.post_query("CREATE DATABASE db");
-                return influxd;
-            }
-            assert!(up.is_some(), "influxd did not answer /ping in 20 s");
-        }
-        panic!("influxd would not start");
-    }
-
-    fn post_query(&self, q: &str) {
-        let (status, body) = http(
-            self.port,
-            "POST",
-            &format!("/query?q={}", urlencode(q)),
-            b"",
-        )
-        .unwrap();
-        assert_eq!(status, 200, "{q}: {body}");
-    }
-
-    /// Writes line protocol as `curl --data-binary @- /write?db=db&precision=ns` does.
-    fn write(&self, lines: &[u8]) {
-        let (status, body) = http(self.port, "POST", "/write?db=db&precision=ns", lines).unwrap();
-        assert_eq!(
-            status,
-            204,
-            "/write refused acceptq's output: {body}\n{}",
-            String::from_utf8_lossy(lines)
-        );
-    }
-
-    /// The values of tag `key` of the rows an InfluxQL SELECT returns, one per row.
-    fn column(&self, q: &str, key: &str) -> Vec<String> {
-        let target = format!("/query?db=db&q={}", urlencode(q));
-        let (status, body) = http(self.port, "GET", &target, b"").unwrap();
-        assert_eq!(status, 200, "{q}: {body}");
-        let v: Json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{q}: {e}: {body}"));
-        let Some(series) = v["results"][0]["series"].as_array() else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for s in series {
-            let columns = s["columns"].as_array().unwrap();
-            let i = columns.iter().position(|c| c == key).unwrap();
-            for row in s["values"].as_array().unwrap() {
-                out.push(row[i].as_str().unwrap_or_default().to_string());
-            }
-        }
-        out
-    }
-}
 
 fn succeeded(out: Output, what: &str) -> Vec<u8> {
     assert!(
@@ -292,7 +139,7 @@ fn influxdb_keeps_every_process_name_apart_and_byte_for_byte_where_it_can() {
     let ns = Netns::new("influx-names");
     let names: Vec<&[u8]> = cases.iter().map(|(n, _)| *n).collect();
     let held = NamedListeners::start(&ns, &names);
-    let influxd = Influxd::start();
+    let influxd = Influxd::start("identity-influx");
 
     let lines = succeeded(ns.acceptq(&["--once"]), "acceptq --once");
     influxd.write(&lines);
@@ -486,7 +333,7 @@ fn all_netns_names_a_named_default_and_odd_names_apart_in_every_format() {
     assert_eq!(keys.len(), rows, "two rows share name and tags");
 
     // Influx: through a real influxd, each namespace its own series, names as documented.
-    let influxd = Influxd::start();
+    let influxd = Influxd::start("identity-influx");
     influxd.write(&run("influx"));
     for ((_, stored), port) in want.iter().zip(&ports) {
         let got = influxd.column(
@@ -606,14 +453,13 @@ fn collectd_stores_listeners_apart_whose_instances_a_cut_would_merge() {
         ),
     )
     .unwrap();
-    let _collectd = Daemon(
+    let _collectd = Daemon::spawn(
+        "collectd",
         Command::new("collectd")
             .args(["-f", "-C", dir.0.join("collectd.conf").to_str().unwrap()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start collectd"),
+            .stderr(Stdio::null()),
     );
     let mut conn = wait_for(Duration::from_secs(20), || UnixStream::connect(&sock).ok())
         .expect("collectd's unixsock never appeared");

@@ -5,6 +5,7 @@ pub mod exposition;
 pub mod formats;
 pub mod harness;
 pub mod host;
+pub mod influxd;
 pub mod netns;
 pub mod process;
 pub mod report;
