@@ -292,21 +292,7 @@ fn a_fast_open_child_still_in_syn_recv_counts() {
     let w = d.send("listen 127.0.0.1 0 10 fastopen");
     let (id, port): (usize, u16) = (w[0].parse().unwrap(), w[1].parse().unwrap());
     // Dropping the client's bare ACK keeps the child in SYN_RECV.
-    run_ok(&mut ns.cmd("nft", &["add", "table", "inet", "f"]));
-    run_ok(&mut ns.cmd(
-        "nft",
-        &[
-            "add",
-            "chain",
-            "inet",
-            "f",
-            "in",
-            "{ type filter hook input priority 0; }",
-        ],
-    ));
-    let rule =
-        format!("add rule inet f in tcp dport {port} tcp flags & (syn|ack|fin|rst) == ack drop");
-    run_ok(&mut ns.cmd("nft", &rule.split(' ').collect::<Vec<_>>()));
+    ns.drop_final_acks(&[port]);
     let start = Instant::now();
     d.send(&format!("fastopen {id} 127.0.0.1"));
     let t0 = Span {

@@ -111,27 +111,6 @@ fn field(row: &Json, name: &str) -> Option<u64> {
     row["fields"][name].as_u64()
 }
 
-fn install_ack_drop(ns: &Netns, ports: &[u16]) {
-    run_ok(&mut ns.cmd("nft", &["add", "table", "inet", "f"]));
-    run_ok(&mut ns.cmd(
-        "nft",
-        &[
-            "add",
-            "chain",
-            "inet",
-            "f",
-            "in",
-            "{ type filter hook input priority 0; }",
-        ],
-    ));
-    for p in ports {
-        let rule =
-            format!("add rule inet f in tcp dport {p} tcp flags & (syn|ack|fin|rst) == ack drop");
-        let words: Vec<&str> = rule.split(' ').collect();
-        run_ok(&mut ns.cmd("nft", &words));
-    }
-}
-
 /// `fe80::1%v0:P` and `fe80::1%v2:P`, and `0.0.0.0:Q` bound to v0 and to v2 by two processes,
 /// are four listeners to the kernel: four rows, each with its own depth, limit, socket count,
 /// device and process, as `ss -tln` shows them; an unbound listener gets no `interface` tag.
@@ -256,7 +235,7 @@ fn syn_requests_are_counted_on_the_device_bound_listener_that_took_them() {
         .parse::<u16>()
         .unwrap();
     h.send(&format!("listen :: {v6_port} 16 reuseport"));
-    install_ack_drop(&ns, &[v4_port, v6_port]);
+    ns.drop_final_acks(&[v4_port, v6_port]);
     h.send(&format!("connect 10.1.0.1 {v4_port} 2 dev=v0"));
     h.send(&format!("connect 10.2.0.1 {v4_port} 3 dev=v2"));
     h.send(&format!("connect fe80::1 {v6_port} 2 scope=v0"));
@@ -391,7 +370,7 @@ fn max_listeners_keeps_the_listener_dropping_now() {
     ns.sysctl("net.ipv4.tcp_syncookies", "0");
     let mut d = ns.driver();
     let (syn, syn_port) = d.listen("127.0.0.1", 0, 2, false);
-    install_ack_drop(&ns, &[syn_port]);
+    ns.drop_final_acks(&[syn_port]);
     let mut busy = Vec::new();
     for _ in 0..5 {
         let (id, port) = d.listen("127.0.0.1", 0, 8, false);

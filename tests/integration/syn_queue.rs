@@ -37,24 +37,7 @@ fn syn_queue_depth_counts_request_sockets_per_listener_as_ss_does() {
     let (_, pany) = d.listen("0.0.0.0", 0, 16, false);
     let (rp, prp) = d.listen("127.0.0.1", 0, 16, true);
     d.listen("127.0.0.1", prp, 16, true);
-    run_ok(&mut ns.cmd("nft", &["add", "table", "inet", "f"]));
-    run_ok(&mut ns.cmd(
-        "nft",
-        &[
-            "add",
-            "chain",
-            "inet",
-            "f",
-            "in",
-            "{ type filter hook input priority 0; }",
-        ],
-    ));
-    for p in [p4, p6, pany, prp] {
-        let rule =
-            format!("add rule inet f in tcp dport {p} tcp flags & (syn|ack|fin|rst) == ack drop");
-        let words: Vec<&str> = rule.split(' ').collect();
-        run_ok(&mut ns.cmd("nft", &words));
-    }
+    ns.drop_final_acks(&[p4, p6, pany, prp]);
     d.connect(id4, 5);
     d.connect(rp, 3);
     let clients = |host: &str, port: u16, n: usize| {

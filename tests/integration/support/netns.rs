@@ -40,6 +40,21 @@ impl Netns {
         run_ok(&mut self.cmd("sysctl", &["-qw", &format!("{key}={value}")]));
     }
 
+    /// Drops the clients' bare final ACK to each of `ports` (nftables, table `inet f`): a
+    /// handshake never completes, so each client leaves a request in the SYN queue (or a Fast
+    /// Open child in SYN_RECV). Call once per namespace.
+    pub fn drop_final_acks(&self, ports: &[u16]) {
+        run_ok(&mut self.cmd("nft", &["add", "table", "inet", "f"]));
+        let chain = "{ type filter hook input priority 0; }";
+        run_ok(&mut self.cmd("nft", &["add", "chain", "inet", "f", "in", chain]));
+        for p in ports {
+            let rule = format!(
+                "add rule inet f in tcp dport {p} tcp flags & (syn|ack|fin|rst) == ack drop"
+            );
+            run_ok(&mut self.cmd("nft", &rule.split(' ').collect::<Vec<_>>()));
+        }
+    }
+
     /// A TcpExt counter read in this namespace, straight from the kernel.
     pub fn tcpext(&self, name: &str) -> u64 {
         let text = output_ok(&mut self.cmd("cat", &["/proc/net/netstat"]));
