@@ -288,8 +288,39 @@ impl NsSources {
         filter: &Filter,
         warnings: &mut Warnings<impl Write>,
     ) -> Option<HashMap<Endpoint, u32>> {
-        let diag = self.diag.as_mut()?;
+        self.diag.as_ref()?;
         let mut waits = Waits::default();
+        self.queued_ports(listeners, interfaces, filter);
+        if self.ports.is_empty() {
+            return Some(waits.done);
+        }
+        if !self.dump_established_children(&mut waits, warnings) {
+            return (!waits.families_done.is_empty()).then_some(waits.done);
+        }
+        // Ports whose listeners hold more connections than were found: a Fast Open child may be
+        // among them (or a connection reset while queued, which no dump finds).
+        self.ports.retain(|&port| {
+            let depth: u64 = listeners
+                .iter()
+                .filter(|s| s.port == port)
+                .map(|s| u64::from(s.depth))
+                .sum();
+            depth > u64::from(waits.found.get(&port).copied().unwrap_or(0))
+        });
+        if !self.ports.is_empty() {
+            self.dump_fast_open_children(&mut waits, warnings);
+        }
+        Some(waits.done)
+    }
+
+    /// Fills `ports` and `asked` (address families) with those of the listeners that have
+    /// connections queued and may be reported.
+    fn queued_ports(
+        &mut self,
+        listeners: &[Socket],
+        interfaces: &HashMap<u32, String>,
+        filter: &Filter,
+    ) {
         self.ports.clear();
         self.asked.clear();
         // A child has its listener's family: a family with no such listener is not walked (each
@@ -308,9 +339,18 @@ impl NsSources {
         self.ports.dedup();
         self.asked.sort_unstable();
         self.asked.dedup();
-        if self.ports.is_empty() {
-            return Some(waits.done);
-        }
+    }
+
+    /// The first dump: `ESTABLISHED` and `CLOSE_WAIT` children of `ports`. False when it was
+    /// cut short (said once); the families it finished are kept in `waits`.
+    fn dump_established_children(
+        &mut self,
+        waits: &mut Waits,
+        warnings: &mut Warnings<impl Write>,
+    ) -> bool {
+        let Some(diag) = self.diag.as_mut() else {
+            return false;
+        };
         self.local_ports.set(&self.ports);
         let deadline = Instant::now() + QUEUE_WAIT_DUMP_CAP;
         let result = diag.dump_children(
@@ -320,7 +360,6 @@ impl NsSources {
             Some(deadline),
             &mut |d| waits.take(d),
         );
-        let name = &self.netns.name;
         if waits.short_info {
             // tcp_info's length is the kernel's, the same in every namespace: said once.
             warnings.once(
@@ -329,32 +368,28 @@ impl NsSources {
                     .to_string(),
             );
         }
-        if let Err(e) = result {
-            let kept = !waits.families_done.is_empty();
-            let what = if kept {
-                format!("measured for {} only", family_names(&waits.families_done))
-            } else {
-                "not measured".to_string()
-            };
-            warnings.once(
-                &key("queue-wait-dump", &self.netns),
-                format!("accept-queue waits {what} in netns {name}: {e}"),
-            );
-            return kept.then_some(waits.done);
-        }
-        // Ports whose listeners hold more connections than were found: a Fast Open child may be
-        // among them (or a connection reset while queued, which no dump finds).
-        self.ports.retain(|&port| {
-            let depth: u64 = listeners
-                .iter()
-                .filter(|s| s.port == port)
-                .map(|s| u64::from(s.depth))
-                .sum();
-            depth > u64::from(waits.found.get(&port).copied().unwrap_or(0))
-        });
-        if self.ports.is_empty() {
-            return Some(waits.done);
-        }
+        let Err(e) = result else { return true };
+        let what = if waits.families_done.is_empty() {
+            "not measured".to_string()
+        } else {
+            format!("measured for {} only", family_names(&waits.families_done))
+        };
+        warnings.once(
+            &key("queue-wait-dump", &self.netns),
+            format!(
+                "accept-queue waits {what} in netns {}: {e}",
+                self.netns.name
+            ),
+        );
+        false
+    }
+
+    /// The second dump: `SYN_RECV` children (Fast Open) of the remaining `ports`, under its own
+    /// cap; cut short, what the first dump found stands (said once).
+    fn dump_fast_open_children(&mut self, waits: &mut Waits, warnings: &mut Warnings<impl Write>) {
+        let Some(diag) = self.diag.as_mut() else {
+            return;
+        };
         self.local_ports.set(&self.ports);
         waits.families_done.clear();
         let deadline = Instant::now() + self.fast_open_cap;
@@ -373,11 +408,11 @@ impl NsSources {
             warnings.once(
                 &key("fast-open-dump", &self.netns),
                 format!(
-                    "Fast Open children still in SYN_RECV not timed{timed} in netns {name}: {e}; queue_wait_max counts the other queued connections"
+                    "Fast Open children still in SYN_RECV not timed{timed} in netns {}: {e}; queue_wait_max counts the other queued connections",
+                    self.netns.name
                 ),
             );
         }
-        Some(waits.done)
     }
 }
 
