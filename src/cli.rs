@@ -218,6 +218,8 @@ impl Args {
 
     /// Refuses flags that would be accepted and then do nothing (exit status 2): a flag given is
     /// a flag the user expects to matter.
+    // A flat list of independent checks, one per combination refused: longer than most, and
+    // clearer whole than split.
     pub fn validate(&self) -> Result<(), String> {
         if self.interval.is_some() && self.once {
             return Err(

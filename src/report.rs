@@ -118,21 +118,8 @@ fn namespace_rows<'a>(
         .as_ref()
         .map(|w| attribute_waits(w, &snap.sockets));
     for (endpoint, mut group) in group_sockets(&snap.sockets) {
-        let interface = (endpoint.ifindex != 0).then(|| {
-            let name = snap.interfaces.get(&endpoint.ifindex);
-            ifname::tag(endpoint.ifindex, name.map(String::as_str))
-        });
         group.sort_by_key(|s| s.inode);
-        let syn_depth = syn
-            .as_ref()
-            .map(|m| u64::from(m.get(&endpoint).copied().unwrap_or(0)));
-        // Absent for an empty queue: a connection found queued after the listener was read
-        // empty belongs to the next report.
-        let group_depth: u64 = group.iter().map(|s| u64::from(s.depth)).sum();
-        let wait_ms = waits
-            .as_ref()
-            .and_then(|m| m.get(&endpoint).copied())
-            .filter(|_| group_depth > 0);
+        let shared = Shared::of(snap, endpoint, &group, syn.as_ref(), waits.as_ref());
         for s in &group {
             if let Some(d) = s.drops {
                 next.socket_drops.insert((ns, s.inode), d);
@@ -155,12 +142,12 @@ fn namespace_rows<'a>(
             let row = Row {
                 drops_delta,
                 // The SYN queue cannot be split among a group's sockets: socket 0 has it.
-                syn: syn_depth.filter(|_| socket.unwrap_or(0) == 0),
+                syn: shared.syn.filter(|_| socket.unwrap_or(0) == 0),
                 // Nor can a queued connection be told apart among them: the group's oldest is
                 // on socket 0 too.
-                wait_ms: wait_ms.filter(|_| socket.unwrap_or(0) == 0),
+                wait_ms: shared.wait_ms.filter(|_| socket.unwrap_or(0) == 0),
                 owner,
-                interface: interface.clone(),
+                interface: shared.interface.clone(),
                 ..measure(key, pos, members, ctx.peaks)
             };
             if ctx.filter.matches(
@@ -171,6 +158,41 @@ fn namespace_rows<'a>(
             ) {
                 rows.push(row);
             }
+        }
+    }
+}
+
+/// What every row of one listener (an SO_REUSEPORT group) shares.
+struct Shared {
+    /// The `interface` tag: the bound device's name; `None` when unbound.
+    interface: Option<String>,
+    /// Requests in the SYN queue, when it was counted.
+    syn: Option<u64>,
+    /// The oldest queued connection's wait in ms, when measured and the queue is not empty.
+    wait_ms: Option<u32>,
+}
+
+impl Shared {
+    fn of(
+        snap: &NetnsSnapshot,
+        endpoint: Endpoint,
+        group: &[&Socket],
+        syn: Option<&HashMap<Endpoint, u32>>,
+        waits: Option<&HashMap<Endpoint, u32>>,
+    ) -> Shared {
+        let interface = (endpoint.ifindex != 0).then(|| {
+            let name = snap.interfaces.get(&endpoint.ifindex);
+            ifname::tag(endpoint.ifindex, name.map(String::as_str))
+        });
+        // Absent for an empty queue: a connection found queued after the listener was read
+        // empty belongs to the next report.
+        let depth: u64 = group.iter().map(|s| u64::from(s.depth)).sum();
+        Shared {
+            interface,
+            syn: syn.map(|m| u64::from(m.get(&endpoint).copied().unwrap_or(0))),
+            wait_ms: waits
+                .and_then(|m| m.get(&endpoint).copied())
+                .filter(|_| depth > 0),
         }
     }
 }

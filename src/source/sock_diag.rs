@@ -204,6 +204,9 @@ impl DiagSocket {
 
     /// Dumps one family; `records` counts what the whole dump has handed over, so that a cut
     /// says how far the dump got, not how far its last family did.
+    // Longer than most functions here: one request and its receive loop, whose every exit
+    // decides whether the socket is left mid-dump (`poisoned`); split, that state would be
+    // threaded through each part.
     fn dump_family(
         &mut self,
         family: u8,
