@@ -15,9 +15,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use acceptq::sampler::{sample_once, Target};
-use acceptq::source::inet_diag::{LocalPorts, Record, STATE_LISTEN, STATE_NEW_SYN_RECV};
+use acceptq::source::inet_diag::{
+    LocalPorts, Record, FAMILIES, STATES_ESTABLISHED_CHILD, STATE_LISTEN, STATE_NEW_SYN_RECV,
+};
 use acceptq::source::proc_tcp;
-use acceptq::source::sock_diag::DiagSocket;
+use acceptq::source::sock_diag::{DiagSocket, Dumped};
 use acceptq::state::Peaks;
 
 const DUMP_ITERATIONS: usize = 1000;
@@ -181,20 +183,26 @@ fn run(acceptq: &str, expected: usize, sampler_window: Duration) -> Result<bool,
     let mut ports = LocalPorts::default();
     ports.set(&[waiting_port]);
     let mut children = 0usize;
-    diag.dump_children(&ports, None, &mut |r| {
-        if r.inode == 0 && r.tcp_info.and_then(|t| t.last_data_sent).is_some() {
-            children += 1;
+    // What a report's first children dump asks: ESTABLISHED and CLOSE_WAIT, both families.
+    let (families, states) = (&FAMILIES[..], STATES_ESTABLISHED_CHILD);
+    diag.dump_children(families, &ports, states, None, &mut |d| {
+        if let Dumped::Record(r) = d {
+            if r.inode == 0 && r.tcp_info.and_then(|t| t.last_data_sent).is_some() {
+                children += 1;
+            }
         }
     })
     .map_err(|e| format!("children dump: {e}"))?;
     let wait_dump = time_iterations(EHASH_ITERATIONS, || {
-        diag.dump_children(&ports, None, &mut |_| {}).unwrap();
+        diag.dump_children(families, &ports, states, None, &mut |_| {})
+            .unwrap();
     });
     let mut wait_cold_times = Vec::with_capacity(COLD_RUNS);
     for _ in 0..COLD_RUNS {
         std::thread::sleep(SAMPLE_EVERY);
         let t = Instant::now();
-        diag.dump_children(&ports, None, &mut |_| {}).unwrap();
+        diag.dump_children(families, &ports, states, None, &mut |_| {})
+            .unwrap();
         wait_cold_times.push(t.elapsed());
     }
     wait_cold_times.sort();
@@ -202,14 +210,17 @@ fn run(acceptq: &str, expected: usize, sampler_window: Duration) -> Result<bool,
     let mut program = LocalPorts::default();
     program.set_program(&[waiting_port]);
     let wait_program = time_iterations(EHASH_ITERATIONS, || {
-        diag.dump_children(&program, None, &mut |_| {}).unwrap();
+        diag.dump_children(families, &program, states, None, &mut |_| {})
+            .unwrap();
     });
     // Without any filter every established socket would be filled with its tcp_info.
     let mut unfiltered_records = 0usize;
     let unfiltered = time_iterations(EHASH_ITERATIONS / 4, || {
         unfiltered_records = 0;
-        diag.dump_children(&LocalPorts::default(), None, &mut |_| {
-            unfiltered_records += 1
+        diag.dump_children(families, &LocalPorts::default(), states, None, &mut |d| {
+            if let Dumped::Record(_) = d {
+                unfiltered_records += 1
+            }
         })
         .unwrap();
     });
