@@ -58,7 +58,6 @@ impl Sink {
             return Ok(());
         };
         let target = resolve(path).map_err(|e| named(path, e))?;
-        let tmp = temp_beside(&target);
         let fail = |e: io::Error| {
             io::Error::new(
                 e.kind(),
@@ -69,7 +68,7 @@ impl Sink {
                 ),
             )
         };
-        create_temp(&tmp).map_err(fail)?;
+        let (tmp, _) = create_temp(&target).map_err(fail)?;
         fs::remove_file(&tmp).map_err(fail)
     }
 
@@ -92,14 +91,14 @@ impl Sink {
                 // Resolved each time: the link may be pointed elsewhere, or a device put where
                 // the file was, while we run.
                 let target = resolve(path).map_err(|e| named(path, e))?;
-                let tmp = temp_beside(&target);
+                let (tmp, mut f) = create_temp(&target).map_err(|e| named(path, e))?;
                 let result = (|| {
-                    let mut f = create_temp(&tmp)?;
                     f.write_all(report)?;
                     f.sync_data()?;
                     fs::rename(&tmp, &target)
                 })();
                 if result.is_err() {
+                    // Ours: created by this call.
                     let _ = fs::remove_file(&tmp);
                 }
                 result.map_err(|e| named(path, e))
@@ -166,28 +165,39 @@ fn resolve(path: &Path) -> io::Result<PathBuf> {
     )))
 }
 
-/// The temp file written before the rename: in the target's folder (rename cannot cross
-/// file systems), a dot-file whose name is short whatever the target's (a 255-byte target
-/// name stays writable), and not ending in `.prom`, so node_exporter's textfile collector,
-/// which reads only `*.prom`, never reads it half-written. The pid keeps two acceptq apart.
-fn temp_beside(target: &Path) -> PathBuf {
-    dir_of(target).join(format!(".acceptq.{}.tmp", std::process::id()))
-}
+/// Temp names tried before giving up: `.acceptq.<pid>.<k>.tmp` for k from 0.
+const TEMP_NAMES: u32 = 64;
 
-/// Creates the temp file afresh. A leftover of our name (a crashed run with our pid) is
-/// removed first; O_EXCL and O_NOFOLLOW then refuse whatever appears at the name meanwhile,
-/// so a symlink planted there is never followed to clobber the file it points at.
-fn create_temp(tmp: &Path) -> io::Result<File> {
-    match fs::remove_file(tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
+/// Creates a temp file beside `target` (rename cannot cross file systems) and returns its path.
+/// Its name does not end in `.prom`, so node_exporter's textfile collector never reads it half
+/// written, and stays short of NAME_MAX whatever the target's name. O_EXCL and O_NOFOLLOW refuse
+/// whatever already holds a name, a planted symlink included, and the next name is tried: a
+/// file of another writer is never removed, even one with our pid (two containers' pid 1
+/// sharing a directory) or a crashed run's leftover.
+fn create_temp(target: &Path) -> io::Result<(PathBuf, File)> {
+    let dir = dir_of(target);
+    let pid = std::process::id();
+    for k in 0..TEMP_NAMES {
+        let tmp = dir.join(format!(".acceptq.{pid}.{k}.tmp"));
+        let opened = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o644)
+            .open(&tmp);
+        match opened {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
     }
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o644)
-        .open(tmp)
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!(
+            "{TEMP_NAMES} temp names .acceptq.{pid}.*.tmp are taken in {}: remove leftovers",
+            dir.display()
+        ),
+    ))
 }
 
 /// Writes all of `buf` to fd 1, itself rather than through `std::io::Stdout`: std's stdout is
@@ -446,13 +456,37 @@ mod tests {
         let victim = dir.0.join("victim");
         fs::write(&victim, "precious\n").unwrap();
         let target = dir.0.join("a.prom");
-        std::os::unix::fs::symlink(&victim, temp_beside(&target)).unwrap();
+        let planted = dir.0.join(format!(".acceptq.{}.0.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
         Sink::file(&target).write(b"x 1\n").unwrap();
         assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
         assert_eq!(fs::read_to_string(&target).unwrap(), "x 1\n");
-        assert!(!temp_beside(&target).exists());
+        assert!(planted.is_symlink(), "another's file is left alone");
+        let left: Vec<_> = fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left.len(), 3, "victim, link and target only: {left:?}");
         let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode & !0o644, 0, "at most rw-r--r--: {mode:o}");
+    }
+
+    #[test]
+    fn two_writers_with_one_pid_never_take_each_others_temp_file() {
+        let dir = Scratch::new("out-samepid");
+        let target = dir.0.join("a.prom");
+        // Another writer (a container's acceptq with our pid) is mid-write.
+        let (theirs, mut their_file) = create_temp(&target).unwrap();
+        their_file.write_all(b"theirs 1\n").unwrap();
+        Sink::file(&target).write(b"ours 1\n").unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "ours 1\n");
+        assert_eq!(
+            fs::read_to_string(&theirs).unwrap(),
+            "theirs 1\n",
+            "untouched"
+        );
+        fs::rename(&theirs, &target).unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "theirs 1\n");
     }
 
     #[test]
@@ -465,10 +499,11 @@ mod tests {
         sink.check().unwrap();
         sink.write(b"x 1\n").unwrap();
         assert_eq!(fs::read_to_string(&target).unwrap(), "x 1\n");
-        assert!(!temp_beside(&target)
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .ends_with(".prom"));
+        let (tmp, _) = create_temp(&target).unwrap();
+        let tmp_name = tmp.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            tmp_name.len() < 40 && !tmp_name.ends_with(".prom"),
+            "{tmp_name}"
+        );
     }
 }
