@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::os::fd::RawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 const STDOUT: RawFd = 1;
@@ -259,6 +260,52 @@ pub enum Wake {
     Input,
     /// Stdout's reader is gone (`acceptq | head -1` after its line): time to exit quietly.
     StdoutGone,
+    /// SIGTERM or SIGINT arrived: time to exit, with status 0, between two reports.
+    Stopped,
+}
+
+impl Wake {
+    /// Whether the run is to end quietly: stdout gone, or asked to stop.
+    pub fn ends_run(self) -> bool {
+        matches!(self, Wake::StdoutGone | Wake::Stopped)
+    }
+}
+
+/// Read end of the self-pipe the stop signals write to; -1 until [`stop_on_signals`].
+static STOP_PIPE: AtomicI32 = AtomicI32::new(-1);
+static STOP_WRITE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    let fd = STOP_WRITE.load(Ordering::Relaxed);
+    // SAFETY: write(2) is async-signal-safe; a full pipe already says "stop".
+    unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) };
+}
+
+/// SIGTERM and SIGINT end the run between reports, with status 0, instead of killing it
+/// mid-write. They also do so as pid 1 of a container, where the kernel ignores a signal that
+/// has no handler. A pipe, not a flag, so that the signal wakes [`wait`] whichever thread the
+/// kernel delivers it to.
+pub fn stop_on_signals() -> io::Result<()> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    STOP_PIPE.store(fds[0], Ordering::Relaxed);
+    STOP_WRITE.store(fds[1], Ordering::Relaxed);
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: a zeroed sigaction with a plain handler, no flags, an empty mask.
+        let rc = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Waits until `input` is readable, stdout hangs up (when `watch_stdout`), or `limit` passes
@@ -291,6 +338,11 @@ pub fn wait(watch_stdout: bool, input: Option<RawFd>, limit: Option<Duration>) -
                 events: libc::POLLIN,
                 revents: 0,
             },
+            libc::pollfd {
+                fd: STOP_PIPE.load(Ordering::Relaxed),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         // SAFETY: a valid array of pollfds, for the duration of the call.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
@@ -303,6 +355,9 @@ pub fn wait(watch_stdout: bool, input: Option<RawFd>, limit: Option<Duration>) -
                 std::thread::sleep(t.saturating_duration_since(Instant::now()));
             }
             return Wake::Elapsed;
+        }
+        if fds[2].revents != 0 {
+            return Wake::Stopped;
         }
         if fds[0].revents & HANGUP != 0 {
             return Wake::StdoutGone;

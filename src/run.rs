@@ -6,17 +6,23 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use crate::cli::{Args, Signal};
-use crate::output::{self, Wake};
+use crate::output;
 use crate::reporter::Reporter;
 pub use crate::reporter::RunError;
 
 pub fn run(args: Args) -> Result<(), RunError> {
     let mut reporter = Reporter::new(&args)?;
+    if let Err(e) = output::stop_on_signals() {
+        // Without it SIGTERM still ends us, only not between reports.
+        crate::warn::warn(&format!(
+            "SIGTERM and SIGINT keep their default action: {e}"
+        ));
+    }
     if args.once {
         if let Some(window) = args.window {
             // A silent first reading sets the baseline; the report then covers the window.
             reporter.collect();
-            if reporter.wait(window) == Wake::StdoutGone {
+            if reporter.wait(window).ends_run() {
                 return Ok(());
             }
         }
@@ -43,7 +49,7 @@ fn stdin_loop(reporter: &mut Reporter) -> Result<(), RunError> {
     // Bytes of a line whose newline has not come yet.
     let mut open_line = false;
     loop {
-        if output::wait(reporter.to_stdout(), Some(fd), None) == Wake::StdoutGone {
+        if output::wait(reporter.to_stdout(), Some(fd), None).ends_run() {
             return Ok(());
         }
         let n = match stdin.read(&mut chunk) {
@@ -93,7 +99,7 @@ fn interval_loop(reporter: &mut Reporter, interval: Duration) -> Result<(), RunE
         while next <= now {
             next += interval; // a slow report skips ticks rather than bunching reports
         }
-        if reporter.wait(next - now) == Wake::StdoutGone {
+        if reporter.wait(next - now).ends_run() {
             return Ok(());
         }
     }

@@ -27,7 +27,9 @@ tests![
     an_output_name_of_255_bytes_is_written,
     a_vanished_output_directory_is_said_once_and_its_return_once,
     a_bad_collectd_hostname_is_said_once_and_the_systems_used,
-    a_namespace_name_that_is_not_utf8_can_be_given_to_netns
+    a_namespace_name_that_is_not_utf8_can_be_given_to_netns,
+    sigterm_and_sigint_end_the_run_with_status_0_and_whole_lines,
+    as_pid_1_of_a_pid_namespace_sigterm_still_ends_the_run
 ];
 
 /// Runs acceptq with `args`; expects `code`, nothing on stdout, and every stderr line an
@@ -774,4 +776,88 @@ fn a_namespace_name_that_is_not_utf8_can_be_given_to_netns() {
         .map(|m| m["tags"]["netns"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(tags, [want.as_str(), "/proc/self/ns/net"], "{err}");
+}
+
+/// Sends `signal` to `pid` and waits up to 1 s for `child` to exit; returns its status.
+fn signalled(child: &mut Child, pid: u32, signal: i32) -> std::process::ExitStatus {
+    // SAFETY: kill has no memory preconditions.
+    unsafe { libc::kill(pid as libc::pid_t, signal) };
+    let sent = Instant::now();
+    let status = wait_or_kill(child, Duration::from_secs(5)).expect("acceptq exits");
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "took {:?} to exit",
+        sent.elapsed()
+    );
+    status
+}
+
+fn sigterm_and_sigint_end_the_run_with_status_0_and_whole_lines() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let mut child = Reaped(
+            Command::new(acceptq())
+                .args(["--interval", "1h", "--no-process", "--format", "json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut out = BufReader::new(child.0.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        let pid = child.0.id();
+        let status = signalled(&mut child.0, pid, signal);
+        assert!(status.success(), "signal {signal}: {status:?}");
+        let mut rest = String::new();
+        out.read_to_string(&mut rest).unwrap();
+        for line in first.lines().chain(rest.lines()) {
+            serde_json::from_str::<Json>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        }
+        let mut err = String::new();
+        child
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        // Nothing goes wrong; the host's own listeners may bring a warning of their own.
+        assert!(!err.contains("E! "), "signal {signal}: {err}");
+    }
+}
+
+/// A container run without an init: the kernel ignores signals pid 1 has no handler for.
+fn as_pid_1_of_a_pid_namespace_sigterm_still_ends_the_run() {
+    let test = "run_modes_input::as_pid_1_of_a_pid_namespace_sigterm_still_ends_the_run";
+    if !(skip_unless(is_root(), test, "needs root to make a pid namespace")
+        && skip_unless(have("unshare"), test, "needs unshare (util-linux)"))
+    {
+        return;
+    }
+    let mut child = Reaped(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--kill-child", acceptq()])
+            .args(["--interval", "1h", "--no-process", "--format", "json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    // acceptq is the only child of unshare, and pid 1 inside.
+    let inner = std::fs::read_to_string(format!("/proc/{}/task/{0}/children", child.0.id()))
+        .unwrap()
+        .trim()
+        .parse::<u32>()
+        .unwrap();
+    let status_of = std::fs::read_to_string(format!("/proc/{inner}/status")).unwrap();
+    assert!(
+        status_of
+            .lines()
+            .any(|l| l.starts_with("NSpid:") && l.ends_with("\t1")),
+        "{status_of}"
+    );
+    let status = signalled(&mut child.0, inner, libc::SIGTERM);
+    assert!(status.success(), "{status:?}");
 }
