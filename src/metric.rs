@@ -203,18 +203,19 @@ pub fn parse_user_tag(s: &str) -> Result<(String, String), String> {
     Ok((key.to_string(), value.to_string()))
 }
 
-/// Checks the `--tag` pairs as a whole: no key twice; for collectd, whose identifier has a host
-/// and no free tags, only `host`.
-/// Whether `v` can be a collectd identifier's host as it is: it becomes a folder name there.
+/// Whether `v` can be a collectd identifier's host as it is: it becomes a folder name there,
+/// and collectd's csv and rrdtool plugins refuse one that begins with `.` (`.`, `..` included).
 pub fn is_collectd_host(v: &str) -> bool {
     let file_safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    !v.is_empty() && v.len() <= 127 && v.chars().all(file_safe)
+    !v.is_empty() && v.len() <= 127 && v.chars().all(file_safe) && !v.starts_with('.')
 }
 
 /// What [`is_collectd_host`] asks, for messages.
 pub const COLLECTD_HOST_RULE: &str =
-    "a collectd host is 1 to 127 bytes of letters, digits, `.`, `_` and `-` (it becomes a folder name)";
+    "a collectd host is 1 to 127 bytes of letters, digits, `.`, `_` and `-`, not first a `.` (it becomes a folder name)";
 
+/// Checks the `--tag` pairs as a whole: no key twice; for collectd, whose identifier has a host
+/// and no free tags, only `host`.
 pub fn check_user_tags(tags: &[(String, String)], collectd: bool) -> Result<(), String> {
     for (i, (k, _)) in tags.iter().enumerate() {
         if tags[..i].iter().any(|(o, _)| o == k) {
@@ -274,6 +275,11 @@ mod tests {
         assert!(check_user_tags(&host("web 1"), true).is_err());
         assert!(check_user_tags(&host("web 1"), false).is_ok());
         assert!(check_user_tags(&host(&"h".repeat(128)), true).is_err());
+        // collectd's csv plugin refuses a folder that begins with a dot: so do we, up front.
+        for dotted in [".", "..", ".x"] {
+            assert!(check_user_tags(&host(dotted), true).is_err(), "{dotted}");
+        }
+        assert!(check_user_tags(&host("x.y."), true).is_ok());
     }
 
     #[test]
