@@ -26,10 +26,47 @@ pub enum Signal {
     Stdin,
 }
 
+/// The flags that choose what is watched, shared by the report and by `check` and `top`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct Selection {
+    /// Report only this port (repeatable)
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+
+    /// Do not report this port (repeatable)
+    #[arg(long = "exclude-port", value_name = "PORT")]
+    pub exclude_ports: Vec<u16>,
+
+    /// Report only listeners whose address matches GLOB, e.g. 0.0.0.0, '10.*', '::' (repeatable)
+    #[arg(long = "address", value_name = "GLOB")]
+    pub addresses: Vec<String>,
+
+    /// Report only listeners of processes whose name matches GLOB (repeatable)
+    #[arg(long = "process", value_name = "GLOB")]
+    pub processes: Vec<String>,
+
+    /// Do not look up the process owning each listener (skips the /proc walk)
+    #[arg(long, conflicts_with = "processes")]
+    pub no_process: bool,
+
+    /// Watch this network namespace instead of our own: a name from `ip netns` or a path such
+    /// as /proc/PID/ns/net (repeatable; needs CAP_SYS_ADMIN)
+    #[arg(long = "netns", value_name = "NAME|PATH", value_parser = clap::value_parser!(OsString))]
+    pub netns: Vec<OsString>,
+
+    /// Watch our own namespace and every named one (/run/netns)
+    #[arg(long, conflicts_with = "netns")]
+    pub all_netns: bool,
+}
+
 /// Per-listener TCP accept-queue depth, limit, peaks and drops, read from the kernel.
 #[derive(Debug, Parser)]
-#[command(name = "acceptq", version, about, long_about = None)]
+#[command(name = "acceptq", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// Without a command, acceptq reports metrics for an agent (the flags below).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Output format
     #[arg(short, long, value_enum, default_value_t = Format::Influx)]
     pub format: Format,
@@ -62,21 +99,9 @@ pub struct Args {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Report only this port (repeatable)
-    #[arg(long = "port", value_name = "PORT")]
-    pub ports: Vec<u16>,
-
-    /// Do not report this port (repeatable)
-    #[arg(long = "exclude-port", value_name = "PORT")]
-    pub exclude_ports: Vec<u16>,
-
-    /// Report only listeners whose address matches GLOB, e.g. 0.0.0.0, '10.*', '::' (repeatable)
-    #[arg(long = "address", value_name = "GLOB")]
-    pub addresses: Vec<String>,
-
-    /// Report only listeners of processes whose name matches GLOB (repeatable)
-    #[arg(long = "process", value_name = "GLOB")]
-    pub processes: Vec<String>,
+    /// Which listeners and namespaces to watch
+    #[command(flatten)]
+    pub select: Selection,
 
     /// One row per SO_REUSEPORT socket (tag socket=0..n-1) instead of one per address and port
     #[arg(long)]
@@ -85,10 +110,6 @@ pub struct Args {
     /// Report at most N listener rows: those dropping now first, then the deepest
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_listeners: u64,
-
-    /// Do not look up the process owning each listener (skips the /proc walk)
-    #[arg(long, conflicts_with = "processes")]
-    pub no_process: bool,
 
     /// Tag listeners with the systemd unit or scope their process runs in (`unit`); off by
     /// default because container scopes change name with every container
@@ -103,15 +124,6 @@ pub struct Args {
     #[arg(long)]
     pub no_queue_wait: bool,
 
-    /// Watch this network namespace instead of our own: a name from `ip netns` or a path such
-    /// as /proc/PID/ns/net (repeatable; needs CAP_SYS_ADMIN)
-    #[arg(long = "netns", value_name = "NAME|PATH", value_parser = clap::value_parser!(OsString))]
-    pub netns: Vec<OsString>,
-
-    /// Watch our own namespace and every named one (/run/netns)
-    #[arg(long, conflicts_with = "netns")]
-    pub all_netns: bool,
-
     /// Host name in collectd identifiers [default: $COLLECTD_HOSTNAME, else the system's]
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
@@ -120,6 +132,58 @@ pub struct Args {
     /// for InfluxDB; with --format collectd only `host`, the identifier's host
     #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = crate::metric::parse_user_tag)]
     pub tags: Vec<(String, String)>,
+}
+
+/// Questions for a person at a terminal, beside the agent's reports.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Watch for a while, then say in plain words which queues overflowed, why, and what to
+    /// change (exit 0 healthy, 1 a queue was full or dropped, 2 error)
+    Check(CheckArgs),
+    /// A live full-screen view of every listener, sorted by how full its queue is
+    Top(TopArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// plain-language verdicts
+    Text,
+    /// the same verdicts as JSON objects, for scripts
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// How long to watch before answering
+    #[arg(short, long, value_name = "DUR", default_value = "10s", value_parser = parse_window, allow_hyphen_values = true)]
+    pub duration: Duration,
+
+    /// Sample accept queues every DUR (at least 10ms) while watching [default: 100ms]
+    #[arg(long, value_name = "DUR", value_parser = parse_sample, allow_hyphen_values = true)]
+    pub sample: Option<Duration>,
+
+    /// Answer format
+    #[arg(short, long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+
+    /// Which listeners and namespaces to watch
+    #[command(flatten)]
+    pub select: Selection,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TopArgs {
+    /// Sample accept queues every DUR (at least 10ms) between screen refreshes [default: 100ms]
+    #[arg(long, value_name = "DUR", value_parser = parse_sample, allow_hyphen_values = true)]
+    pub sample: Option<Duration>,
+
+    /// Time between screen refreshes
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_interval, allow_hyphen_values = true)]
+    pub refresh: Duration,
+
+    /// Which listeners and namespaces to watch
+    #[command(flatten)]
+    pub select: Selection,
 }
 
 /// Longer than any sensible interval, and short enough that no deadline arithmetic overflows.
@@ -250,16 +314,7 @@ impl Args {
                 ));
             }
         }
-        for (flag, ports) in [
-            ("--port", &self.ports),
-            ("--exclude-port", &self.exclude_ports),
-        ] {
-            if ports.contains(&0) {
-                return Err(format!(
-                    "{flag} 0 matches no listener: a listening socket has a port from 1 to 65535"
-                ));
-            }
-        }
+        self.select.validate()?;
         if let Some(sample) = self.sample.filter(|s| !s.is_zero()) {
             if self.once && self.window.is_none() {
                 return Err(format!(
@@ -279,6 +334,23 @@ impl Args {
                      readings; give a shorter --sample, or --sample 0 to turn sampling off",
                     show(sample),
                     show(d)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Selection {
+    /// Refuses a filter that can match nothing.
+    pub fn validate(&self) -> Result<(), String> {
+        for (flag, ports) in [
+            ("--port", &self.ports),
+            ("--exclude-port", &self.exclude_ports),
+        ] {
+            if ports.contains(&0) {
+                return Err(format!(
+                    "{flag} 0 matches no listener: a listening socket has a port from 1 to 65535"
                 ));
             }
         }
@@ -437,7 +509,7 @@ mod tests {
     #[test]
     fn filter_flags_name_what_was_given() {
         let a = Args::try_parse_from(["acceptq"]).unwrap();
-        assert_eq!(a.filter_flags(), None);
+        assert_eq!(a.select.filter_flags(), None);
         let a = Args::try_parse_from([
             "acceptq",
             "--port",
@@ -449,7 +521,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            a.filter_flags().as_deref(),
+            a.select.filter_flags().as_deref(),
             Some("--port 80 --address 10.* --process nginx")
         );
     }
@@ -461,7 +533,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.window, Some(Duration::from_secs(5)));
-        assert_eq!(a.ports, vec![80, 443]);
+        assert_eq!(a.select.ports, vec![80, 443]);
         assert!(
             Args::try_parse_from(["acceptq", "--window", "5s"]).is_err(),
             "--window needs --once"

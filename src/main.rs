@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use acceptq::cli::Args;
+use acceptq::cli::{Args, Command};
 use acceptq::run::{run, RunError};
 use acceptq::warn;
 
@@ -22,6 +22,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(command) = args.command {
+        let name = match command {
+            Command::Check(_) => "check",
+            Command::Top(_) => "top",
+        };
+        warn::error(&format!("acceptq {name} is not built yet"));
+        return ExitCode::from(2);
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(RunError::Usage(msg)) => {

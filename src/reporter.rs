@@ -53,10 +53,10 @@ impl Settings {
     /// `netns_tag`: more than one namespace is watched, so rows say which.
     fn from_args(args: &Args, netns_tag: bool) -> Self {
         let filter = Filter {
-            ports: args.ports.clone(),
-            exclude_ports: args.exclude_ports.clone(),
-            addresses: args.addresses.clone(),
-            processes: args.processes.clone(),
+            ports: args.select.ports.clone(),
+            exclude_ports: args.select.exclude_ports.clone(),
+            addresses: args.select.addresses.clone(),
+            processes: args.select.processes.clone(),
         };
         Settings {
             read_opts: Options {
@@ -65,7 +65,7 @@ impl Settings {
                 filter: filter.clone(),
             },
             filter,
-            filter_flags: args.filter_flags(),
+            filter_flags: args.select.filter_flags(),
             opts: ReportOptions {
                 per_socket: args.per_socket,
                 max_listeners: usize::try_from(args.max_listeners).unwrap_or(usize::MAX),
@@ -126,12 +126,12 @@ impl Reporter {
         let targets = sampling.then(|| Arc::new(Mutex::new(Vec::new())));
         let mut reporter = Reporter {
             interval,
-            namespaces: WatchList::new(args.all_netns, targets.clone()),
+            namespaces: WatchList::new(args.select.all_netns, targets.clone()),
             carried: Carried {
-                owners: (!args.no_process).then(OwnerCache::default),
+                owners: (!args.select.no_process).then(OwnerCache::default),
                 ..Carried::default()
             },
-            settings: Settings::from_args(args, args.all_netns || namespaces.len() > 1),
+            settings: Settings::from_args(args, args.select.all_netns || namespaces.len() > 1),
             output: Output {
                 encoder,
                 sink,
@@ -421,11 +421,11 @@ fn pick_host(
 
 fn resolve_namespaces(args: &Args) -> Result<Vec<Netns>, RunError> {
     // --all-netns starts from our own; the first report's rescan adds the named ones.
-    if args.netns.is_empty() {
+    if args.select.netns.is_empty() {
         return Ok(vec![netns::own()]);
     }
     let mut out: Vec<Netns> = Vec::new();
-    for spec in &args.netns {
+    for spec in &args.select.netns {
         let ns = netns::resolve(spec)?;
         if out.iter().any(|o| o.name == ns.name) {
             return Err(RunError::Usage(format!(
