@@ -7,6 +7,8 @@ use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use clap::Parser;
+
 use crate::cli::{Args, Format, Signal};
 use crate::encode::{
     collectd::Collectd, influx::Influx, json::JsonLines, prometheus::Prometheus, Encoder,
@@ -166,6 +168,30 @@ impl Reporter {
     /// Reads everything and leaves the encoded report in the output buffer: read → take peaks
     /// → refresh owners → build → encode.
     pub fn collect(&mut self) {
+        let built = self.read();
+        self.output.buf.clear();
+        self.output
+            .encoder
+            .encode(&built.metrics, &mut self.output.buf);
+    }
+
+    /// A reporter for a person at the terminal (`check`, `top`): the same reading, peaks and
+    /// deltas as the agent's report, never encoded or written; the caller calls [`Self::read`].
+    pub fn for_terminal(
+        select: &crate::cli::Selection,
+        sample: Option<Duration>,
+        per_socket: bool,
+    ) -> Result<Reporter, RunError> {
+        let mut args = Args::parse_from(["acceptq", "--format", "json"]);
+        args.select = select.clone();
+        args.sample = sample;
+        args.per_socket = per_socket;
+        Reporter::new(&args)
+    }
+
+    /// Reads everything and builds the rows: read → take peaks → refresh owners → build. Peaks
+    /// and deltas cover the time since the previous call.
+    pub fn read(&mut self) -> Built {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as i64)
@@ -186,10 +212,7 @@ impl Reporter {
         let built = report::build(&readings, &ctx, &mut self.carried.prev);
         let seen = readings.iter().map(|r| r.snap.sockets.len()).sum();
         self.warn_about_rows(&built, seen);
-        self.output.buf.clear();
-        self.output
-            .encoder
-            .encode(&built.metrics, &mut self.output.buf);
+        built
     }
 
     /// Moves the sampler's peaks in and adds the report's own reading as one more sample, so
