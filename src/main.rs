@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     };
     if let Some(command) = args.command {
         let name = match command {
-            Command::Check(_) => "check",
+            Command::Check(check) => return acceptq::check::main(&check),
             Command::Top(_) => "top",
         };
         warn::error(&format!("acceptq {name} is not built yet"));

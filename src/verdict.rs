@@ -296,7 +296,8 @@ fn judge_listener(l: &ListenerFacts, ns: &NetnsFacts, facts: &Facts) -> Judged {
         verdicts.push(accept_verdict(l, worst, drops, ns, facts));
     }
     let syn_trouble = ns.syn_dropped() > 0 || ns.syn_cookies() > 0;
-    // A SYN queue shares the accept queue's limit (`inet_csk_reqsk_queue_is_full`); a group's
+    // A SYN queue shares the accept queue's limit (`inet_csk_reqsk_queue_is_full`: full at the
+    // limit on older kernels, past it on recent ones, so reaching it is taken as full); a group's
     // requests cannot be split among its sockets, so only the group's summed limit proves one
     // of them full. Drops with the accept queue never full are the other sign.
     let syn_limit: Option<u64> = l.sockets.iter().map(|s| s.limit).sum();
@@ -588,7 +589,7 @@ fn syn_verdict(l: Option<&ListenerFacts>, ns: &NetnsFacts, facts: &Facts) -> Ver
         let limit: Option<u64> = l.sockets.iter().map(|s| s.limit).sum();
         l.syn_peak.zip(limit)
     }) {
-        let _ = write!(text, " (peak {peak} half-open requests of {limit})");
+        let _ = write!(text, " (peak {peak} half-open requests, limit {limit})");
     }
     let syncookies = ns
         .tcp_syncookies
@@ -619,10 +620,10 @@ fn syn_verdict(l: Option<&ListenerFacts>, ns: &NetnsFacts, facts: &Facts) -> Ver
         .map_or("unknown".to_string(), |v| v.to_string());
     let _ = write!(
         text,
-        "A listener's SYN queue holds as many requests as its accept-queue limit (the backlog \
-         passed to listen(), capped by net.core.somaxconn); with syncookies off, requests from \
-         peers not seen before are also refused past 3/4 of net.ipv4.tcp_max_syn_backlog \
-         ({max_syn}). For a flood, turn syncookies on (net.ipv4.tcp_syncookies=1); for real \
+        "A listener's SYN queue is bounded by its accept-queue limit (the backlog passed to \
+         listen(), capped by net.core.somaxconn): it holds that many requests (one more on \
+         recent kernels, as the accept queue does); with syncookies off, requests from peers not seen before are also refused \
+         past 3/4 of net.ipv4.tcp_max_syn_backlog ({max_syn}). For a flood, turn syncookies on (net.ipv4.tcp_syncookies=1); for real \
          traffic, raise the backlog (and net.core.somaxconn) and net.ipv4.tcp_max_syn_backlog."
     );
     let mut figures = vec![
@@ -746,24 +747,24 @@ fn overflow_unblamed(
         .map(|l| endpoint(l.address, l.port, l.interface.as_deref()))
         .collect();
     let mut severity = Severity::Critical;
-    if closed.is_empty() {
-        text.push_str(
-            "A listener that closed during the check takes its drops with it: one opened and \
-             closed between two readings",
-        );
-        match &facts.filters {
-            Some(flags) => {
-                let _ = write!(text, ", or a listener {flags} leaves out.");
-                severity = Severity::Note;
-            }
-            None => text.push('.'),
-        }
-    } else {
+    if !closed.is_empty() {
         let _ = write!(
             text,
             "A listener that closes takes its drops with it, and {} closed during the check: \
              its queue overflowed before it went (a restart under load?).",
             closed.join(", ")
+        );
+    } else if let Some(flags) = &facts.filters {
+        let _ = write!(
+            text,
+            "They belong to a listener {flags} leaves out, or to one that opened and closed \
+             between two readings (a closing listener takes its drops with it)."
+        );
+        severity = Severity::Note;
+    } else {
+        text.push_str(
+            "A listener that closes takes its drops with it: one opened, overflowed and \
+             closed during the check, between two readings (a restart under load?).",
         );
     }
     Some(Verdict {
@@ -782,7 +783,7 @@ fn overflow_unblamed(
 fn namespace_summary(ns: &NetnsFacts, facts: &Facts) -> Verdict {
     let who = match &ns.netns {
         Some(n) => format!("netns {n}"),
-        None => "Namespace".into(),
+        None => "Namespace counters".into(),
     };
     let counters = [
         ("ListenOverflows", ns.listen_overflows),
@@ -1141,7 +1142,7 @@ mod tests {
         let v = judge(&facts(vec![l], ns.clone()));
         let o = only(&v, Kind::SynQueueOverflow);
         assert_eq!(o.severity, Severity::Critical);
-        assert!(o.text.starts_with("127.0.0.1:8080 (gunicorn, pid 6451): SYN queue full (peak 16 half-open requests of 16): 37 SYNs dropped in 10 s"), "{}", o.text);
+        assert!(o.text.starts_with("127.0.0.1:8080 (gunicorn, pid 6451): SYN queue full (peak 16 half-open requests, limit 16): 37 SYNs dropped in 10 s"), "{}", o.text);
         assert!(
             o.text.contains("net.ipv4.tcp_syncookies is 0"),
             "{}",
@@ -1279,6 +1280,7 @@ mod tests {
             o.text
         );
         assert!(o.text.contains("closed during the check"), "{}", o.text);
+        assert!(o.text.contains("takes its drops with it"), "{}", o.text);
         assert!(!v.iter().any(|v| v.kind == Kind::Healthy));
         // One was seen closing: it is named.
         let mut gone = listener(9090, vec![sock(128, 0, 0.0, 0)]);

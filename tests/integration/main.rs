@@ -22,6 +22,7 @@ mod support;
 
 mod agents;
 mod attribution;
+mod check;
 mod churn;
 mod cli;
 mod filters;
@@ -46,6 +47,7 @@ fn main() -> std::process::ExitCode {
             agents::prometheus::trials(),
             agents::telegraf::trials(),
             attribution::trials(),
+            check::trials(),
             churn::trials(),
             cli::trials(),
             filters::trials(),
