@@ -873,6 +873,7 @@ fn healthy(facts: &Facts) -> Verdict {
         });
     let mut figures = vec![("listeners", Figure::Int(n as u64))];
     match deepest {
+        Some((_, s)) if s.peak == 0 => text.push_str(" (every queue stayed empty)"),
         Some((l, s)) => {
             let mut who = endpoint(l.address, l.port, l.interface.as_deref());
             if let Some(p) = &s.process {
@@ -896,6 +897,7 @@ fn healthy(facts: &Facts) -> Verdict {
         }
     }
     text.push('.');
+    let deepest = deepest.filter(|(_, s)| s.peak > 0);
     let listener = deepest.map(|(l, s)| subject(l, s));
     Verdict {
         severity: Severity::Ok,
@@ -1006,6 +1008,15 @@ mod tests {
             "No overflow seen in 10 s on 14 listeners (deepest: 0.0.0.0:443 nginx, peak 3 of 511)."
         );
         assert!(!v.iter().any(Verdict::is_problem));
+        assert_eq!(v[0].listener.as_ref().map(|s| s.port), Some(443));
+        // Nothing queued anywhere: no listener is singled out.
+        let idle = vec![listener(80, vec![sock(128, 0, 0.0, 0)])];
+        let w = judge(&facts(idle, quiet_ns()));
+        assert_eq!(
+            w[0].text,
+            "No overflow seen in 10 s on 1 listener (every queue stayed empty)."
+        );
+        assert_eq!(w[0].listener, None);
         assert!(
             v[1].text.contains("no overflow") && v[1].text.contains("net.core.somaxconn 4096"),
             "{}",
