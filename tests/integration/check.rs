@@ -16,6 +16,7 @@ tests![
     syn_queue_overflow_with_syncookies_off_is_named_on_its_listener,
     reuseport_group_with_one_full_socket_is_uneven_balancing,
     json_format_is_one_document_with_the_same_verdicts,
+    overflow_of_a_listener_closed_between_readings_is_told_from_the_namespace,
     a_sample_longer_than_the_window_is_refused_with_status_2
 ];
 
@@ -298,6 +299,38 @@ fn json_format_is_one_document_with_the_same_verdicts() {
         .unwrap()
         .starts_with(&format!("127.0.0.1:{port} ")));
     assert!(verdicts.iter().any(|v| v["kind"] == "namespace"), "{doc}");
+}
+
+/// A listener opened, overflowed and closed between two readings leaves only the namespace's
+/// counters: the answer says no listener shows them and why; status 1.
+fn overflow_of_a_listener_closed_between_readings_is_told_from_the_namespace() {
+    let test = "check::overflow_of_a_listener_closed_between_readings_is_told_from_the_namespace";
+    if !netns_gate(test) {
+        return;
+    }
+    let ns = Netns::new("chk-gone");
+    let mut d = ns.driver();
+    let (_, quiet) = d.listen("127.0.0.1", 0, 16, false);
+    let a = check(&ns, &["--duration", "2s"], || {
+        // The baseline is taken; the next reading is a second after it.
+        let (id, port) = d.listen("127.0.0.1", 0, 1, false);
+        d.connect(id, 10);
+        let dropped = wait_for(Duration::from_millis(500), || {
+            (ns.ss_drops(port) > 0).then_some(())
+        });
+        assert!(dropped.is_some(), "the listen(1) socket never dropped");
+        d.send(&format!("close {id}"));
+    });
+    assert_eq!(a.code, Some(1), "{}{}", a.stdout, a.stderr);
+    let line = a.line("accept-queue overflows (ListenOverflows)");
+    assert!(line.starts_with("This namespace: "), "{line}");
+    assert!(
+        line.contains("but no watched listener was seen full or dropping"),
+        "{line}"
+    );
+    assert!(line.contains("takes its drops with it"), "{line}");
+    assert!(!a.stdout.contains("No overflow seen"), "{}", a.stdout);
+    assert!(!a.stdout.contains(&format!(":{quiet} ")), "{}", a.stdout);
 }
 
 /// A usage error is status 2, not 1 (which says a queue overflowed).
