@@ -153,6 +153,8 @@ pub enum Kind {
     UnevenReuseport,
     /// The namespace counted overflows no watched listener shows.
     UnattributedOverflow,
+    /// A connection waited a second or more in a queue that never filled.
+    SlowAccept,
 }
 
 impl Kind {
@@ -167,6 +169,7 @@ impl Kind {
             Kind::SynCookies => "syn_cookies",
             Kind::UnevenReuseport => "uneven_reuseport",
             Kind::UnattributedOverflow => "unattributed_overflow",
+            Kind::SlowAccept => "slow_accept",
         }
     }
 }
@@ -290,9 +293,11 @@ struct Judged {
 fn judge_listener(l: &ListenerFacts, ns: &NetnsFacts, facts: &Facts) -> Judged {
     let mut verdicts = Vec::new();
     let drops: u64 = l.sockets.iter().map(SocketFacts::dropped).sum();
+    let drops_known = l.sockets.iter().any(|s| s.drops.is_some());
     let accept_full = l.sockets.iter().any(SocketFacts::full);
     let worst = worst_socket(l);
     if accept_full {
+        let drops = drops_known.then_some(drops);
         verdicts.push(accept_verdict(l, worst, drops, ns, facts));
     }
     let syn_trouble = ns.syn_dropped() > 0 || ns.syn_cookies() > 0;
@@ -313,6 +318,9 @@ fn judge_listener(l: &ListenerFacts, ns: &NetnsFacts, facts: &Facts) -> Judged {
     }
     if let Some(v) = uneven_reuseport(l, facts) {
         verdicts.push(v);
+    }
+    if verdicts.is_empty() {
+        verdicts.extend(slow_accept(l, worst, facts));
     }
     Judged {
         verdicts,
@@ -448,10 +456,11 @@ fn window(facts: &Facts) -> String {
     seconds(facts.window.as_secs_f64())
 }
 
+/// `drops`: `None` when the kernel does not report them.
 fn accept_verdict(
     l: &ListenerFacts,
     s: &SocketFacts,
-    drops: u64,
+    drops: Option<u64>,
     ns: &NetnsFacts,
     facts: &Facts,
 ) -> Verdict {
@@ -468,11 +477,10 @@ fn accept_verdict(
     if let Some(w) = l.wait_max {
         let _ = write!(text, ", oldest connection waited {}", seconds(w));
     }
-    let mut figures = vec![
-        ("peak", Figure::Int(s.peak)),
-        ("limit", Figure::Int(limit)),
-        ("drops", Figure::Int(drops)),
-    ];
+    let mut figures = vec![("peak", Figure::Int(s.peak)), ("limit", Figure::Int(limit))];
+    if let Some(d) = drops {
+        figures.push(("drops", Figure::Int(d)));
+    }
     if let Some(r) = s.full_ratio {
         figures.push(("full_ratio", Figure::Float(r)));
     }
@@ -484,7 +492,7 @@ fn accept_verdict(
     if let Some(sx) = ns.somaxconn {
         figures.push(("somaxconn", Figure::Int(sx)));
     }
-    let (severity, kind) = if drops > 0 {
+    let (severity, kind) = if let Some(drops) = drops.filter(|d| *d > 0) {
         let _ = write!(
             text,
             ", {drops} packets dropped in {}. The server is not calling accept() fast enough. ",
@@ -498,6 +506,12 @@ fn accept_verdict(
             );
         }
         (Severity::Critical, Kind::AcceptQueueOverflow)
+    } else if drops.is_none() {
+        text.push_str(
+            ". This kernel does not report the listener's drops: connections that arrived while \
+             it was full were dropped (or reset). ",
+        );
+        (Severity::Warning, Kind::AcceptQueueFull)
     } else {
         let _ = write!(
             text,
@@ -571,6 +585,38 @@ fn drops_not_seen_full(
             ("limit", Figure::Int(limit)),
         ],
     }
+}
+
+/// A connection that waited a second or more in a queue that never filled: no overflow, but
+/// clients wait that long before the server sees them (and a SYN retransmits after 1 s: a
+/// wait that long is felt).
+fn slow_accept(l: &ListenerFacts, s: &SocketFacts, facts: &Facts) -> Option<Verdict> {
+    let wait = l.wait_max.filter(|w| *w >= 1.0)?;
+    let mut text = format!(
+        "{}: a connection waited {} in its accept queue during the {} check (peak {}",
+        label(l, s),
+        seconds(wait),
+        window(facts),
+        s.peak
+    );
+    if let Some(limit) = s.limit {
+        let _ = write!(text, " of {limit}");
+    }
+    text.push_str(
+        ") though the queue never filled: the server is slow to call accept(), and clients \
+         wait that long before it sees them. Find what blocks its accept loop.",
+    );
+    Some(Verdict {
+        severity: Severity::Note,
+        kind: Kind::SlowAccept,
+        netns: l.netns.clone(),
+        listener: Some(subject(l, s)),
+        text,
+        figures: vec![
+            ("wait_max_seconds", Figure::Float(wait)),
+            ("peak", Figure::Int(s.peak)),
+        ],
+    })
 }
 
 /// A SYN-queue overflow, about `l` when a listener is to blame, else about the namespace.
@@ -859,6 +905,9 @@ fn healthy(facts: &Facts) -> Verdict {
         window(facts),
         if n == 1 { "" } else { "s" }
     );
+    if facts.namespaces.len() > 1 {
+        let _ = write!(text, " in {} namespaces", facts.namespaces.len());
+    }
     // The deepest against its limit; a group by its deepest socket.
     let deepest = facts
         .listeners
@@ -1117,6 +1166,46 @@ mod tests {
     }
 
     #[test]
+    fn full_with_drops_unknown_does_not_claim_none_were_dropped() {
+        let mut s = sock(16, 17, 0.1, 0);
+        s.drops = None;
+        let v = judge(&facts(vec![listener(8080, vec![s])], quiet_ns()));
+        let o = only(&v, Kind::AcceptQueueFull);
+        assert!(
+            o.text.contains("does not report the listener's drops"),
+            "{}",
+            o.text
+        );
+        assert!(!o.text.contains("nothing was dropped"), "{}", o.text);
+        assert!(!o.figures.iter().any(|(k, _)| *k == "drops"));
+    }
+
+    #[test]
+    fn a_long_wait_in_a_queue_that_never_filled_is_a_note() {
+        let mut l = listener(8080, vec![sock(16, 3, 0.0, 0)]);
+        l.wait_max = Some(2.5);
+        let v = judge(&facts(vec![l.clone()], quiet_ns()));
+        assert_eq!(
+            kinds(&v),
+            [Kind::Healthy, Kind::SlowAccept, Kind::Namespace]
+        );
+        let o = &v[1];
+        assert_eq!(o.severity, Severity::Note);
+        assert!(!o.is_problem(), "no overflow: status 0");
+        assert!(
+            o.text.starts_with(
+                "127.0.0.1:8080 (gunicorn, pid 6451): a connection waited 2.5 s in its accept \
+                 queue during the 10 s check (peak 3 of 16) though the queue never filled"
+            ),
+            "{}",
+            o.text
+        );
+        l.wait_max = Some(0.3);
+        let v = judge(&facts(vec![l], quiet_ns()));
+        assert_eq!(kinds(&v), [Kind::Healthy, Kind::Namespace]);
+    }
+
+    #[test]
     fn drops_never_seen_full_name_both_bursts_and_defer_accept() {
         let v = judge(&facts(
             vec![listener(8080, vec![sock(128, 4, 0.0, 7)])],
@@ -1345,6 +1434,15 @@ mod tests {
         let summaries: Vec<&Verdict> = v.iter().filter(|v| v.kind == Kind::Namespace).collect();
         assert_eq!(summaries.len(), 2, "one per namespace");
         assert!(summaries[1].text.starts_with("netns default: no overflow"));
+        let quiet = vec![listener(80, vec![sock(128, 1, 0.0, 0)])];
+        let mut f = facts(quiet, quiet_ns());
+        f.namespaces.push(NetnsFacts {
+            netns: Some("blue".into()),
+            ..quiet_ns()
+        });
+        assert!(judge(&f)[0]
+            .text
+            .starts_with("No overflow seen in 10 s on 1 listener in 2 namespaces ("));
         assert!(!v.iter().any(|v| v.kind == Kind::UnattributedOverflow));
     }
 

@@ -78,8 +78,8 @@ fn check(ns: &Netns, args: &[&str], during: impl FnOnce()) -> Answer {
 }
 
 /// A listener holding 3 connections of its 16 and never dropping: status 0, and the answer
-/// says how many listeners were watched and which was deepest, with its peak and limit. A
-/// closed stdout ends it quietly with status 0.
+/// says how many listeners were watched and which was deepest, with its peak and limit, and
+/// notes how long its connections waited. A closed stdout ends it quietly with status 0.
 fn healthy_listener_exits_0_and_says_what_was_checked() {
     let test = "check::healthy_listener_exits_0_and_says_what_was_checked";
     if !netns_gate(test) {
@@ -95,6 +95,16 @@ fn healthy_listener_exits_0_and_says_what_was_checked() {
         format!("No overflow seen in 1 s on 1 listener (deepest: 127.0.0.1:{port} {comm}, peak 3 of 16).")
     );
     a.line("Namespace counters: no overflow, listen drop or syncookie counted in 1 s");
+    // Its 3 connections were queued before the check began and never accepted.
+    let slow = a.line("a connection waited");
+    assert!(
+        slow.starts_with(&format!("127.0.0.1:{port} ({comm}, pid ")),
+        "{slow}"
+    );
+    assert!(
+        slow.contains("(peak 3 of 16) though the queue never filled"),
+        "{slow}"
+    );
 
     // Nobody reads the answer: no panic, status 0.
     let mut child = ns
