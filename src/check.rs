@@ -259,8 +259,11 @@ impl Window {
             }
             let rank = m.tag("socket").and_then(|r| r.parse().ok()).unwrap_or(0);
             let s = l.sockets.entry(rank).or_default();
-            s.process = m.tag("process").map(String::from);
-            s.pid = int(m, "pid");
+            // An owner not found in one reading (a /proc race) keeps the name found before.
+            if let Some(p) = m.tag("process") {
+                s.process = Some(p.into());
+                s.pid = int(m, "pid");
+            }
             s.limit = int(m, "queue_limit").or(s.limit);
             let Some(since) = since else {
                 s.peak = s.peak.max(int(m, "queue_depth").unwrap_or(0));

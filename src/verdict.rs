@@ -641,19 +641,26 @@ fn syn_verdict(l: Option<&ListenerFacts>, ns: &NetnsFacts, facts: &Facts) -> Ver
         .tcp_syncookies
         .map_or("unknown".to_string(), |v| v.to_string());
     let w = window(facts);
+    // The counters are the namespace's: with a listener to blame, its own drops say its share.
+    let whose = if l.is_some() { " in its namespace" } else { "" };
+    let own: u64 = l.map_or(0, |l| l.sockets.iter().map(SocketFacts::dropped).sum());
     let (severity, kind) = if dropped > 0 {
         let _ = write!(
             text,
-            ": {dropped} SYNs dropped in {w} (TCPReqQFullDrop; net.ipv4.tcp_syncookies is \
-             {syncookies}). "
+            ": {dropped} SYNs dropped{whose} in {w} (TCPReqQFullDrop; net.ipv4.tcp_syncookies \
+             is {syncookies})"
         );
+        if own > 0 {
+            let _ = write!(text, ", {own} packets dropped by this listener");
+        }
+        text.push_str(". ");
         (Severity::Critical, Kind::SynQueueOverflow)
     } else {
         let _ = write!(
             text,
-            ": {cookies} SYNs answered with syncookies in {w} instead of being queued \
-             (TCPReqQFullDoCookies). Clients still connect, but without the TCP options a \
-             cookie cannot carry. "
+            ": {cookies} SYNs answered with syncookies{whose} in {w} instead of being queued \
+             (TCPReqQFullDoCookies). Clients still connect, though a cookie loses TCP options \
+             (window scaling, SACK) when timestamps are off. "
         );
         (Severity::Warning, Kind::SynCookies)
     };
@@ -1242,7 +1249,7 @@ mod tests {
         let v = judge(&facts(vec![l], ns.clone()));
         let o = only(&v, Kind::SynQueueOverflow);
         assert_eq!(o.severity, Severity::Critical);
-        assert!(o.text.starts_with("127.0.0.1:8080 (gunicorn, pid 6451): SYN queue full (peak 16 half-open requests, limit 16): 37 SYNs dropped in 10 s"), "{}", o.text);
+        assert!(o.text.starts_with("127.0.0.1:8080 (gunicorn, pid 6451): SYN queue full (peak 16 half-open requests, limit 16): 37 SYNs dropped in its namespace in 10 s (TCPReqQFullDrop; net.ipv4.tcp_syncookies is 0), 37 packets dropped by this listener. "), "{}", o.text);
         assert!(
             o.text.contains("net.ipv4.tcp_syncookies is 0"),
             "{}",
@@ -1278,7 +1285,7 @@ mod tests {
         assert_eq!(o.listener, None);
         assert!(
             o.text
-                .starts_with("This namespace: SYN queue full: 37 SYNs dropped"),
+                .starts_with("This namespace: SYN queue full: 37 SYNs dropped in 10 s ("),
             "{}",
             o.text
         );
@@ -1298,7 +1305,8 @@ mod tests {
         assert_eq!(o.severity, Severity::Warning);
         assert!(o.is_problem());
         assert!(
-            o.text.contains("50 SYNs answered with syncookies"),
+            o.text
+                .contains("50 SYNs answered with syncookies in its namespace in 10 s"),
             "{}",
             o.text
         );

@@ -226,7 +226,11 @@ fn syn_queue_overflow_with_syncookies_off_is_named_on_its_listener() {
             || peak.starts_with("5 half-open requests, limit 4): "),
         "{line}"
     );
-    assert!(line.contains("SYNs dropped in 2 s"), "{line}");
+    assert!(
+        line.contains("SYNs dropped in its namespace in 2 s"),
+        "{line}"
+    );
+    assert!(line.contains("packets dropped by this listener"), "{line}");
     assert!(line.contains("net.ipv4.tcp_syncookies is 0"), "{line}");
     assert!(
         line.contains("a SYN flood, or a burst larger than the SYN queue"),
