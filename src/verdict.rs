@@ -667,7 +667,10 @@ fn syn_verdict(l: Option<&ListenerFacts>, ns: &NetnsFacts, facts: &Facts) -> Ver
     if l.is_none() {
         text.push_str("No watched listener was seen with a full SYN queue at the readings. ");
     }
-    text.push_str("Handshakes arrive faster than they complete: a SYN flood, or a burst larger than the SYN queue. ");
+    text.push_str(
+        "Handshakes arrive faster than they complete: a SYN flood, or a burst larger than the \
+         SYN queue. ",
+    );
     let max_syn = ns
         .tcp_max_syn_backlog
         .map_or("unknown".to_string(), |v| v.to_string());
@@ -675,10 +678,21 @@ fn syn_verdict(l: Option<&ListenerFacts>, ns: &NetnsFacts, facts: &Facts) -> Ver
         text,
         "A listener's SYN queue is bounded by its accept-queue limit (the backlog passed to \
          listen(), capped by net.core.somaxconn): it holds that many requests (one more on \
-         recent kernels, as the accept queue does); with syncookies off, requests from peers not seen before are also refused \
-         past 3/4 of net.ipv4.tcp_max_syn_backlog ({max_syn}). For a flood, turn syncookies on (net.ipv4.tcp_syncookies=1); for real \
-         traffic, raise the backlog (and net.core.somaxconn) and net.ipv4.tcp_max_syn_backlog."
+         recent kernels, as the accept queue does); with syncookies off, requests from peers \
+         not seen before are also refused past 3/4 of net.ipv4.tcp_max_syn_backlog \
+         ({max_syn}). "
     );
+    if ns.tcp_syncookies == Some(0) {
+        text.push_str(
+            "For a flood, turn syncookies on (net.ipv4.tcp_syncookies=1); for real traffic, \
+             raise the backlog (and net.core.somaxconn) and net.ipv4.tcp_max_syn_backlog.",
+        );
+    } else {
+        text.push_str(
+            "Syncookies keep a flood from costing connections; for real traffic, raise the \
+             backlog (and net.core.somaxconn) and net.ipv4.tcp_max_syn_backlog.",
+        );
+    }
     let mut figures = vec![
         ("syn_dropped", Figure::Int(dropped)),
         ("syncookies", Figure::Int(cookies)),
@@ -1249,7 +1263,12 @@ mod tests {
         let v = judge(&facts(vec![l], ns.clone()));
         let o = only(&v, Kind::SynQueueOverflow);
         assert_eq!(o.severity, Severity::Critical);
-        assert!(o.text.starts_with("127.0.0.1:8080 (gunicorn, pid 6451): SYN queue full (peak 16 half-open requests, limit 16): 37 SYNs dropped in its namespace in 10 s (TCPReqQFullDrop; net.ipv4.tcp_syncookies is 0), 37 packets dropped by this listener. "), "{}", o.text);
+        let head = "127.0.0.1:8080 (gunicorn, pid 6451): SYN queue full (peak 16 half-open \
+                    requests, limit 16): 37 SYNs dropped in its namespace in 10 s \
+                    (TCPReqQFullDrop; net.ipv4.tcp_syncookies is 0), 37 packets dropped by \
+                    this listener. ";
+        assert!(o.text.starts_with(head), "{}", o.text);
+        assert!(o.text.contains("turn syncookies on"), "{}", o.text);
         assert!(
             o.text.contains("net.ipv4.tcp_syncookies is 0"),
             "{}",
@@ -1313,6 +1332,11 @@ mod tests {
         assert!(o
             .text
             .contains("a SYN flood, or a burst larger than the SYN queue"));
+        assert!(
+            !o.text.contains("turn syncookies on"),
+            "they are on: {}",
+            o.text
+        );
         // tcp_syncookies=2 sends a cookie for every SYN: no sign of a full queue.
         let always = NetnsFacts {
             tcp_syncookies: Some(2),
@@ -1350,7 +1374,10 @@ mod tests {
         let v = judge(&facts(vec![l], overflowing_ns()));
         let o = only(&v, Kind::AcceptQueueOverflow);
         assert!(
-            o.text.starts_with("127.0.0.1:9000 (SO_REUSEPORT socket 1 of 3, gunicorn, pid 77): accept queue full in 100 % of samples, peak 2 of 1"),
+            o.text.starts_with(
+                "127.0.0.1:9000 (SO_REUSEPORT socket 1 of 3, gunicorn, pid 77): accept queue \
+                 full in 100 % of samples, peak 2 of 1"
+            ),
             "{}",
             o.text
         );

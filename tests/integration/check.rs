@@ -92,7 +92,10 @@ fn healthy_listener_exits_0_and_says_what_was_checked() {
     let first = a.stdout.lines().next().unwrap_or_default();
     assert_eq!(
         first,
-        format!("No overflow seen in 1 s on 1 listener (deepest: 127.0.0.1:{port} {comm}, peak 3 of 16).")
+        format!(
+            "No overflow seen in 1 s on 1 listener (deepest: 127.0.0.1:{port} {comm}, peak 3 \
+             of 16)."
+        )
     );
     a.line("Namespace counters: no overflow, listen drop or syncookie counted in 1 s");
     // Its 3 connections were queued before the check began and never accepted.
