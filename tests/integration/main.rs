@@ -21,6 +21,7 @@
 mod support;
 
 mod agents;
+mod alerts;
 mod attribution;
 mod churn;
 mod cli;
@@ -45,6 +46,7 @@ fn main() -> std::process::ExitCode {
             agents::influxdb::trials(),
             agents::prometheus::trials(),
             agents::telegraf::trials(),
+            alerts::trials(),
             attribution::trials(),
             churn::trials(),
             cli::trials(),
