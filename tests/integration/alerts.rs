@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::agents::overflowing;
+use crate::agents::{overflowing, INSTALLED};
 use crate::support::influxd::{free_port, http, urlencode, Influxd};
 use crate::support::*;
 
@@ -18,6 +18,7 @@ tests![
     dashboards_are_importable_grafana_json,
     prometheus_fires_the_drop_alert_and_answers_every_dashboard_query,
     influxdb_answers_every_dashboard_query_for_the_overflowing_listener,
+    collectd_notifies_the_overflow_and_acceptqs_own_warning_as_a_warning,
 ];
 
 const RULES: &str = "prometheus/acceptq.rules.yml";
@@ -571,5 +572,102 @@ fn influxdb_answers_every_dashboard_query_for_the_overflowing_listener() {
     note!(
         "alerts: influxdb: {} dashboard queries answered for port {lport}",
         queries.len()
+    );
+}
+
+fn collectd_notifies_the_overflow_and_acceptqs_own_warning_as_a_warning() {
+    let test = "alerts::collectd_notifies_the_overflow_and_acceptqs_own_warning_as_a_warning";
+    let types_db = "/usr/share/collectd/types.db";
+    if !(netns_gate(test)
+        && skip_unless(
+            have("collectd"),
+            test,
+            "needs collectd (Debian collectd-core)",
+        )
+        && skip_unless(
+            Path::new(types_db).is_file(),
+            test,
+            "needs collectd's types.db",
+        ))
+    {
+        return;
+    }
+    let dir = TempDir::new("alerts-collectd");
+    // collectd runs acceptq as nobody, who must be able to reach the binary.
+    let bin = binary_for_nobody(&dir);
+    let exec = conf("collectd.conf").replace(INSTALLED, bin.to_str().unwrap());
+    let threshold = conf("collectd-threshold.conf");
+    let d = dir.0.display();
+    let config = format!(
+        "Hostname \"aqtest\"\nFQDNLookup false\nBaseDir \"{d}\"\nPIDFile \"{d}/collectd.pid\"\n\
+         PluginDir \"/usr/lib/collectd\"\nTypesDB \"{types_db}\"\nInterval 1\n\n\
+         LoadPlugin logfile\n<Plugin logfile>\n  LogLevel info\n  File \"{d}/collectd.log\"\n\
+         \x20 Timestamp true\n</Plugin>\n\n{threshold}\n{exec}"
+    );
+    fs::write(dir.join("collectd.conf"), &config).unwrap();
+
+    // The listener's owner is root: acceptq, as nobody, cannot name it and warns once.
+    let (ns, mut driver, id, port) = queued_listener("cd-notify", 2, 10, true);
+    let mut collectd = Daemon::spawn(
+        "collectd",
+        ns.cmd(
+            "collectd",
+            &["-f", "-C", dir.join("collectd.conf").to_str().unwrap()],
+        )
+        .stdin(Stdio::null())
+        .stdout(dir.file("collectd.stdout"))
+        .stderr(dir.file("collectd.stderr")),
+    );
+    let log = || fs::read_to_string(dir.join("collectd.log")).unwrap_or_default();
+    let drops = format!(
+        "Notification: severity = WARNING, host = aqtest, plugin = acceptq, \
+         plugin_instance = 127.0.0.1-{port}, type = derive, type_instance = drops, message = "
+    );
+    let warning = "Notification: severity = WARNING, host = aqtest, plugin = acceptq, \
+                   message = cannot read /proc/<pid>/fd of ";
+    // Retransmitted SYNs come ever further apart: new clients keep the drops rising in every
+    // report, as Hits 3 asks.
+    let mut polls = 0u32;
+    let seen = wait_for(Duration::from_secs(30), || {
+        if let Some(status) = collectd.exited() {
+            panic!("collectd exited ({status}):\n{}", log());
+        }
+        polls += 1;
+        if polls % 10 == 0 {
+            driver.connect(id, 1);
+        }
+        let log = log();
+        (log.contains(&drops) && log.contains(warning)).then_some(log)
+    });
+    assert!(collectd.stop(), "collectd did not stop on SIGTERM");
+    let log = seen.unwrap_or_else(|| {
+        panic!(
+            "no drop notification and acceptq warning in 30 s; log:\n{}",
+            log()
+        )
+    });
+    for line in log.lines().filter(|l| l.contains("Notification:")) {
+        note!("alerts: collectd logged: {line}");
+    }
+    // The warning is a notification, never an error line of the exec plugin.
+    for line in log
+        .lines()
+        .filter(|l| l.contains("exec_read_one: error = "))
+    {
+        panic!("acceptq wrote to stderr under collectd: {line}");
+    }
+    let stdout = fs::read_to_string(dir.join("collectd.stdout")).unwrap_or_default();
+    // handle_putnotif answers each notification on collectd's stdout; anything else is a
+    // rejected line.
+    for line in stdout.lines() {
+        assert_eq!(
+            line, "0 Success",
+            "collectd rejected a line of acceptq's:\n{stdout}"
+        );
+    }
+    assert_eq!(
+        log.matches(warning).count(),
+        1,
+        "the warning is said once:\n{log}"
     );
 }
