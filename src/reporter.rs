@@ -87,6 +87,9 @@ struct Output {
     written: u64,
     /// The last write failed: the outage was said, and is not said again until writing works.
     failing: bool,
+    /// collectd mode: the identifier's host, for the warnings each report carries as
+    /// notifications.
+    notify_host: Option<String>,
 }
 
 /// State carried from one report to the next.
@@ -119,9 +122,13 @@ impl Reporter {
         let sink = args.output.as_deref().map_or_else(Sink::stdout, Sink::file);
         sink.check().map_err(|e| RunError::Fatal(e.to_string()))?;
         let mut warnings = Warnings::default();
+        if args.format == Format::Collectd {
+            // collectd logs each stderr line as an error, and has notifications for warnings.
+            warnings.hold_for_collectd();
+        }
         let interval = resolve_interval(args, &mut warnings)?;
         let namespaces = resolve_namespaces(args)?;
-        let encoder = encoder(args, interval, &mut warnings)?;
+        let (encoder, notify_host) = encoder(args, interval, &mut warnings)?;
         // A plain --once reports a single reading: there is nothing to sample between reports.
         let one_reading = args.once && args.window.is_none();
         let sampling = !args.sample_period().is_zero() && !one_reading;
@@ -140,6 +147,7 @@ impl Reporter {
                 buf: Vec::with_capacity(64 * 1024),
                 written: 0,
                 failing: false,
+                notify_host,
             },
             warnings,
             _sampler: None,
@@ -301,6 +309,10 @@ impl Reporter {
     pub fn report(&mut self) -> Result<bool, RunError> {
         self.collect();
         let out = &mut self.output;
+        if let Some(host) = &out.notify_host {
+            // In the report's own write, so no notification splits a PUTVAL line.
+            self.warnings.take_notifications(host, &mut out.buf);
+        }
         out.written += 1;
         match out.sink.write(&out.buf) {
             Ok(()) => {
@@ -328,19 +340,20 @@ impl Reporter {
     }
 }
 
-/// The encoder of `--format`, with the `--tag`s (for collectd: the identifier's host).
+/// The encoder of `--format`, with the `--tag`s (for collectd: the identifier's host, also
+/// returned for the notifications).
 fn encoder(
     args: &Args,
     interval: Duration,
     warnings: &mut Warnings,
-) -> Result<Box<dyn Encoder>, RunError> {
+) -> Result<(Box<dyn Encoder>, Option<String>), RunError> {
     crate::metric::check_user_tags(&args.tags, args.format == Format::Collectd)
         .map_err(RunError::Usage)?;
     let tags = args.tags.clone();
     Ok(match args.format {
-        Format::Influx => Box::new(Influx::new(tags)),
-        Format::Json => Box::new(JsonLines::new(tags)),
-        Format::Prometheus => Box::new(Prometheus::new(tags)),
+        Format::Influx => (Box::new(Influx::new(tags)), None),
+        Format::Json => (Box::new(JsonLines::new(tags)), None),
+        Format::Prometheus => (Box::new(Prometheus::new(tags)), None),
         Format::Collectd => {
             // Only `host` passes check_user_tags here: it is the identifier's host.
             let host = tags.into_iter().next().map(|(_, v)| v);
@@ -350,7 +363,9 @@ fn encoder(
                 ));
             }
             let host = host.unwrap_or_else(|| collectd_host(args, warnings));
-            Box::new(Collectd::new(&host, interval))
+            let encoder = Collectd::new(&host, interval);
+            let host = encoder.host().to_string();
+            (Box::new(encoder), Some(host))
         }
     })
 }

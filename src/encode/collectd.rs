@@ -4,6 +4,9 @@
 //! part is at most 127 bytes; the type exists in the standard types.db; a line of 1199 bytes or
 //! more stalls collectd's reader, so every line stays below 1198. Instances keep to
 //! `[A-Za-z0-9._-]` because they become file names (csv, rrdtool).
+//!
+//! acceptq's own warnings go the same way as `PUTNOTIF` lines ([`putnotif`]): collectd logs every
+//! stderr line of an exec program at error level, whatever it says.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -15,6 +18,9 @@ use crate::metric::{field_spec, Metric, Value, LISTENER};
 pub const PLUGIN: &str = "acceptq";
 pub const MAX_PART: usize = 127;
 pub const MAX_LINE: usize = 1197;
+/// collectd keeps a notification's message in 256 bytes, its closing NUL included, and cuts
+/// the rest silently.
+pub const MAX_MESSAGE: usize = 255;
 
 pub struct Collectd {
     host: String,
@@ -28,6 +34,48 @@ impl Collectd {
             interval,
         }
     }
+
+    /// The identifier's host, as written.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+}
+
+/// Appends `PUTNOTIF severity=warning time=<epoch> host=<host> plugin=acceptq message="..."`, the
+/// line collectd's exec plugin turns into a notification (utils/cmds/putnotif.c). `host` is an
+/// identifier part ([`Collectd::host`]), which needs no quotes. The message is quoted, with `"`
+/// and `\` escaped as collectd's parse_string reads them back; control characters (a newline
+/// would end the line) become spaces; a message longer than [`MAX_MESSAGE`] bytes is cut at a
+/// character boundary and ends in `...`, so collectd's own cut never splits a character.
+pub fn putnotif(host: &str, severity: &str, time: Duration, message: &str, out: &mut Vec<u8>) {
+    let clean: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut text = clean.as_str();
+    let cut = text.len() > MAX_MESSAGE;
+    if cut {
+        let mut end = MAX_MESSAGE - "...".len();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text = &text[..end];
+    }
+    let mut line = format!(
+        "PUTNOTIF severity={severity} time={:.3} host={host} plugin={PLUGIN} message=\"",
+        time.as_secs_f64()
+    );
+    for c in text.chars() {
+        if matches!(c, '"' | '\\') {
+            line.push('\\');
+        }
+        line.push(c);
+    }
+    if cut {
+        line.push_str("...");
+    }
+    line.push_str("\"\n");
+    out.extend_from_slice(line.as_bytes());
 }
 
 /// `_` and 16 hex digits: the hash that marks a part made from altered text.
@@ -253,6 +301,111 @@ pub(crate) mod tests {
             type_instance: tinst.into(),
             value: value.ok_or("no value")?,
         })
+    }
+
+    /// The options of a PUTNOTIF line as collectd reads them (parse_option, parse_string):
+    /// `key=value` or `key="quoted value"` with backslash escapes, in any order.
+    pub fn parse_putnotif(line: &str) -> Result<Vec<(String, String)>, String> {
+        if line.len() > MAX_LINE {
+            return Err(format!("line of {} bytes", line.len()));
+        }
+        let mut rest = line.strip_prefix("PUTNOTIF ").ok_or("not PUTNOTIF")?;
+        let mut options = Vec::new();
+        while !rest.is_empty() {
+            let (key, after) = rest.split_once('=').ok_or("option without =")?;
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("bad key {key:?}"));
+            }
+            let mut value = String::new();
+            let mut chars = after.chars();
+            if after.starts_with('"') {
+                chars.next();
+                loop {
+                    match chars.next().ok_or("unterminated quote")? {
+                        '"' => break,
+                        '\\' => value.push(chars.next().ok_or("backslash at the end")?),
+                        c => value.push(c),
+                    }
+                }
+                let tail = chars.as_str();
+                if !tail.is_empty() && !tail.starts_with(' ') {
+                    return Err("text after a closing quote".into());
+                }
+                rest = tail.trim_start();
+            } else {
+                let end = after.find(' ').unwrap_or(after.len());
+                value.push_str(&after[..end]);
+                rest = after[end..].trim_start();
+            }
+            if value.is_empty() {
+                return Err(format!("{key} is empty"));
+            }
+            options.push((key.to_string(), value));
+        }
+        Ok(options)
+    }
+
+    fn notification(message: &str) -> (String, Vec<(String, String)>) {
+        let mut out = Vec::new();
+        putnotif(
+            "web1",
+            "warning",
+            Duration::from_millis(1_700_000_000_250),
+            message,
+            &mut out,
+        );
+        let line = String::from_utf8(out).unwrap();
+        assert!(
+            line.ends_with('\n') && line.matches('\n').count() == 1,
+            "{line:?}"
+        );
+        let parsed = parse_putnotif(line.trim_end()).unwrap_or_else(|e| panic!("{e}: {line}"));
+        (line, parsed)
+    }
+
+    #[test]
+    fn warnings_become_notifications_collectd_parses_back_whole() {
+        let msg = r#"cannot read /proc/<pid>/fd of 3 processes: "process" left out; C:\tmp"#;
+        let (line, options) = notification(msg);
+        let get = |k: &str| {
+            options
+                .iter()
+                .find(|(o, _)| o == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("severity"), Some("warning"), "{line}");
+        assert_eq!(get("time"), Some("1700000000.250"));
+        assert_eq!(get("host"), Some("web1"));
+        assert_eq!(get("plugin"), Some("acceptq"));
+        assert_eq!(get("message"), Some(msg), "{line}");
+
+        // A newline would end the line: the rest would be an unparsable command.
+        let (_, options) = notification("two\nlines\tand a tab");
+        assert_eq!(options.last().unwrap().1, "two lines and a tab");
+    }
+
+    #[test]
+    fn long_messages_are_cut_within_collectds_buffer_on_a_character() {
+        for filler in ["x", "é", "\"", "日本"] {
+            let msg = filler.repeat(400);
+            let (line, options) = notification(&msg);
+            let got = &options.last().unwrap().1;
+            assert!(got.len() <= MAX_MESSAGE, "{} bytes: {line}", got.len());
+            assert!(
+                got.len() >= MAX_MESSAGE - 6,
+                "cut short: {} bytes",
+                got.len()
+            );
+            assert!(got.ends_with("..."), "{got}");
+            assert!(msg.starts_with(got.trim_end_matches("...")), "{got}");
+            assert!(line.len() <= MAX_LINE, "{} bytes", line.len());
+        }
+        let exact = "y".repeat(MAX_MESSAGE);
+        assert_eq!(
+            notification(&exact).1.last().unwrap().1,
+            exact,
+            "fits: kept whole"
+        );
     }
 
     fn listener(tags: Vec<(&'static str, String)>) -> Metric {

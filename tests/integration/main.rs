@@ -21,6 +21,7 @@
 mod support;
 
 mod agents;
+mod alerts;
 mod attribution;
 mod check;
 mod churn;
@@ -46,6 +47,7 @@ fn main() -> std::process::ExitCode {
             agents::influxdb::trials(),
             agents::prometheus::trials(),
             agents::telegraf::trials(),
+            alerts::trials(),
             attribution::trials(),
             check::trials(),
             churn::trials(),

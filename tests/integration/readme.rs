@@ -137,4 +137,18 @@ fn readme_quotes_every_conf_snippet_verbatim() {
             "README.md must quote conf/{name} whole, as the body of a fenced block:\n{content}"
         );
     }
+    // Dashboards and rules are too long to quote: named, and present.
+    for name in [
+        "grafana/acceptq-prometheus.json",
+        "grafana/acceptq-influxdb.json",
+        "prometheus/acceptq.rules.yml",
+        "prometheus/acceptq.rules.test.yml",
+        "collectd-threshold.conf",
+    ] {
+        assert!(!conf(name).is_empty(), "conf/{name} is empty");
+        assert!(
+            readme.contains(&format!("`conf/{name}`")),
+            "README.md must name conf/{name}"
+        );
+    }
 }

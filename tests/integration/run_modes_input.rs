@@ -718,20 +718,29 @@ fn a_bad_collectd_hostname_is_said_once_and_the_systems_used() {
         );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{err}");
-        let said: Vec<&str> = err
+        // Under collectd a warning is a notification on stdout: stderr is logged as an error.
+        assert!(!err.contains("COLLECTD_HOSTNAME"), "{err}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let said: Vec<&str> = text
             .lines()
             .filter(|l| l.contains("COLLECTD_HOSTNAME"))
             .collect();
-        assert_eq!(said.len(), 1, "{err}");
+        assert_eq!(said.len(), 1, "{text}");
+        let escaped = format!("{bad:?}")
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
         assert!(
-            said[0].starts_with(&format!("W! [acceptq] COLLECTD_HOSTNAME {bad:?}: "))
-                && said[0].ends_with("; using the system's host name"),
-            "{err}"
+            said[0].starts_with("PUTNOTIF severity=warning time=")
+                && said[0].contains(&format!(
+                    " host={system} plugin=acceptq message=\"COLLECTD_HOSTNAME {escaped}: "
+                ))
+                && said[0].ends_with("; using the system's host name\""),
+            "{text}"
         );
-        let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             text.lines()
-                .all(|l| l.starts_with(&format!("PUTVAL \"{system}/acceptq-"))),
+                .all(|l| l.starts_with(&format!("PUTVAL \"{system}/acceptq-"))
+                    || l.starts_with("PUTNOTIF ")),
             "{text}"
         );
     }
