@@ -226,6 +226,9 @@ impl Reporter {
     /// Moves the sampler's peaks in and adds the report's own reading as one more sample, so
     /// peaks are right even with `--sample 0`.
     fn take_peaks(&mut self) {
+        for news in self.namespaces.sampler_news() {
+            self.warnings.now(&news);
+        }
         let peaks = &mut self.carried.peaks;
         if let Ok(mut shared) = self.carried.shared_peaks.lock() {
             shared.take_into(peaks);
@@ -293,6 +296,12 @@ impl Reporter {
                 ),
             );
         }
+    }
+
+    /// A warning of the run mode's, said where the reporter's own go (stderr, or with the next
+    /// report as a collectd notification).
+    pub fn warn_once(&mut self, key: &str, msg: String) {
+        self.warnings.once(key, msg);
     }
 
     /// Whether reports go to stdout (whose reader may go away).

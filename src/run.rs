@@ -14,9 +14,10 @@ pub fn run(args: Args) -> Result<(), RunError> {
     let mut reporter = Reporter::new(&args)?;
     if let Err(e) = output::stop_on_signals() {
         // Without it SIGTERM still ends us, only not between reports.
-        crate::warn::warn(&format!(
-            "SIGTERM and SIGINT keep their default action: {e}"
-        ));
+        reporter.warn_once(
+            "signals",
+            format!("SIGTERM and SIGINT keep their default action: {e}"),
+        );
     }
     if args.once {
         if let Some(window) = args.window {

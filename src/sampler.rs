@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use crate::source::inet_diag::{Record, FAMILIES, STATE_LISTEN};
 use crate::source::sock_diag::{DiagError, DiagSocket};
 use crate::state::{NsId, Peaks};
-use crate::warn;
 
 /// One namespace the sampler watches: its stable id (the key of its peaks), its name for
 /// warnings, and the sampler's own sock_diag socket there.
@@ -31,6 +30,10 @@ pub struct Target {
     pub empty: [bool; 2],
     /// Samples taken of this namespace.
     pub samples: u64,
+    /// A failure to say, waiting for the report thread: it says it through its own warnings,
+    /// which go where the format wants them (stderr, or collectd notifications). One at most:
+    /// said once per failure streak.
+    pub news: Option<String>,
 }
 
 impl Target {
@@ -42,6 +45,7 @@ impl Target {
             failing: false,
             empty: [false; 2],
             samples: 0,
+            news: None,
         }
     }
 }
@@ -131,7 +135,7 @@ pub fn sample_once(targets: &mut [Target], records: &mut Vec<Record>, peaks: &Mu
             // Said once per failure streak, and nothing formatted while it lasts.
             if !t.failing {
                 t.failing = true;
-                warn::warn(&format!(
+                t.news = Some(format!(
                     "sampler: netns {}: {e}; peaks come from reports only until it recovers",
                     t.name
                 ));

@@ -66,6 +66,12 @@ impl<W: Write> Warnings<W> {
         &self.out
     }
 
+    /// Says `msg` now, whatever was said before: for news whose sender already says it once
+    /// per occurrence (the sampler, once per failure streak).
+    pub fn now(&mut self, msg: &str) {
+        self.say(msg);
+    }
+
     /// Prints `msg` the first time `key` is warned about; later calls are silent.
     pub fn once(&mut self, key: &str, msg: String) {
         if self.said.contains(key) {

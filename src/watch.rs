@@ -149,6 +149,14 @@ impl WatchList {
         }
     }
 
+    /// What the sampler has to say since the last call (its failures, one per streak).
+    pub fn sampler_news(&self) -> Vec<String> {
+        match self.targets.as_ref().map(|t| t.lock()) {
+            Some(Ok(mut t)) => t.iter_mut().filter_map(|x| x.news.take()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Drops the named namespaces that are no longer in `now` as they were, from the sampler too.
     fn forget_gone(&mut self, now: &[Named]) {
         let before = self.watched.len();
