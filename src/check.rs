@@ -49,24 +49,35 @@ pub fn run(args: &CheckArgs) -> Result<Option<bool>, RunError> {
         )));
     }
     let mut reporter = Reporter::for_terminal(&args.select, Some(sample), true)?;
+    // Ctrl-C (or SIGTERM) ends the window early and answers for what was watched, as `ping`
+    // answers with its summary; without the handler it would kill the answer too.
+    let early_answer = output::stop_on_signals().is_ok();
     let mut window = Window::default();
     let start = Instant::now();
     window.add(&reporter.read().metrics, None);
     let mut last = Instant::now();
+    let mut stopped = false;
     loop {
         let left = args.duration.saturating_sub(start.elapsed());
         if left.is_zero() {
             break;
         }
-        if output::wait(true, None, Some(left.min(STEP.max(sample)))) == Wake::StdoutGone {
-            return Ok(None);
+        match output::wait(true, None, Some(left.min(STEP.max(sample)))) {
+            Wake::StdoutGone => return Ok(None),
+            Wake::Stopped if early_answer => stopped = true,
+            _ => {}
         }
         let metrics = reporter.read().metrics;
         let now = Instant::now();
         window.add(&metrics, Some(now - last));
         last = now;
+        if stopped {
+            break;
+        }
     }
-    let facts = window.facts(args.duration, sample, args.select.filter_flags());
+    // Cut short by a signal, the answer covers the time watched, not the time asked for.
+    let watched = start.elapsed().min(args.duration);
+    let facts = window.facts(watched, sample, args.select.filter_flags());
     let verdicts = verdict::judge(&facts);
     let problem = verdicts.iter().any(Verdict::is_problem);
     let text = match args.format {

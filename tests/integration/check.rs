@@ -17,7 +17,8 @@ tests![
     reuseport_group_with_one_full_socket_is_uneven_balancing,
     json_format_is_one_document_with_the_same_verdicts,
     overflow_of_a_listener_closed_between_readings_is_told_from_the_namespace,
-    a_sample_longer_than_the_window_is_refused_with_status_2
+    a_sample_longer_than_the_window_is_refused_with_status_2,
+    ctrl_c_answers_early_for_the_time_watched
 ];
 
 /// What a finished `acceptq check` said.
@@ -363,4 +364,55 @@ fn a_sample_longer_than_the_window_is_refused_with_status_2() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty());
+}
+
+/// Ctrl-C during a 30 s window ends it at once with the answer for the time watched, as `ping`
+/// answers with its summary: the full queue is named, its status is 1, and the answer says the
+/// seconds watched, not the 30 asked for.
+fn ctrl_c_answers_early_for_the_time_watched() {
+    let test = "check::ctrl_c_answers_early_for_the_time_watched";
+    if !netns_gate(test) {
+        return;
+    }
+    let (ns, _d, _, port) = queued_listener("chk-int", 2, 3, false);
+    let mut child = ns
+        .cmd(acceptq(), &["check", "--duration", "30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start acceptq check");
+    std::thread::sleep(Duration::from_millis(2500));
+    // `ip netns exec` execs acceptq in its own place: the child is acceptq.
+    // SAFETY: kill with a pid we own and a valid signal number.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = wait_or_kill(&mut child, Duration::from_secs(5)).expect("answers at once");
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    note!("after SIGINT: {status}\n{stdout}{stderr}");
+    assert_eq!(status.code(), Some(1), "{stdout}{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("127.0.0.1:{port} ")))
+        .unwrap_or_else(|| panic!("the full listener is named: {stdout}"));
+    assert!(line.contains("peak 3 of 2"), "{line}");
+    assert!(
+        !stdout.contains("30 s"),
+        "the answer covers the time watched: {stdout}"
+    );
+    assert!(
+        stdout.contains(" in 2") || stdout.contains(" in 3"),
+        "{stdout}"
+    );
 }
