@@ -15,6 +15,7 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 use clap_mangen::roff::{bold, roman, Roff};
 use clap_mangen::Man;
+use flate2::{Compression, GzBuilder};
 
 // The CLI module compiled again for the build script. It names three items of the crate's
 // metric module; these stand-ins only have to type-check, since nothing is parsed here. A new
@@ -42,9 +43,15 @@ fn main() -> io::Result<()> {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let cmd = cli::Args::command();
 
+    let page = man_page(cmd.clone())?;
     let man = out.join("acceptq.1");
-    std::fs::write(&man, man_page(cmd.clone())?)?;
-    let mut files = vec![man];
+    std::fs::write(&man, &page)?;
+    // As `gzip -9n` makes it: no file name, no time stamp, so builds are reproducible.
+    let man_gz = out.join("acceptq.1.gz");
+    let mut gz = GzBuilder::new().write(Vec::new(), Compression::best());
+    gz.write_all(&page)?;
+    std::fs::write(&man_gz, gz.finish()?)?;
+    let mut files = vec![man, man_gz];
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         files.push(clap_complete::generate_to(
             shell,
