@@ -114,6 +114,22 @@ if find /etc/systemd -name 'acceptq*' 2>/dev/null | grep -q .; then
 fi
 getent group acceptq >/dev/null || fail "the package did not create the group acceptq"
 
+step "systemd units"
+unit=/lib/systemd/system/acceptq-textfile.service
+# "-": a textfile directory that does not exist (yet) must not fail the unit.
+grep -q '^ReadWritePaths=-/' "$unit" || fail "$unit: ReadWritePaths= without the - prefix"
+systemd-analyze verify --man=no "$unit" >"$work/verify" 2>&1 || true
+[ ! -s "$work/verify" ] || fail "systemd-analyze verify $unit: $(cat "$work/verify")"
+# Each drop-in, applied to a stand-in for the agent's unit.
+for dropin in /usr/share/acceptq/systemd/*.service.d/*.conf; do
+    service=$(basename "$(dirname "$dropin")" .d)
+    mkdir -p "$work/units/$service.d"
+    printf '[Service]\nExecStart=/bin/true\n' >"$work/units/$service"
+    cp "$dropin" "$work/units/$service.d/"
+    systemd-analyze verify --man=no "$work/units/$service" >"$work/verify" 2>&1 || true
+    [ ! -s "$work/verify" ] || fail "systemd-analyze verify $dropin: $(cat "$work/verify")"
+done
+
 # setpriv makes its own execve still holding root's effective capabilities (it keeps them to
 # apply its options), and CAP_DAC_OVERRIDE passes any file with an x bit: the permission check
 # that matters is made by an unprivileged shell's exec.
