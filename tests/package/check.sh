@@ -231,6 +231,19 @@ dpkg -i "$deb" >/dev/null
 getcap /usr/bin/acceptq | grep -q 'cap_dac_read_search,cap_sys_ptrace=ep' ||
     fail "capabilities after reinstalling: $(getcap /usr/bin/acceptq)"
 
+step "acceptq-setcap --remove, then both features"
+acceptq-setcap --remove >/dev/null
+[ "$(stat -c '%U:%G %a' /usr/bin/acceptq)" = "root:root 755" ] ||
+    fail "after acceptq-setcap --remove: $(stat -c '%U:%G %a' /usr/bin/acceptq)"
+[ -z "$(getcap /usr/bin/acceptq)" ] || fail "--remove left $(getcap /usr/bin/acceptq)"
+[ ! -e /var/lib/acceptq/setcap ] || fail "--remove left /var/lib/acceptq/setcap"
+acceptq-setcap --process-names --namespaces >/dev/null
+getcap /usr/bin/acceptq | grep -q 'cap_dac_read_search,cap_sys_ptrace,cap_sys_admin=ep' ||
+    fail "capabilities for both features: $(getcap /usr/bin/acceptq)"
+if acceptq-setcap >/dev/null 2>&1; then
+    fail "acceptq-setcap without a feature succeeded"
+fi
+
 step "dpkg --purge removes every installed file"
 dpkg --purge acceptq
 while read -r path; do
