@@ -1,13 +1,15 @@
 #!/bin/sh
-# Installs a release build as /usr/bin/acceptq with the capabilities that let an unprivileged
-# agent (collectd runs exec programs as nobody, Telegraf as telegraf) name every listener's
-# process. Run from the repository root after `cargo build --release`.
+# Installs a release build without a package manager: /usr/bin/acceptq, acceptq-setcap, the man
+# pages and the README. Like the packages it grants no capability: `acceptq-setcap` is the
+# opt-in (see the README's Required capabilities). Run from the repository root after
+# `cargo build --release`; prefer the .deb or .rpm (README: Packaging and install).
 set -eu
 install -m 755 target/release/acceptq /usr/bin/acceptq
-if command -v setcap >/dev/null 2>&1; then
-    setcap cap_dac_read_search,cap_sys_ptrace+ep /usr/bin/acceptq
-else
-    echo "setcap not found (Debian: apt-get install libcap2-bin): process names only for the agent's own user" >&2
-fi
-install -d /usr/share/doc/acceptq
+install -m 755 packaging/acceptq-setcap /usr/sbin/acceptq-setcap
+install -d /usr/share/man/man1 /usr/share/man/man8 /usr/share/doc/acceptq
+install -m 644 target/release/generated/acceptq.1 /usr/share/man/man1/acceptq.1
+install -m 644 packaging/acceptq-setcap.8 /usr/share/man/man8/acceptq-setcap.8
 install -m 644 README.md /usr/share/doc/acceptq/README.md
+# The group the collectd snippet runs acceptq with, and that acceptq-setcap limits it to.
+getent group acceptq >/dev/null || groupadd --system acceptq
+echo "installed; process names of other users' listeners: sudo acceptq-setcap --process-names"

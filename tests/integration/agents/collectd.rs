@@ -83,6 +83,9 @@ fn exec_plugin_writes_accept_queue_values_as_nobody() {
     let bin = binary_for_nobody(&dir);
 
     let snippet = conf("collectd.conf");
+    // The snippet runs acceptq with the group the packages create; where none made it, a
+    // throwaway one stands in for the test.
+    let group = Group::ensure("acceptq");
     assert!(snippet.contains(&format!("\"{INSTALLED}\"")), "{snippet}");
     let snippet = snippet.replace(INSTALLED, bin.to_str().unwrap());
     let d = dir.0.display();
@@ -155,6 +158,16 @@ LoadPlugin csv
     assert_eq!(
         pids[0].1, 65534,
         "collectd runs acceptq as nobody: {pids:?}"
+    );
+    let status = fs::read_to_string(format!("/proc/{}/status", pids[0].0)).unwrap();
+    let egid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Gid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1)?.parse::<u32>().ok());
+    assert_eq!(
+        egid,
+        Some(group.gid),
+        "collectd runs acceptq with the group acceptq, which may run a binary locked to it"
     );
     let more = wait_for(Duration::from_secs(6), || {
         let n = csv_values(&listener_dir, "queue_length-depth-").len();
@@ -251,4 +264,48 @@ fn walk(dir: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// A system group that exists while this lives: the host's own, or one created for the test
+/// and deleted after it.
+struct Group {
+    gid: u32,
+    created: Option<&'static str>,
+}
+
+impl Group {
+    fn ensure(name: &'static str) -> Group {
+        let gid = || {
+            let out = std::process::Command::new("getent")
+                .args(["group", name])
+                .output()
+                .ok()?;
+            String::from_utf8(out.stdout)
+                .ok()?
+                .split(':')
+                .nth(2)?
+                .parse()
+                .ok()
+        };
+        if let Some(gid) = gid() {
+            return Group { gid, created: None };
+        }
+        let made = std::process::Command::new("groupadd")
+            .args(["--system", name])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(made, "groupadd --system {name} failed");
+        Group {
+            gid: gid().expect("the group just created"),
+            created: Some(name),
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(name) = self.created {
+            let _ = std::process::Command::new("groupdel").arg(name).status();
+        }
+    }
 }
