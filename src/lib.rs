@@ -13,5 +13,6 @@ pub mod sampler;
 pub mod snapshot;
 pub mod source;
 pub mod state;
+pub mod top;
 pub mod warn;
 pub mod watch;

@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     if let Some(command) = args.command {
         let name = match command {
             Command::Check(_) => "check",
-            Command::Top(_) => "top",
+            Command::Top(top) => return acceptq::top::main(&top),
         };
         warn::error(&format!("acceptq {name} is not built yet"));
         return ExitCode::from(2);
