@@ -345,7 +345,12 @@ fn draw_table(frame: &mut Frame, model: &Model, ui: &Ui, area: Rect) {
                 }
                 Col::Max => spans.push(Span::raw(pad(&c.max, w, right))),
                 Col::Trend => spans.push(Span::styled(
-                    sparkline(t.history.iter().copied(), t.now.limit + 1, w),
+                    sparkline(
+                        &t.history.iter().copied().collect::<Vec<_>>(),
+                        model.history_len(),
+                        t.now.limit + 1,
+                        w,
+                    ),
                     fill_style(t, ui),
                 )),
                 Col::DropRate => {
@@ -462,21 +467,22 @@ pub fn bar(depth: u64, limit: u64, w: u16) -> String {
 
 const LEVELS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
-/// The history as `w` characters, newest at the right, each the highest of the entries it
-/// covers (a peak is never averaged away), scaled to the capacity; blank is an empty queue.
-pub fn sparkline(history: impl ExactSizeIterator<Item = u64>, cap: u64, w: u16) -> String {
+/// The history as `w` characters, newest at the right, each covering a fixed share of the
+/// `span` entries the history can hold (so a column is always the same number of seconds), the
+/// highest of its entries (a peak is never averaged away), scaled to the capacity `cap`; blank
+/// is an empty queue, or a time before the view started.
+pub fn sparkline(history: &[u64], span: usize, cap: u64, w: u16) -> String {
     let w = usize::from(w);
     if w == 0 {
         return String::new();
     }
-    let values: Vec<u64> = history.collect();
-    let per = values.len().div_ceil(w).max(1);
-    // Buckets end at the newest entry.
-    let mut buckets: Vec<u64> = values
+    let per = span.div_ceil(w).max(1);
+    // Buckets end at the newest entry; at most `w` of them, the newest.
+    let mut buckets: Vec<u64> = history
         .rchunks(per)
+        .take(w)
         .map(|c| c.iter().copied().max().unwrap_or(0))
         .collect();
-    buckets.truncate(w);
     buckets.reverse();
     let level = |v: u64| {
         if v == 0 {
@@ -502,7 +508,7 @@ fn count(n: u64) -> String {
 pub fn rate(r: Option<f64>) -> String {
     match r {
         None => "-".into(),
-        Some(r) if r == 0.0 => "0".into(),
+        Some(0.0) => "0".into(),
         Some(r) if r < 9.95 => format!("{r:.1}"),
         Some(r) if r < 99_999.5 => format!("{r:.0}"),
         Some(r) => format!("{:.0}k", r / 1000.0),
@@ -750,12 +756,16 @@ mod tests {
         assert_eq!(bar(100, 2, 4), "████", "never past full");
         assert_eq!(bar(1, 1, 4), "██  ");
         assert_eq!(bar(1, 127, 4), "▏   ", "one connection still shows");
-        assert_eq!(sparkline([0, 3, 1].into_iter(), 3, 5), "   █▃");
+        assert_eq!(sparkline(&[0, 3, 1], 5, 3, 5), "   █▃");
         // 60 entries into 6 cells: the highest of each ten.
         let mut h = vec![0u64; 60];
         h[5] = 3;
-        assert_eq!(sparkline(h.into_iter(), 3, 6), "█     ");
-        assert_eq!(sparkline(std::iter::empty(), 3, 3), "   ");
+        assert_eq!(sparkline(&h, 60, 3, 6), "█     ");
+        assert_eq!(sparkline(&[], 60, 3, 3), "   ");
+        // A column is always the same span: 3 entries into a 60-entry span over 6 cells is
+        // one cell, not three.
+        assert_eq!(sparkline(&[3, 0, 0], 60, 3, 6), "     █");
+        assert_eq!(sparkline(&[3; 11], 60, 3, 6), "    ██");
     }
 
     #[test]
