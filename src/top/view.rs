@@ -221,18 +221,23 @@ pub fn draw(frame: &mut Frame, model: &Model, ui: &Ui) {
     ])
     .areas(area);
     frame.render_widget(Paragraph::new(header), top);
-    draw_table(frame, model, ui, table);
+    let shown = draw_table(frame, model, ui, table);
     if let Some(s) = &ui.status {
         frame.render_widget(Paragraph::new(Line::from(printable(s))), status);
     }
-    frame.render_widget(Paragraph::new(footer_line(model, ui)), footer);
+    let mut help = footer_line(model, ui);
+    if let Some((first, last, total)) = shown.filter(|(_, _, total)| *total > shown_all(shown)) {
+        help.push_span(Span::raw(format!("  rows {first}-{last} of {total}")));
+    }
+    frame.render_widget(Paragraph::new(help), footer);
 }
 
 fn header_lines(model: &Model, ui: &Ui) -> Vec<Line<'static>> {
     let bold = Style::new().add_modifier(Modifier::BOLD);
+    let n = model.listeners();
     let mut title = format!(
-        "acceptq top  {} listeners  refresh {}",
-        model.listeners(),
+        "acceptq top  {n} listener{}  refresh {}",
+        if n == 1 { "" } else { "s" },
         duration(ui.refresh)
     );
     let omitted: u64 = model.namespaces.iter().map(|n| n.omitted).sum();
@@ -291,7 +296,19 @@ fn hot(ui: &Ui) -> Style {
     }
 }
 
-fn draw_table(frame: &mut Frame, model: &Model, ui: &Ui, area: Rect) {
+/// How many rows a `(first, last, total)` shows.
+fn shown_all(shown: Option<(usize, usize, usize)>) -> usize {
+    shown.map_or(0, |(first, last, _)| last + 1 - first)
+}
+
+/// Draws the rows that fit from `ui.scroll` on; returns which ones (1-based, inclusive) of how
+/// many, when there are any.
+fn draw_table(
+    frame: &mut Frame,
+    model: &Model,
+    ui: &Ui,
+    area: Rect,
+) -> Option<(usize, usize, usize)> {
     let rows = model.rows();
     if rows.is_empty() {
         let text = match &model.filter {
@@ -303,7 +320,7 @@ fn draw_table(frame: &mut Frame, model: &Model, ui: &Ui, area: Rect) {
             None => String::new(),
         };
         frame.render_widget(Paragraph::new(text), area);
-        return;
+        return None;
     }
     let cells: Vec<Cells> = rows.iter().map(|(k, t)| Cells::of(k, t)).collect();
     let netns = cells.iter().any(|c| !c.netns.is_empty());
@@ -367,7 +384,9 @@ fn draw_table(frame: &mut Frame, model: &Model, ui: &Ui, area: Rect) {
         }
         lines.push(Line::from(spans));
     }
+    let drawn = lines.len() - 1;
     frame.render_widget(Paragraph::new(lines), area);
+    (drawn > 0).then_some((first + 1, first + drawn, rows.len()))
 }
 
 fn fill_style(t: &Track, ui: &Ui) -> Style {
@@ -722,6 +741,34 @@ mod tests {
             s[3]
         );
         assert!(s[9].contains("filter: \"nginx\"  Esc clear"), "{:?}", s[9]);
+    }
+
+    #[test]
+    fn rows_past_the_screen_are_scrolled_to_and_counted() {
+        let mut m = Model::new(Duration::from_secs(1));
+        let metrics: Vec<_> = (1..=30)
+            .map(|p| listener(p, None, &[("queue_limit", 8)]))
+            .collect();
+        m.update(&metrics, SEC);
+        m.sort = super::super::model::Sort::Port;
+        let mut ui = ui();
+        // 12 lines: title (no namespace row in this report), column titles, 8 rows, status,
+        // keys.
+        let s = screen(&m, &ui, 80, 12);
+        assert!(s[2].starts_with("127.0.0.1:1 "), "{:?}", s[2]);
+        assert!(s[11].trim_end().ends_with("rows 1-8 of 30"), "{:?}", s[11]);
+        ui.scroll = 100;
+        let s = screen(&m, &ui, 80, 12);
+        assert!(
+            s[9].starts_with("127.0.0.1:30 "),
+            "the last row, no blank past it: {:?}",
+            s[9]
+        );
+        assert!(
+            s[11].trim_end().ends_with("rows 23-30 of 30"),
+            "{:?}",
+            s[11]
+        );
     }
 
     #[test]

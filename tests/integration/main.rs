@@ -36,6 +36,7 @@ mod rows;
 mod run_modes_input;
 mod sampler_cost;
 mod syn_queue;
+mod top;
 
 fn main() -> std::process::ExitCode {
     support::harness::run(
@@ -60,6 +61,7 @@ fn main() -> std::process::ExitCode {
             run_modes_input::trials(),
             sampler_cost::trials(),
             syn_queue::trials(),
+            top::trials(),
         ]
         .into_iter()
         .flatten()
