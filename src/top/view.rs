@@ -316,7 +316,9 @@ fn draw_table(
                 "no listener matches {} (Esc clears the filter)",
                 f.describe()
             ),
-            None if model.listeners() == 0 => "no listening TCP socket".into(),
+            None if model.listeners() == 0 => {
+                "no listener to show (none listening, or none the flags let through)".into()
+            }
             None => String::new(),
         };
         frame.render_widget(Paragraph::new(text), area);
