@@ -107,10 +107,18 @@ impl Screen {
         }));
         warn::hold_stderr();
         TAKEN.store(true, Ordering::SeqCst);
-        enable_raw_mode()?;
-        execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
-        let term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
-        Ok(Screen { term })
+        let taken = (|| {
+            enable_raw_mode()?;
+            execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
+            Terminal::new(CrosstermBackend::new(io::stdout()))
+        })();
+        taken.map(|term| Screen { term }).inspect_err(|_| {
+            // Half taken: give back what was, and let the error be said on stderr.
+            restore();
+            for line in warn::release_stderr() {
+                let _ = writeln!(io::stderr(), "{line}");
+            }
+        })
     }
 }
 

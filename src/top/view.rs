@@ -212,7 +212,9 @@ impl Need {
 
 pub fn draw(frame: &mut Frame, model: &Model, ui: &Ui) {
     let area = frame.area();
-    let header = header_lines(model, ui);
+    let mut header = header_lines(model, ui);
+    // On a short terminal the rows come first: column titles, one row, status and keys stay.
+    header.truncate(usize::from(area.height.saturating_sub(4)));
     let [top, table, status, footer] = Layout::vertical([
         Constraint::Length(header.len() as u16),
         Constraint::Min(1),
@@ -771,6 +773,16 @@ mod tests {
             "{:?}",
             s[11]
         );
+    }
+
+    #[test]
+    fn a_tiny_terminal_draws_what_fits_without_panicking() {
+        let m = overflowing();
+        for (w, h) in [(1, 1), (10, 2), (20, 3), (30, 6), (80, 4)] {
+            let s = screen(&m, &ui(), w, h);
+            assert_eq!(s.len(), usize::from(h));
+        }
+        assert!(screen(&m, &ui(), 30, 6).iter().any(|l| l.contains("8080")));
     }
 
     #[test]
