@@ -38,12 +38,8 @@ pub fn main(args: &TopArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if let Some(sample) = args.sample.filter(|s| *s > args.refresh) {
-        warn::error(&format!(
-            "--sample {sample:?} is longer than --refresh {:?}: each refresh would show a peak \
-             no sample was taken for; sample at most as often as the screen refreshes",
-            args.refresh
-        ));
+    if let Err(msg) = check_flags(args) {
+        warn::error(&msg);
         return ExitCode::from(2);
     }
     let reporter = match Reporter::for_terminal(&args.select, args.sample, false) {
@@ -82,6 +78,18 @@ pub fn main(args: &TopArgs) -> ExitCode {
             warn::error(&e);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Refuses flags that cannot work together (exit status 2).
+fn check_flags(args: &TopArgs) -> Result<(), String> {
+    match args.sample.filter(|s| *s > args.refresh) {
+        Some(sample) => Err(format!(
+            "--sample {sample:?} is longer than --refresh {:?}: a refresh would come with no \
+             sample of its own; sample at least as often as the screen refreshes",
+            args.refresh
+        )),
+        None => Ok(()),
     }
 }
 
@@ -339,6 +347,30 @@ mod tests {
         assert!(colour_allowed(None));
         assert!(colour_allowed(Some("".into())));
         assert!(!colour_allowed(Some("1".into())));
+    }
+
+    #[test]
+    fn a_sample_longer_than_the_refresh_is_refused() {
+        use clap::Parser;
+        let top = |flags: &[&str]| {
+            let args =
+                crate::cli::Args::try_parse_from([&["acceptq", "top"], flags].concat()).unwrap();
+            match args.command {
+                Some(crate::cli::Command::Top(t)) => check_flags(&t),
+                _ => unreachable!(),
+            }
+        };
+        let e = top(&["--sample", "2s"]).unwrap_err();
+        assert!(
+            e.starts_with("--sample 2s is longer than --refresh 1s"),
+            "{e}"
+        );
+        assert!(top(&["--sample", "1s"]).is_ok());
+        assert!(
+            top(&["--sample", "0"]).is_ok(),
+            "0: no sampler, peaks from each reading"
+        );
+        assert!(top(&["--sample", "2s", "--refresh", "5s"]).is_ok());
     }
 
     fn press(model: &mut Model, ui: &mut Ui, code: KeyCode) -> Action {
