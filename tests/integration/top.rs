@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 tests![
-    top_shows_the_overflowing_listener_at_120_and_80_columns_and_q_restores_the_terminal,
-    top_gives_the_terminal_back_on_sigterm_and_ctrl_c,
+    top_shows_the_overflowing_listener_at_120_and_80_columns_takes_keys_and_q_restores_the_terminal,
+    top_answers_keys_at_once_without_colour_under_no_color_and_restores_on_sigterm_and_ctrl_c,
     top_refuses_when_stdout_is_not_a_terminal
 ];
 
@@ -51,8 +51,28 @@ impl Tmux {
             .to_string()
     }
 
+    /// The screen with its attributes, as escape sequences.
+    fn screen_with_attributes(&self) -> String {
+        output_ok(&mut self.cmd(&["capture-pane", "-p", "-e"]))
+    }
+
     fn keys(&self, keys: &str) {
         run_ok(&mut self.cmd(&["send-keys", keys]));
+    }
+
+    /// Types `keys` and returns how long until the screen shows `want`.
+    fn answer(&self, keys: &str, want: &str) -> Duration {
+        let start = Instant::now();
+        self.keys(keys);
+        let shown = wait_for(Duration::from_secs(5), || {
+            self.screen().contains(want).then_some(())
+        });
+        assert!(
+            shown.is_some(),
+            "{keys:?}: no {want:?} on\n{}",
+            self.screen()
+        );
+        start.elapsed()
     }
 }
 
@@ -68,9 +88,9 @@ impl Drop for Tmux {
 /// The command tmux runs: acceptq top in the namespace, then the exit status and whether the
 /// terminal is back in cooked mode (`stty` prints `icanon` and `echo`, not `-icanon`), written
 /// to files; then it stays, so the pane can be read after acceptq is gone.
-fn wrapped(ns: &Netns, dir: &TempDir) -> String {
+fn wrapped(ns: &Netns, dir: &TempDir, env: &str, flags: &str) -> String {
     format!(
-        "ip netns exec {} {} top; echo rc=$? > {}; stty -a > {}; exec sleep 60",
+        "{env} ip netns exec {} {} top {flags}; echo rc=$? > {}; stty -a > {}; exec sleep 60",
         ns.name,
         acceptq(),
         dir.join("rc").display(),
@@ -125,15 +145,16 @@ fn wait_for_overflow(
     found.unwrap_or_else(|| panic!("no overflowing row for {endpoint} at {width} columns:\n{last}"))
 }
 
-fn top_shows_the_overflowing_listener_at_120_and_80_columns_and_q_restores_the_terminal() {
+fn top_shows_the_overflowing_listener_at_120_and_80_columns_takes_keys_and_q_restores_the_terminal()
+{
     let test =
-        "top::top_shows_the_overflowing_listener_at_120_and_80_columns_and_q_restores_the_terminal";
+        "top::top_shows_the_overflowing_listener_at_120_and_80_columns_takes_keys_and_q_restores_the_terminal";
     if !netns_gate(test) || !skip_unless(have("tmux"), test, "needs tmux") {
         return;
     }
     let (ns, mut d, id, port) = queued_listener("top", 2, 10, true);
     let dir = TempDir::new("top");
-    let tmux = Tmux::start("top", 120, &wrapped(&ns, &dir));
+    let tmux = Tmux::start("top", 120, &wrapped(&ns, &dir, "", ""));
     let endpoint = format!("127.0.0.1:{port}");
 
     let wide = wait_for_overflow(&tmux, &mut d, id, &endpoint, 120);
@@ -170,6 +191,17 @@ fn top_shows_the_overflowing_listener_at_120_and_80_columns_and_q_restores_the_t
         assert!(header.contains(title), "{title} at 80 columns: {header}");
     }
 
+    assert!(
+        has_colour(&tmux.screen_with_attributes()),
+        "coloured without NO_COLOR"
+    );
+
+    tmux.answer("s", "sort: drops");
+    tmux.answer("/", "filter (port, process or address): ");
+    tmux.keys("1");
+    tmux.answer("Enter", "no listener matches port 1");
+    tmux.answer("Escape", &format!("{endpoint} "));
+
     tmux.keys("q");
     let rc = wait_for(Duration::from_secs(5), || {
         std::fs::read_to_string(dir.join("rc"))
@@ -193,6 +225,22 @@ fn top_shows_the_overflowing_listener_at_120_and_80_columns_and_q_restores_the_t
         !tmux.screen().contains("LISTENER"),
         "the shell's screen is back"
     );
+}
+
+/// Whether a screen captured with its attributes sets any colour (SGR 30-37, 38, 40-47, 48,
+/// 90-97, 100-107; 39 and 49 are the default colours).
+fn has_colour(screen: &str) -> bool {
+    screen.split("\x1b[").skip(1).any(|seq| {
+        let Some(end) = seq.find('m') else {
+            return false;
+        };
+        seq[..end].split(';').any(|p| {
+            matches!(
+                p.parse::<u32>(),
+                Ok(30..=38 | 40..=48 | 90..=97 | 100..=107)
+            )
+        })
+    })
 }
 
 /// The terminal left as a shell wants it: line editing and echo on.
@@ -220,21 +268,30 @@ fn descendant(pid: u32, comm: &str) -> Option<u32> {
         })
 }
 
-fn top_gives_the_terminal_back_on_sigterm_and_ctrl_c() {
-    let test = "top::top_gives_the_terminal_back_on_sigterm_and_ctrl_c";
+fn top_answers_keys_at_once_without_colour_under_no_color_and_restores_on_sigterm_and_ctrl_c() {
+    let test = "top::top_answers_keys_at_once_without_colour_under_no_color_and_restores_on_sigterm_and_ctrl_c";
     if !netns_gate(test) || !skip_unless(have("tmux"), test, "needs tmux") {
         return;
     }
     let (ns, _d, _id, port) = queued_listener("topsig", 2, 10, false);
     for how in ["sigterm", "ctrl-c"] {
         let dir = TempDir::new("topsig");
-        let tmux = Tmux::start("topsig", 100, &wrapped(&ns, &dir));
+        let tmux = Tmux::start(
+            "topsig",
+            100,
+            &wrapped(&ns, &dir, "NO_COLOR=1", "--refresh 10s"),
+        );
         let shown = wait_for(Duration::from_secs(10), || {
             tmux.screen()
                 .contains(&format!("127.0.0.1:{port} "))
                 .then_some(())
         });
         assert!(shown.is_some(), "{how}: no row:\n{}", tmux.screen());
+        let attributes = tmux.screen_with_attributes();
+        assert!(
+            !has_colour(&attributes),
+            "NO_COLOR=1: no colour\n{attributes:?}"
+        );
         let start = Instant::now();
         match how {
             "sigterm" => {
