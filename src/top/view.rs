@@ -75,7 +75,10 @@ impl Col {
 struct Cells {
     netns: String,
     listener: String,
+    /// `name pid`, as room allows.
     process: String,
+    /// The name alone, for when `name pid` is cut.
+    process_name: String,
     /// `depth/limit`.
     fill: String,
     peak: String,
@@ -96,6 +99,11 @@ impl Cells {
             netns: key.netns.as_deref().map_or_else(String::new, printable),
             listener: printable(&key.endpoint()),
             process,
+            process_name: t
+                .now
+                .process
+                .as_deref()
+                .map_or_else(|| "-".into(), printable),
             fill: format!("{}/{}", t.now.depth, t.now.limit),
             peak: count(t.now.peak),
             max: count(t.peak_since_start),
@@ -349,7 +357,15 @@ fn draw_table(
             match col {
                 Col::Netns => spans.push(Span::raw(pad(&c.netns, w, false))),
                 Col::Listener => spans.push(Span::raw(pad_left_cut(&c.listener, w))),
-                Col::Process => spans.push(Span::raw(pad(&c.process, w, false))),
+                Col::Process => {
+                    // Cut, the pid goes first: the name says more.
+                    let text = if c.process.chars().count() > usize::from(w) {
+                        &c.process_name
+                    } else {
+                        &c.process
+                    };
+                    spans.push(Span::raw(pad(text, w, false)));
+                }
                 Col::Queue => {
                     let numbers = c.fill.chars().count().max(3) as u16;
                     let bar_w = w.saturating_sub(numbers + 1);
@@ -653,6 +669,12 @@ mod tests {
         let last: Vec<&str> = row.split_whitespace().rev().take(3).collect();
         assert_eq!(last, ["0", "-", "14"], "drops/s, wait, SYN: {row:?}");
         assert!(s[5].starts_with("0.0.0.0:22 "), "{:?}", s[5]);
+        let s = screen(&m, &ui(), 60, 12);
+        assert!(
+            s[4].contains(" gunicorn "),
+            "name kept, pid left out: {:?}",
+            s[4]
+        );
         assert!(
             s[11].starts_with("q quit  s sort: saturation  / filter"),
             "{text}"
