@@ -252,7 +252,8 @@ fn header_lines(model: &Model, ui: &Ui) -> Vec<Line<'static>> {
     );
     let omitted: u64 = model.namespaces.iter().map(|n| n.omitted).sum();
     if omitted > 0 {
-        title.push_str(&format!("  ({omitted} left out by --max-listeners)"));
+        // The reading keeps the 1000 most pressing rows, as the report does by default.
+        title.push_str(&format!("  (+{omitted} quieter, not shown)"));
     }
     if !ui.clock.is_empty() {
         title.push_str(&format!("  {}", ui.clock));
