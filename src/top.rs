@@ -267,53 +267,51 @@ impl App {
 
 /// Answers one key at once; the screen is drawn again after it.
 fn answer(model: &mut Model, ui: &mut Ui, k: KeyEvent) -> Action {
-    {
-        if k.kind == KeyEventKind::Release {
-            return Action::None;
-        }
-        if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
-            return Action::Quit;
-        }
-        if let Some(text) = &mut ui.input {
-            match k.code {
-                KeyCode::Enter => {
-                    model.filter = Filter::parse(text);
-                    ui.input = None;
-                    ui.scroll = 0;
-                }
-                KeyCode::Esc => {
-                    model.filter = None;
-                    ui.input = None;
-                }
-                KeyCode::Backspace => {
-                    text.pop();
-                }
-                KeyCode::Char(c) if text.chars().count() < 64 && !c.is_control() => text.push(c),
-                _ => {}
-            }
-            return Action::Redraw;
-        }
+    if k.kind == KeyEventKind::Release {
+        return Action::None;
+    }
+    if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
+        return Action::Quit;
+    }
+    if let Some(text) = &mut ui.input {
         match k.code {
-            KeyCode::Char('q') | KeyCode::Char('Q') => return Action::Quit,
-            // Esc first takes back a filter, so clearing one never quits by surprise.
-            KeyCode::Esc if model.filter.is_some() => model.filter = None,
-            KeyCode::Esc => return Action::Quit,
-            KeyCode::Char('s') => {
-                model.sort = model.sort.next();
+            KeyCode::Enter => {
+                model.filter = Filter::parse(text);
+                ui.input = None;
                 ui.scroll = 0;
             }
-            KeyCode::Char('/') => ui.input = Some(String::new()),
-            KeyCode::Down | KeyCode::Char('j') => ui.scroll += 1,
-            KeyCode::Up | KeyCode::Char('k') => ui.scroll = ui.scroll.saturating_sub(1),
-            KeyCode::PageDown => ui.scroll += 10,
-            KeyCode::PageUp => ui.scroll = ui.scroll.saturating_sub(10),
-            KeyCode::Home => ui.scroll = 0,
-            _ => return Action::None,
+            KeyCode::Esc => {
+                model.filter = None;
+                ui.input = None;
+            }
+            KeyCode::Backspace => {
+                text.pop();
+            }
+            KeyCode::Char(c) if text.chars().count() < 64 && !c.is_control() => text.push(c),
+            _ => {}
         }
-        // Kept within the rows, so Up answers at once after many Downs.
-        ui.scroll = ui.scroll.min(model.rows().len().saturating_sub(1));
-        Action::Redraw
+        return Action::Redraw;
     }
+    match k.code {
+        KeyCode::Char('q') | KeyCode::Char('Q') => return Action::Quit,
+        // Esc first takes back a filter, so clearing one never quits by surprise.
+        KeyCode::Esc if model.filter.is_some() => model.filter = None,
+        KeyCode::Esc => return Action::Quit,
+        KeyCode::Char('s') => {
+            model.sort = model.sort.next();
+            ui.scroll = 0;
+        }
+        KeyCode::Char('/') => ui.input = Some(String::new()),
+        KeyCode::Down | KeyCode::Char('j') => ui.scroll += 1,
+        KeyCode::Up | KeyCode::Char('k') => ui.scroll = ui.scroll.saturating_sub(1),
+        KeyCode::PageDown => ui.scroll += 10,
+        KeyCode::PageUp => ui.scroll = ui.scroll.saturating_sub(10),
+        KeyCode::Home => ui.scroll = 0,
+        _ => return Action::None,
+    }
+    // Kept within the rows, so Up answers at once after many Downs.
+    ui.scroll = ui.scroll.min(model.rows().len().saturating_sub(1));
+    Action::Redraw
 }
 
 /// `NO_COLOR` turns colour off when set to anything but the empty string (no-color.org).
