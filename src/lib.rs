@@ -14,6 +14,7 @@ pub mod sampler;
 pub mod snapshot;
 pub mod source;
 pub mod state;
+pub mod top;
 pub mod verdict;
 pub mod warn;
 pub mod watch;

@@ -22,13 +22,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(command) = args.command {
-        let name = match command {
-            Command::Check(check) => return acceptq::check::main(&check),
-            Command::Top(_) => "top",
-        };
-        warn::error(&format!("acceptq {name} is not built yet"));
-        return ExitCode::from(2);
+    match args.command {
+        Some(Command::Check(check)) => return acceptq::check::main(&check),
+        Some(Command::Top(top)) => return acceptq::top::main(&top),
+        None => {}
     }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,

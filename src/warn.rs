@@ -2,18 +2,20 @@
 //! Under collectd, which logs every stderr line as an error, warnings are held instead and go
 //! out with the next report as notifications.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::encode::collectd::putnotif;
+use std::sync::Mutex;
 
 /// Distinct warnings kept in memory; past this (namespaces churning with the same problem, say)
 /// further new warnings are dropped, once said so.
 const MAX_KEYS: usize = 256;
 
 /// Warnings said once per key, to stderr unless told otherwise (tests read what was said).
-pub struct Warnings<W: Write = io::Stderr> {
+pub struct Warnings<W: Write = Stderr> {
     said: HashSet<String>,
     out: W,
     /// Held for the next report (collectd mode): when each was said, and what. At most one per
@@ -23,7 +25,7 @@ pub struct Warnings<W: Write = io::Stderr> {
 
 impl Default for Warnings {
     fn default() -> Self {
-        Warnings::to(io::stderr())
+        Warnings::to(Stderr)
     }
 }
 
@@ -89,7 +91,7 @@ impl<W: Write> Warnings<W> {
 }
 
 pub fn warn(msg: &str) {
-    warn_to(&mut io::stderr(), msg);
+    warn_to(&mut Stderr, msg);
 }
 
 fn warn_to(out: &mut impl Write, msg: &str) {
@@ -99,11 +101,84 @@ fn warn_to(out: &mut impl Write, msg: &str) {
 
 /// Good news after a problem was said (`I! `, Telegraf's info level).
 pub fn info(msg: &str) {
-    let _ = writeln!(io::stderr(), "I! [acceptq] {msg}");
+    let _ = writeln!(Stderr, "I! [acceptq] {msg}");
 }
 
 pub fn error(msg: &str) {
-    let _ = writeln!(io::stderr(), "E! [acceptq] {msg}");
+    let _ = writeln!(Stderr, "E! [acceptq] {msg}");
+}
+
+/// Lines held back from stderr while a full-screen view (`acceptq top`) owns the terminal, where
+/// they would scribble over the screen; `None` while stderr is written as usual.
+static HELD: Mutex<Option<VecDeque<String>>> = Mutex::new(None);
+
+/// Held lines kept until taken: the newest, a screen's status line shows only the latest.
+const MAX_HELD: usize = 64;
+
+fn held() -> std::sync::MutexGuard<'static, Option<VecDeque<String>>> {
+    // A panic elsewhere while holding it leaves plain data: keep using it.
+    HELD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// From now on lines for stderr (warnings, errors, infos) are held for [`take_held`] instead.
+pub fn hold_stderr() {
+    held().get_or_insert_with(VecDeque::new);
+}
+
+/// The lines held since the previous call, oldest first, without their newlines.
+pub fn take_held() -> Vec<String> {
+    held()
+        .as_mut()
+        .map(|h| h.drain(..).collect())
+        .unwrap_or_default()
+}
+
+/// Lines go to stderr again; returns those still held.
+pub fn release_stderr() -> Vec<String> {
+    held().take().map(Vec::from).unwrap_or_default()
+}
+
+/// stderr, or the held lines while [`hold_stderr`] is on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stderr;
+
+impl Stderr {
+    /// Holds `text` if holding is on; `false`: write it to stderr.
+    fn hold(text: &str) -> bool {
+        let mut guard = held();
+        let Some(lines) = guard.as_mut() else {
+            return false;
+        };
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            if lines.len() == MAX_HELD {
+                lines.pop_front();
+            }
+            lines.push_back(line.to_string());
+        }
+        true
+    }
+}
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if Stderr::hold(&String::from_utf8_lossy(buf)) {
+            return Ok(buf.len());
+        }
+        io::stderr().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+
+    /// Whole, as `io::Stderr` writes a formatted line under one lock: lines from two threads
+    /// never interleave.
+    fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
+        if Stderr::hold(&args.to_string()) {
+            return Ok(());
+        }
+        io::stderr().write_fmt(args)
+    }
 }
 
 #[cfg(test)]
@@ -112,6 +187,34 @@ mod tests {
 
     fn said(w: &Warnings<Vec<u8>>) -> Vec<&str> {
         std::str::from_utf8(&w.out).unwrap().lines().collect()
+    }
+
+    #[test]
+    fn held_lines_are_kept_bounded_and_given_back_when_released() {
+        // The one test that turns holding on: others writing to stderr meanwhile may add lines,
+        // so only ours are looked for.
+        hold_stderr();
+        let mut w = Warnings::default();
+        w.once("held-test", "held-test said while held".into());
+        error("held-test error while held");
+        let taken = take_held();
+        assert!(taken.contains(&"W! [acceptq] held-test said while held".to_string()));
+        assert!(taken.contains(&"E! [acceptq] held-test error while held".to_string()));
+        assert!(
+            !take_held().iter().any(|l| l.contains("held-test")),
+            "taken once"
+        );
+        for i in 0..200 {
+            warn(&format!("held-test {i}"));
+        }
+        let left = release_stderr();
+        assert!(left.len() <= MAX_HELD, "{}", left.len());
+        assert_eq!(
+            left.last().unwrap(),
+            "W! [acceptq] held-test 199",
+            "the newest kept"
+        );
+        assert!(take_held().is_empty(), "released: nothing held any more");
     }
 
     #[test]

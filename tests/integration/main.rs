@@ -38,6 +38,7 @@ mod rows;
 mod run_modes_input;
 mod sampler_cost;
 mod syn_queue;
+mod top;
 
 fn main() -> std::process::ExitCode {
     support::harness::run(
@@ -64,6 +65,7 @@ fn main() -> std::process::ExitCode {
             run_modes_input::trials(),
             sampler_cost::trials(),
             syn_queue::trials(),
+            top::trials(),
         ]
         .into_iter()
         .flatten()
