@@ -1,0 +1,218 @@
+//! The dashboards, alert rules and collectd notifications against what real deployments
+//! produce: SO_REUSEPORT groups reported per socket, listeners bound to a device, a single
+//! namespace (no `netns` tag), collectd mode writing to a file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::alerts::{dashboard, panel_queries, substitute, variables, DASHBOARDS};
+use crate::support::influxd::Influxd;
+use crate::support::*;
+
+tests![
+    influx_dashboard_keeps_sockets_and_devices_apart_without_a_netns_tag,
+    prometheus_dashboard_legends_name_the_socket_and_the_device,
+    collectd_format_to_a_file_says_warnings_on_stderr_not_in_the_file,
+];
+
+/// Ten reports 10 s apart, as Telegraf stores acceptq's line protocol (its `host` tag added),
+/// from one namespace (no `netns` tag): an SO_REUSEPORT group of two sockets with
+/// `--per-socket` (socket 0 drops 1/s, socket 1 holds an old 5000), and `::` port 53 bound to
+/// eth0 (dropping 10/s) and to eth1 (7, steady).
+fn per_socket_and_per_device_reports() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let start = now - 300;
+    let mut out = String::new();
+    for i in 0..10u64 {
+        let t = (start + i * 10) * 1_000_000_000;
+        let rows = [
+            (
+                "address=0.0.0.0,port=80,process=nginx,socket=0",
+                128,
+                1000 + i * 10,
+            ),
+            ("address=0.0.0.0,port=80,process=nginx,socket=1", 2, 5000),
+            ("address=::,port=53,interface=eth0,process=dns", 3, i * 100),
+            ("address=::,port=53,interface=eth1,process=dns", 0, 7),
+        ];
+        for (tags, peak, drops) in rows {
+            out.push_str(&format!(
+                "acceptq_listener,{tags},host=h1 queue_depth=0i,queue_depth_max={peak}i,queue_limit=128i,\
+                 queue_full_ratio=0.5,drops={drops}i,drops_delta=1i,syn_queue_depth=0i,queue_wait_max=0.01,sockets=1i {t}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "acceptq_netns,host=h1 listen_overflows={}i,listen_drops={}i,reqq_full_drop=0i,\
+             reqq_full_do_cookies=0i,syncookies_sent=0i,somaxconn=4096i,tcp_max_syn_backlog=512i,\
+             tcp_syncookies=1i,tcp_abort_on_overflow=0i {t}\n",
+            i * 110,
+            i * 110
+        ));
+    }
+    out
+}
+
+/// Rows of two sockets of one group, or of one address and port on two devices, are two
+/// listeners: a dashboard that groups them by address and port alone shows the larger
+/// counter's rate (socket 1's steady 5000 hides socket 0's drops) and mixes the devices.
+fn influx_dashboard_keeps_sockets_and_devices_apart_without_a_netns_tag() {
+    let test =
+        "alerts_attack::influx_dashboard_keeps_sockets_and_devices_apart_without_a_netns_tag";
+    if !skip_unless(have("influxd"), test, "needs influxd (Debian influxdb)") {
+        return;
+    }
+    let influxd = Influxd::start("alerts-attack-influx");
+    influxd.write(per_socket_and_per_device_reports().as_bytes());
+    let d = dashboard(DASHBOARDS[1].0);
+
+    // Grafana's default: every variable at All, whose allValue goes in raw. With one
+    // namespace the netns variable has nothing to offer, and All must still match.
+    let all: Vec<(&str, String)> = ["host", "netns", "port"]
+        .into_iter()
+        .map(|n| (n, ".*".to_string()))
+        .collect();
+    for (name, query) in variables(&d) {
+        let got: BTreeSet<String> = influxd
+            .column(&substitute(&query, &all), "value")
+            .into_iter()
+            .collect();
+        let want: BTreeSet<String> = match name.as_str() {
+            "host" => ["h1"].map(String::from).into(),
+            "netns" => BTreeSet::new(),
+            _ => ["53", "80"].map(String::from).into(),
+        };
+        assert_eq!(got, want, "variable {name}: {query}");
+    }
+    let mut values = all;
+    values.push(("timeFilter", "time > now() - 1h".into()));
+    values.push(("__interval", "10s".into()));
+
+    let listeners: BTreeSet<(String, String, String)> = [
+        ("80", "", "0"),
+        ("80", "", "1"),
+        ("53", "eth0", ""),
+        ("53", "eth1", ""),
+    ]
+    .map(|(p, i, s)| (p.into(), i.into(), s.into()))
+    .into();
+    for (title, query) in panel_queries(&d) {
+        let q = substitute(&query, &values);
+        let series = influxd.query(&q);
+        assert!(
+            !series.is_empty(),
+            "{title}: no rows without a netns tag: {q}"
+        );
+        if !q.contains("\"acceptq_listener\"") {
+            continue;
+        }
+        let mut seen = BTreeMap::new();
+        for s in &series {
+            let tag = |k: &str| s["tags"][k].as_str().unwrap_or_default().to_string();
+            let key = (tag("port"), tag("interface"), tag("socket"));
+            let rows = s["values"].as_array().cloned().unwrap_or_default();
+            assert!(
+                seen.insert(key.clone(), rows).is_none(),
+                "{title}: {key:?} twice"
+            );
+        }
+        let keys: BTreeSet<_> = seen.keys().cloned().collect();
+        assert_eq!(
+            keys, listeners,
+            "{title}: each socket and each device is its own series: {q}"
+        );
+        if title == "Drops per second per listener" {
+            for (key, want) in [
+                (("80", "", "0"), 1.0),
+                (("80", "", "1"), 0.0),
+                (("53", "eth0", ""), 10.0),
+                (("53", "eth1", ""), 0.0),
+            ] {
+                let key = (key.0.to_string(), key.1.to_string(), key.2.to_string());
+                let rates: Vec<f64> = seen[&key].iter().map(|r| r[1].as_f64().unwrap()).collect();
+                assert!(
+                    !rates.is_empty() && rates.iter().all(|r| (r - want).abs() < 1e-9),
+                    "{title}: {key:?} drops {rates:?} per second, not {want}"
+                );
+            }
+        }
+    }
+}
+
+/// Prometheus keeps every label apart by itself, but a legend without `socket` and
+/// `interface` draws two sockets of one group, or one port on two devices, as two lines of
+/// the same name.
+fn prometheus_dashboard_legends_name_the_socket_and_the_device() {
+    let d = dashboard(DASHBOARDS[0].0);
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap_or_default();
+            let Some(legend) = t["legendFormat"].as_str() else {
+                continue;
+            };
+            if expr.contains("acceptq_listener") {
+                for label in ["{{address}}", "{{port}}", "{{interface}}", "{{socket}}"] {
+                    assert!(
+                        legend.contains(label),
+                        "{}: legend {legend:?} has no {label}",
+                        p["title"]
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// With `--output FILE` no collectd reads the reports as they come: a notification written
+/// into the file is replaced by the next report and seen by nobody. Warnings go to stderr, as
+/// in every other mode, and the file holds PUTVAL lines only.
+fn collectd_format_to_a_file_says_warnings_on_stderr_not_in_the_file() {
+    let dir = TempDir::new("alerts-attack-collectd-file");
+    let file = dir.join("acceptq.collectd");
+    let out = Command::new(acceptq())
+        .args(["--format", "collectd", "--once", "--output"])
+        .arg(&file)
+        .env("COLLECTD_HOSTNAME", "bad host/name")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let written = fs::read_to_string(&file).unwrap();
+    assert!(
+        !written.is_empty() && written.lines().all(|l| l.starts_with("PUTVAL ")),
+        "the file holds reports only:\n{written}"
+    );
+    assert!(
+        stderr.contains("W! [acceptq] COLLECTD_HOSTNAME \"bad host/name\""),
+        "the warning is said on stderr: {stderr:?}"
+    );
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    // On stdout, collectd reads them: the same warning is a notification there.
+    let out = Command::new(acceptq())
+        .args(["--format", "collectd", "--once"])
+        .env("COLLECTD_HOSTNAME", "bad host/name")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.stderr.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(
+                |l| l.starts_with("PUTNOTIF severity=warning ") && l.contains("COLLECTD_HOSTNAME")
+            )
+            .count(),
+        1,
+        "{stdout}"
+    );
+}
