@@ -14,13 +14,15 @@ use crate::support::*;
 tests![
     influx_dashboard_keeps_sockets_and_devices_apart_without_a_netns_tag,
     prometheus_dashboard_legends_name_the_socket_and_the_device,
+    prometheus_dashboard_saturation_is_the_recording_rules,
     collectd_format_to_a_file_says_warnings_on_stderr_not_in_the_file,
 ];
 
 /// Ten reports 10 s apart, as Telegraf stores acceptq's line protocol (its `host` tag added),
 /// from one namespace (no `netns` tag): an SO_REUSEPORT group of two sockets with
 /// `--per-socket` (socket 0 drops 1/s, socket 1 holds an old 5000), and `::` port 53 bound to
-/// eth0 (dropping 10/s) and to eth1 (7, steady).
+/// eth0 (dropping 10/s) and to eth1 (7, steady); and an SO_REUSEPORT group of four summed
+/// into one row, full.
 fn per_socket_and_per_device_reports() -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -46,6 +48,11 @@ fn per_socket_and_per_device_reports() -> String {
                  queue_full_ratio=0.5,drops={drops}i,drops_delta=1i,syn_queue_depth=0i,queue_wait_max=0.01,sockets=1i {t}\n"
             ));
         }
+        // Four sockets of backlog 511 summed into one row, full: 2044 + 4 queued.
+        out.push_str(&format!(
+            "acceptq_listener,address=::,port=443,process=nginx,host=h1 queue_depth=2048i,queue_depth_max=2048i,\
+             queue_limit=2044i,queue_full_ratio=1,drops=0i,syn_queue_depth=0i,queue_wait_max=1.5,sockets=4i {t}\n"
+        ));
         out.push_str(&format!(
             "acceptq_netns,host=h1 listen_overflows={}i,listen_drops={}i,reqq_full_drop=0i,\
              reqq_full_do_cookies=0i,syncookies_sent=0i,somaxconn=4096i,tcp_max_syn_backlog=512i,\
@@ -84,7 +91,7 @@ fn influx_dashboard_keeps_sockets_and_devices_apart_without_a_netns_tag() {
         let want: BTreeSet<String> = match name.as_str() {
             "host" => ["h1"].map(String::from).into(),
             "netns" => BTreeSet::new(),
-            _ => ["53", "80"].map(String::from).into(),
+            _ => ["443", "53", "80"].map(String::from).into(),
         };
         assert_eq!(got, want, "variable {name}: {query}");
     }
@@ -97,6 +104,7 @@ fn influx_dashboard_keeps_sockets_and_devices_apart_without_a_netns_tag() {
         ("80", "", "1"),
         ("53", "eth0", ""),
         ("53", "eth1", ""),
+        ("443", "", ""),
     ]
     .map(|(p, i, s)| (p.into(), i.into(), s.into()))
     .into();
@@ -125,6 +133,18 @@ fn influx_dashboard_keeps_sockets_and_devices_apart_without_a_netns_tag() {
             keys, listeners,
             "{title}: each socket and each device is its own series: {q}"
         );
+        if title == "Saturation per listener" {
+            // A full group is 100%, not more: it holds its limit plus one per socket.
+            let group = ("443".to_string(), String::new(), String::new());
+            let got: Vec<f64> = seen[&group]
+                .iter()
+                .map(|r| r[1].as_f64().unwrap())
+                .collect();
+            assert!(
+                !got.is_empty() && got.iter().all(|v| (v - 1.0).abs() < 1e-9),
+                "{title}: a full SO_REUSEPORT group of 4 at {got:?}"
+            );
+        }
         if title == "Drops per second per listener" {
             for (key, want) in [
                 (("80", "", "0"), 1.0),
@@ -165,6 +185,42 @@ fn prometheus_dashboard_legends_name_the_socket_and_the_device() {
             }
         }
     }
+}
+
+/// The saturation panels compute inline what `acceptq_listener:saturation:ratio` records (the
+/// dashboard works without the rules): the same expression, selectors aside, so a group
+/// summed into one row reads 100% when full on both.
+fn prometheus_dashboard_saturation_is_the_recording_rules() {
+    let rules = conf("prometheus/acceptq.rules.yml");
+    let rule = rules
+        .split("- record: acceptq_listener:saturation:ratio")
+        .nth(1)
+        .and_then(|r| r.lines().find_map(|l| l.trim().strip_prefix("expr: ")))
+        .expect("the saturation recording rule");
+    assert!(rule.contains("acceptq_listener_sockets"), "{rule}");
+    let d = dashboard(DASHBOARDS[0].0);
+    let mut seen = 0;
+    for (title, expr) in panel_queries(&d) {
+        if !expr.starts_with("acceptq_listener_queue_depth_max{") || !expr.contains(" / ") {
+            continue;
+        }
+        let mut bare = String::new();
+        let mut depth = 0;
+        for c in expr.chars() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                c if depth == 0 => bare.push(c),
+                _ => {}
+            }
+        }
+        assert_eq!(bare, rule, "{title}: {expr}");
+        seen += 1;
+    }
+    assert_eq!(
+        seen, 2,
+        "the saturation panel and the worst-listeners table"
+    );
 }
 
 /// With `--output FILE` no collectd reads the reports as they come: a notification written
