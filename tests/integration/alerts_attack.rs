@@ -15,6 +15,7 @@ tests![
     influx_dashboard_keeps_sockets_and_devices_apart_without_a_netns_tag,
     prometheus_dashboard_legends_name_the_socket_and_the_device,
     prometheus_dashboard_saturation_is_the_recording_rules,
+    dashboard_tables_show_ratios_as_percent,
     collectd_format_to_a_file_says_warnings_on_stderr_not_in_the_file,
 ];
 
@@ -221,6 +222,58 @@ fn prometheus_dashboard_saturation_is_the_recording_rules() {
         seen, 2,
         "the saturation panel and the worst-listeners table"
     );
+}
+
+/// A ratio column of the worst-listeners tables (0..1) reads as a percentage, as the
+/// saturation and time-full panels do: a bare 0.993 next to a drops count reads as nothing.
+fn dashboard_tables_show_ratios_as_percent() {
+    for (name, _) in DASHBOARDS {
+        let d = dashboard(name);
+        for p in d["panels"].as_array().unwrap() {
+            if p["type"] != "table" {
+                continue;
+            }
+            // Column names: Prometheus' renamed values, InfluxQL's AS aliases.
+            let mut columns: Vec<String> = Vec::new();
+            for t in p["transformations"].as_array().into_iter().flatten() {
+                if let Some(r) = t["options"]["renameByName"].as_object() {
+                    columns.extend(r.values().filter_map(|v| v.as_str()).map(String::from));
+                }
+            }
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let q = t["query"].as_str().unwrap_or_default();
+                columns.extend(
+                    q.split(" AS \"")
+                        .skip(1)
+                        .filter_map(|a| a.split_once('"').map(|(alias, _)| alias.to_string())),
+                );
+            }
+            let ratios: Vec<&String> = columns
+                .iter()
+                .filter(|c| c.contains("saturation") || c.contains("time full"))
+                .collect();
+            assert!(!ratios.is_empty(), "{name}: {}: {columns:?}", p["title"]);
+            for column in ratios {
+                let percent = p["fieldConfig"]["overrides"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|o| {
+                        o["matcher"]["id"] == "byName"
+                            && o["matcher"]["options"] == column.as_str()
+                            && o["properties"].as_array().is_some_and(|ps| {
+                                ps.iter()
+                                    .any(|x| x["id"] == "unit" && x["value"] == "percentunit")
+                            })
+                    });
+                assert!(
+                    percent,
+                    "{name}: {}: column {column:?} is a ratio with no percent unit",
+                    p["title"]
+                );
+            }
+        }
+    }
 }
 
 /// With `--output FILE` no collectd reads the reports as they come: a notification written
