@@ -4,9 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::agents::INSTALLED;
 use crate::alerts::{dashboard, panel_queries, substitute, variables, DASHBOARDS};
 use crate::support::influxd::Influxd;
 use crate::support::*;
@@ -17,6 +19,7 @@ tests![
     prometheus_dashboard_saturation_is_the_recording_rules,
     dashboard_tables_show_ratios_as_percent,
     collectd_format_to_a_file_says_warnings_on_stderr_not_in_the_file,
+    collectd_logs_a_warning_with_quotes_backslashes_and_a_cut_multibyte_tail_whole,
 ];
 
 /// Ten reports 10 s apart, as Telegraf stores acceptq's line protocol (its `host` tag added),
@@ -324,4 +327,107 @@ fn collectd_format_to_a_file_says_warnings_on_stderr_not_in_the_file() {
         1,
         "{stdout}"
     );
+}
+
+/// A real collectd whose `Hostname` is no folder name (quotes, a backslash, 120 two-byte
+/// characters): acceptq says so in a notification whose message holds `"` and `\\` (escaped in
+/// the PUTNOTIF line) and is longer than collectd keeps, so acceptq cuts it, with a character
+/// straddling the cut. collectd must take the line (no error) and
+/// log the message as acceptq meant it: valid UTF-8, within 255 bytes, ending in `...`.
+fn collectd_logs_a_warning_with_quotes_backslashes_and_a_cut_multibyte_tail_whole() {
+    let test = "alerts_attack::collectd_logs_a_warning_with_quotes_backslashes_and_a_cut_multibyte_tail_whole";
+    let types_db = "/usr/share/collectd/types.db";
+    if !(netns_gate(test)
+        && skip_unless(
+            have("collectd"),
+            test,
+            "needs collectd (Debian collectd-core)",
+        )
+        && skip_unless(
+            Path::new(types_db).is_file(),
+            test,
+            "needs collectd's types.db",
+        ))
+    {
+        return;
+    }
+    let dir = TempDir::new("alerts-attack-collectd-notif");
+    let bin = binary_for_nobody(&dir);
+    let exec = conf("collectd.conf").replace(INSTALLED, bin.to_str().unwrap());
+    // In the message the two-byte characters start at an odd byte and run past the cut at 252:
+    // acceptq must cut before the character that straddles it.
+    let host = format!("web \"\u{fc}\"\\{}", "\u{e9}".repeat(120));
+    // collectd's config strings take `\"` and `\\` as escapes.
+    let quoted = host.replace('\\', "\\\\").replace('"', "\\\"");
+    let d = dir.0.display();
+    let config = format!(
+        "Hostname \"{quoted}\"\nFQDNLookup false\nBaseDir \"{d}\"\nPIDFile \"{d}/collectd.pid\"\n\
+         PluginDir \"/usr/lib/collectd\"\nTypesDB \"{types_db}\"\nInterval 1\n\n\
+         LoadPlugin logfile\n<Plugin logfile>\n  LogLevel info\n  File \"{d}/collectd.log\"\n</Plugin>\n\n{exec}"
+    );
+    fs::write(dir.join("collectd.conf"), &config).unwrap();
+    let ns = Netns::new("cd-quotes");
+    let mut collectd = Daemon::spawn(
+        "collectd",
+        ns.cmd(
+            "collectd",
+            &["-f", "-C", dir.join("collectd.conf").to_str().unwrap()],
+        )
+        .stdin(Stdio::null())
+        .stdout(dir.file("collectd.stdout"))
+        .stderr(dir.file("collectd.stderr")),
+    );
+    let log = || fs::read(dir.join("collectd.log")).unwrap_or_default();
+    let marker = "plugin = acceptq, message = COLLECTD_HOSTNAME ";
+    let seen = wait_for(Duration::from_secs(20), || {
+        if let Some(status) = collectd.exited() {
+            panic!(
+                "collectd exited ({status}):\n{}",
+                String::from_utf8_lossy(&log())
+            );
+        }
+        String::from_utf8_lossy(&log())
+            .contains(marker)
+            .then_some(())
+    });
+    assert!(collectd.stop(), "collectd did not stop on SIGTERM");
+    let log = log();
+    let text = String::from_utf8(log.clone())
+        .unwrap_or_else(|e| panic!("collectd logged a split character: {e}: {log:?}"));
+    assert!(seen.is_some(), "no notification in 20 s:\n{text}");
+    let line = text.lines().find(|l| l.contains(marker)).unwrap();
+    assert!(
+        line.contains("Notification: severity = WARNING, "),
+        "{line}"
+    );
+    let message = &line[line.find("message = ").unwrap() + "message = ".len()..];
+    // What acceptq says: the variable as Rust's {:?} shows it.
+    let want_start = format!("COLLECTD_HOSTNAME {host:?}: ");
+    assert!(
+        !want_start.is_char_boundary(252),
+        "the cut falls inside a character"
+    );
+    assert!(message.len() <= 255, "{} bytes: {message}", message.len());
+    assert!(message.ends_with("..."), "cut and marked: {message}");
+    let kept = message.trim_end_matches("...");
+    assert!(
+        want_start.starts_with(kept) || kept.starts_with(&want_start),
+        "collectd logged {message:?}, acceptq said {want_start:?}..."
+    );
+    assert_eq!(kept.len(), 251, "cut on the character before byte 252");
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("exec_read_one: error = "))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "acceptq wrote to stderr under collectd: {errors:#?}"
+    );
+    let stdout = fs::read_to_string(dir.join("collectd.stdout")).unwrap_or_default();
+    for l in stdout.lines() {
+        assert_eq!(
+            l, "0 Success",
+            "collectd rejected a line of acceptq's:\n{stdout}"
+        );
+    }
 }
