@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::agents::INSTALLED;
 use crate::alerts::{dashboard, panel_queries, substitute, variables, DASHBOARDS};
-use crate::support::influxd::Influxd;
+use crate::support::influxd::{free_port, http, Influxd};
 use crate::support::*;
 
 tests![
@@ -20,6 +20,7 @@ tests![
     dashboard_tables_show_ratios_as_percent,
     collectd_format_to_a_file_says_warnings_on_stderr_not_in_the_file,
     collectd_logs_a_warning_with_quotes_backslashes_and_a_cut_multibyte_tail_whole,
+    prometheus_says_the_textfile_is_stale_once_acceptq_stops_and_not_before,
 ];
 
 /// Ten reports 10 s apart, as Telegraf stores acceptq's line protocol (its `host` tag added),
@@ -430,4 +431,148 @@ fn collectd_logs_a_warning_with_quotes_backslashes_and_a_cut_multibyte_tail_whol
             "collectd rejected a line of acceptq's:\n{stdout}"
         );
     }
+}
+
+/// The stale-textfile alert against a real node_exporter (which names the file by its full
+/// path; older ones by its name) and Prometheus: silent while acceptq rewrites its file every
+/// second, firing once acceptq has stopped. Thresholds shortened from minutes to seconds.
+fn prometheus_says_the_textfile_is_stale_once_acceptq_stops_and_not_before() {
+    let test =
+        "alerts_attack::prometheus_says_the_textfile_is_stale_once_acceptq_stops_and_not_before";
+    if !(skip_unless(
+        have("prometheus"),
+        test,
+        "needs prometheus (Debian prometheus)",
+    ) && skip_unless(
+        have("prometheus-node-exporter"),
+        test,
+        "needs prometheus-node-exporter (Debian)",
+    )) {
+        return;
+    }
+    let dir = TempDir::new("alerts-attack-stale");
+    let textfiles = dir.join("textfile");
+    fs::create_dir(&textfiles).unwrap();
+    let mut acceptq = Daemon::spawn(
+        "acceptq",
+        Command::new(acceptq())
+            .args(["--format", "prometheus", "--interval", "1s", "--output"])
+            .arg(textfiles.join("acceptq.prom"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(dir.file("acceptq.stderr")),
+    );
+    let exporter_addr = format!("127.0.0.1:{}", free_port());
+    let _exporter = Daemon::spawn(
+        "node_exporter",
+        Command::new("prometheus-node-exporter")
+            .args(["--collector.disable-defaults", "--collector.textfile"])
+            .arg(format!(
+                "--collector.textfile.directory={}",
+                textfiles.display()
+            ))
+            .arg(format!("--web.listen-address={exporter_addr}"))
+            .stdin(Stdio::null())
+            .stdout(dir.file("node_exporter.log"))
+            .stderr(dir.file("node_exporter.stderr")),
+    );
+    let rules = conf("prometheus/acceptq.rules.yml");
+    let stale = rules
+        .split("- alert: ")
+        .find(|r| r.starts_with("AcceptqMetricsStale"))
+        .expect("the stale alert");
+    let expr = stale
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("expr: "))
+        .unwrap();
+    let short = expr.replace("> 300", "> 4");
+    assert_ne!(short, expr, "the threshold is 300 s: {expr}");
+    fs::write(
+        dir.join("rules.yml"),
+        format!(
+            "groups:\n  - name: stale\n    rules:\n      - alert: AcceptqMetricsStale\n        expr: '{}'\n        for: 1s\n",
+            short.replace('\'', "''")
+        ),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             rule_files:\n  - {}\n\
+             scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['{exporter_addr}']\n",
+            dir.join("rules.yml").display()
+        ),
+    )
+    .unwrap();
+    let prom_port = free_port();
+    let mut prometheus = Daemon::spawn(
+        "prometheus",
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdin(Stdio::null())
+            .stdout(dir.file("prometheus.stdout"))
+            .stderr(dir.file("prometheus.log")),
+    );
+    let said = |f: &str| fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let get = |target: &str| -> Option<Json> {
+        let (status, body) = http(prom_port, "GET", target, b"").ok()?;
+        (status == 200).then(|| serde_json::from_str(&body).ok())?
+    };
+    // The rule's series is there (the file matched by name), and young.
+    let ages = wait_for(Duration::from_secs(30), || {
+        if let Some(status) = prometheus.exited() {
+            panic!("prometheus exited ({status}):\n{}", said("prometheus.log"));
+        }
+        let v = get(&format!(
+            "/api/v1/query?query={}",
+            crate::support::influxd::urlencode(
+                r#"time() - node_textfile_mtime_seconds{file=~"(.*/)?acceptq[^/]*[.]prom"}"#
+            )
+        ))?;
+        let r = v["data"]["result"].as_array()?.clone();
+        (!r.is_empty()).then_some(r)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "node_textfile_mtime_seconds of acceptq.prom never scraped:\n{}\n{}",
+            said("prometheus.log"),
+            said("node_exporter.stderr")
+        )
+    });
+    note!("alerts_attack: textfile ages while acceptq runs: {ages:?}");
+    let firing = |v: &Json| {
+        v["data"]["alerts"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|a| a["labels"]["alertname"] == "AcceptqMetricsStale")
+        })
+    };
+    // Fresh for a while: never pending, never firing.
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_secs(1));
+        let v = get("/api/v1/alerts").expect("alerts");
+        assert!(!firing(&v), "stale while acceptq rewrites its file: {v}");
+    }
+    assert!(acceptq.stop(), "acceptq did not stop on SIGTERM");
+    let fired = wait_for(Duration::from_secs(30), || {
+        let v = get("/api/v1/alerts")?;
+        v["data"]["alerts"].as_array()?.iter().find_map(|a| {
+            (a["labels"]["alertname"] == "AcceptqMetricsStale" && a["state"] == "firing")
+                .then(|| a.clone())
+        })
+    });
+    let alert = fired.unwrap_or_else(|| panic!("not stale 30 s after acceptq stopped"));
+    let file = alert["labels"]["file"].as_str().unwrap_or_default();
+    assert!(
+        file.ends_with("/acceptq.prom") || file == "acceptq.prom",
+        "{alert}"
+    );
 }
