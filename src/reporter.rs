@@ -122,8 +122,10 @@ impl Reporter {
         let sink = args.output.as_deref().map_or_else(Sink::stdout, Sink::file);
         sink.check().map_err(|e| RunError::Fatal(e.to_string()))?;
         let mut warnings = Warnings::default();
-        if args.format == Format::Collectd {
-            // collectd logs each stderr line as an error, and has notifications for warnings.
+        // collectd logs each stderr line as an error, and has notifications for warnings. Not
+        // with --output: no collectd reads that file, and the next report would replace them.
+        let notify = args.format == Format::Collectd && sink.is_stdout();
+        if notify {
             warnings.hold_for_collectd();
         }
         let interval = resolve_interval(args, &mut warnings)?;
@@ -147,7 +149,7 @@ impl Reporter {
                 buf: Vec::with_capacity(64 * 1024),
                 written: 0,
                 failing: false,
-                notify_host,
+                notify_host: notify_host.filter(|_| notify),
             },
             warnings,
             _sampler: None,

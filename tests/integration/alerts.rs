@@ -65,17 +65,17 @@ fn promtool_checks_the_rules_and_passes_their_unit_tests() {
     note!("alerts: {}", said.trim());
 }
 
-const DASHBOARDS: [(&str, &str); 2] = [
+pub(crate) const DASHBOARDS: [(&str, &str); 2] = [
     ("grafana/acceptq-prometheus.json", "prometheus"),
     ("grafana/acceptq-influxdb.json", "influxdb"),
 ];
 
-fn dashboard(name: &str) -> Json {
+pub(crate) fn dashboard(name: &str) -> Json {
     serde_json::from_str(&conf(name)).unwrap_or_else(|e| panic!("conf/{name}: {e}"))
 }
 
 /// The query variables of a dashboard: name and query, in order.
-fn variables(d: &Json) -> Vec<(String, String)> {
+pub(crate) fn variables(d: &Json) -> Vec<(String, String)> {
     d["templating"]["list"]
         .as_array()
         .unwrap()
@@ -92,7 +92,7 @@ fn variables(d: &Json) -> Vec<(String, String)> {
 }
 
 /// Every panel's queries: panel title and query text (PromQL `expr`, InfluxQL `query`).
-fn panel_queries(d: &Json) -> Vec<(String, String)> {
+pub(crate) fn panel_queries(d: &Json) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for p in d["panels"].as_array().unwrap() {
         for t in p["targets"].as_array().into_iter().flatten() {
@@ -111,7 +111,7 @@ fn panel_queries(d: &Json) -> Vec<(String, String)> {
 
 /// `q` with Grafana's variables replaced by `values`, the longest names first (`$__interval`
 /// is not `$__int...` of another).
-fn substitute(q: &str, values: &[(&str, String)]) -> String {
+pub(crate) fn substitute(q: &str, values: &[(&str, String)]) -> String {
     let mut sorted: Vec<&(&str, String)> = values.iter().collect();
     sorted.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
     let mut q = q.to_string();
@@ -478,7 +478,7 @@ fn prometheus_fires_the_drop_alert_and_answers_every_dashboard_query() {
 }
 
 /// A value as Grafana writes it into a regex matcher.
-fn regex_escape(s: &str) -> String {
+pub(crate) fn regex_escape(s: &str) -> String {
     s.chars()
         .flat_map(|c| {
             let special = "\\^$.|?*+()[]{}".contains(c);

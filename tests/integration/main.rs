@@ -22,6 +22,7 @@ mod support;
 
 mod agents;
 mod alerts;
+mod alerts_attack;
 mod attribution;
 mod check;
 mod churn;
@@ -49,6 +50,7 @@ fn main() -> std::process::ExitCode {
             agents::prometheus::trials(),
             agents::telegraf::trials(),
             alerts::trials(),
+            alerts_attack::trials(),
             attribution::trials(),
             check::trials(),
             churn::trials(),
