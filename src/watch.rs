@@ -141,7 +141,7 @@ impl WatchList {
             warnings.once(
                 "netns-hidden",
                 format!(
-                    "--all-netns: cannot read the network namespace of {} processes (other users'; needs CAP_SYS_PTRACE): namespaces held only by them are not watched",
+                    "--all-netns: cannot read /proc/<pid>/ns/net of {} processes (reading another user's needs CAP_SYS_PTRACE): namespaces held only by them are not watched",
                     d.hidden
                 ),
             );

@@ -26,6 +26,7 @@ mod attribution;
 mod check;
 mod churn;
 mod cli;
+mod containers;
 mod filters;
 mod golden;
 mod listeners;
@@ -52,6 +53,7 @@ fn main() -> std::process::ExitCode {
             check::trials(),
             churn::trials(),
             cli::trials(),
+            containers::trials(),
             filters::trials(),
             golden::trials(),
             listeners::trials(),
