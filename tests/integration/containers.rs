@@ -9,6 +9,8 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::support::exposition::check_exposition;
@@ -26,13 +28,16 @@ fn driver_path() -> String {
     repo().join(DRIVER).to_str().unwrap().to_string()
 }
 
-/// A fresh 64-hex-digit container id, different on every call.
-fn container_id(salt: u32) -> String {
+static IDS: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh 64-hex-digit container id, different on every call (its first 12 digits too).
+fn container_id() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("{:08x}{salt:08x}{:048x}", std::process::id(), nanos)
+    let n = IDS.fetch_add(1, Ordering::Relaxed);
+    format!("{:08x}{n:04x}{nanos:052x}", std::process::id())
 }
 
 /// Where a cgroup hierarchy is mounted: the unified (v2) one, or a v1 one with `option`.
@@ -106,24 +111,25 @@ impl Drop for Cgroups {
 }
 
 /// A namespace bind-mounted as Docker mounts its sandboxes, `/run/docker/netns/<12 hex>`;
-/// the folders this made (none of a real Docker's) and the mount are removed on drop.
+/// the mount and file are removed on drop, and the folders too unless a real Docker's were
+/// there before the tests (the last test out removes them).
 struct DockerSandbox {
     path: PathBuf,
-    made: Vec<PathBuf>,
+}
+
+/// Whether `/run/docker` was there before any test made it.
+fn docker_was_there() -> bool {
+    static THERE: OnceLock<bool> = OnceLock::new();
+    *THERE.get_or_init(|| Path::new("/run/docker").exists())
 }
 
 impl DockerSandbox {
     fn new(name: &str) -> DockerSandbox {
-        let mut made = Vec::new();
-        for dir in ["/run/docker", "/run/docker/netns"] {
-            if !Path::new(dir).exists() {
-                fs::create_dir(dir).unwrap();
-                made.push(PathBuf::from(dir));
-            }
-        }
+        docker_was_there();
+        fs::create_dir_all("/run/docker/netns").unwrap();
         let path = Path::new("/run/docker/netns").join(name);
-        fs::File::create(&path).unwrap();
-        let sandbox = DockerSandbox { path, made };
+        fs::File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let sandbox = DockerSandbox { path };
         let file = sandbox.path.to_str().unwrap();
         run_ok(
             Command::new("unshare")
@@ -151,8 +157,9 @@ impl Drop for DockerSandbox {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.path).status();
         let _ = fs::remove_file(&self.path);
-        for dir in self.made.iter().rev() {
-            let _ = fs::remove_dir(dir);
+        if !docker_was_there() {
+            // Fails while another test's sandbox is still there: that one removes them.
+            let _ = fs::remove_dir("/run/docker/netns").and_then(|_| fs::remove_dir("/run/docker"));
         }
     }
 }
@@ -255,7 +262,7 @@ fn setup(tag: &str) -> Setup {
     drivers.push(d);
 
     // 2. Bind-mounted as a Docker sandbox.
-    let sandbox_name = container_id(2)[..12].to_string();
+    let sandbox_name = container_id()[..12].to_string();
     let sandbox = DockerSandbox::new(&sandbox_name);
     let mut d = Driver::start(sandbox.enter("python3", &[&driver_path()]));
     let pid = d.pid();
@@ -281,7 +288,7 @@ fn setup(tag: &str) -> Setup {
         1,
         "the driver runs as pid 1 of its own pid namespace"
     );
-    let id = container_id(3);
+    let id = container_id();
     let pid = docker_child_pid(&d);
     let path = docker_cg.place(&format!("system.slice/docker-{id}.scope"), pid);
     note!("docker-like cgroup: {path}");
@@ -318,7 +325,7 @@ fn setup(tag: &str) -> Setup {
     assert!(up.is_some(), "pause never started");
     let uid = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
     kube_cg.place(
-        &format!("kubepods/burstable/pod{uid}/{}", container_id(4)),
+        &format!("kubepods/burstable/pod{uid}/{}", container_id()),
         pause_pid,
     );
     let mut cmd = Command::new("nsenter");
@@ -332,7 +339,7 @@ fn setup(tag: &str) -> Setup {
     ]);
     let mut d = Driver::start(cmd);
     let pid = d.pid();
-    let app = container_id(5);
+    let app = container_id();
     let path = kube_cg.place(&format!("kubepods/burstable/pod{uid}/{app}"), pid);
     note!("kubepods-like cgroup: {path}");
     let port = fill(&mut d, 4);
