@@ -309,7 +309,7 @@ fn pod_name(pid: u32, uts: &mut Option<(Identity, String)>) -> Option<String> {
 
 /// Says the namespaces that could not be entered, one line per reason: the first one's whole
 /// error, then how many more failed the same way and their names.
-fn say_failures(failures: Vec<NetnsError>, warnings: &mut Warnings) {
+fn say_failures(failures: Vec<NetnsError>, warnings: &mut Warnings<impl std::io::Write>) {
     let mut groups: Vec<(Option<i32>, Vec<NetnsError>)> = Vec::new();
     for e in failures {
         let reason = e.source.raw_os_error();
@@ -343,5 +343,61 @@ fn say_failures(failures: Vec<NetnsError>, warnings: &mut Warnings) {
         }
         line.push_str(" (not retried)");
         warnings.now(&line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::netns::Step;
+    use std::path::PathBuf;
+
+    fn failure(name: &str, step: Step, errno: i32) -> NetnsError {
+        NetnsError {
+            spec: name.into(),
+            path: PathBuf::from(format!("/run/docker/netns/{name}")),
+            step,
+            listed: true,
+            source: io::Error::from_raw_os_error(errno),
+        }
+    }
+
+    fn said(failures: Vec<NetnsError>) -> Vec<String> {
+        let mut w = Warnings::to(Vec::new());
+        say_failures(failures, &mut w);
+        String::from_utf8(w.writer().clone())
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn namespaces_that_cannot_be_entered_are_said_in_one_line_per_reason() {
+        let mut failures: Vec<NetnsError> = (0..12)
+            .map(|i| failure(&format!("ns{i}"), Step::Join, libc::EPERM))
+            .collect();
+        failures.insert(3, failure("odd", Step::Join, libc::EINVAL));
+        failures.push(failure("gone", Step::Open, libc::ENOENT));
+        let lines = said(failures);
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        let perm = &lines[0];
+        assert!(
+            perm.starts_with("W! [acceptq] --all-netns: netns ns0: cannot join /run/docker/netns/ns0:")
+                && perm.contains("needs CAP_SYS_ADMIN")
+                && perm.contains("; 11 more for the same reason: ns1, ns2, ns3, ns4, ns5, ns6, ns7, ns8 and 3 others")
+                && perm.ends_with("(not retried)"),
+            "{perm}"
+        );
+        assert!(
+            lines[1].contains(
+                "netns odd: /run/docker/netns/odd is not a network namespace (not retried)"
+            ),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[2].contains("netns gone: cannot open"), "{}", lines[2]);
+        assert!(!lines[2].contains("more for the same reason"));
+        assert!(said(Vec::new()).is_empty());
     }
 }
