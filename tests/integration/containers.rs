@@ -155,7 +155,9 @@ impl DockerSandbox {
 
 impl Drop for DockerSandbox {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
+        // Detached, as Docker and `ip netns del` do: a running acceptq may hold the namespace
+        // open through the mount.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
         let _ = fs::remove_file(&self.path);
         if !docker_was_there() {
             // Fails while another test's sandbox is still there: that one removes them.
