@@ -54,7 +54,8 @@ pub struct Selection {
     #[arg(long = "netns", value_name = "NAME|PATH", value_parser = clap::value_parser!(OsString))]
     pub netns: Vec<OsString>,
 
-    /// Watch our own namespace and every named one (/run/netns)
+    /// Watch every network namespace on the host: ours, named ones (ip netns, Docker) and those
+    /// of containers and pods, tagged with their container and pod
     #[arg(long, conflicts_with = "netns")]
     pub all_netns: bool,
 }

@@ -95,7 +95,9 @@ pub const SCHEMA: [MeasurementSpec; 2] = [
             TagSpec { name: "process", help: "comm of the lowest pid holding the socket; absent when unknown" },
             TagSpec { name: "unit", help: "with --unit: systemd unit or scope of that process (from its cgroup); absent outside any unit" },
             TagSpec { name: "socket", help: "with --per-socket: rank 0..n-1 of the socket by inode within its SO_REUSEPORT group" },
-            TagSpec { name: "netns", help: "namespace name: `default` for acceptq's own, the `ip netns` name, or a path (unique by construction, see the README); only when more than one is watched" },
+            TagSpec { name: "netns", help: "namespace name: `default` for the host's, the `ip netns` name, a Docker sandbox id, `ino-<inode>` for one held only by processes, or a path (unique by construction, see the README); only when more than one is watched" },
+            TagSpec { name: "container", help: "12 hex digits of the container id (as `docker ps` shows it) of the namespace's application process, from its cgroup (Docker, containerd, CRI-O, podman); absent outside a container" },
+            TagSpec { name: "pod", help: "on Kubernetes (a kubepods cgroup): the pod, the host name of the namespace's UTS namespace; absent elsewhere" },
         ],
         fields: &[
             f("queue_depth", Kind::Gauge, "connections", "connections waiting in the accept queue now (idiag_rqueue)", Some(("queue_length", "depth"))),
@@ -127,7 +129,11 @@ pub const SCHEMA: [MeasurementSpec; 2] = [
     MeasurementSpec {
         name: NETNS,
         help: "one per watched network namespace: TcpExt counters of /proc/net/netstat and the sysctls bounding the queues",
-        tags: &[TagSpec { name: "netns", help: "as on acceptq_listener; only when more than one namespace is watched" }],
+        tags: &[
+            TagSpec { name: "netns", help: "as on acceptq_listener; only when more than one namespace is watched" },
+            TagSpec { name: "container", help: "as on acceptq_listener" },
+            TagSpec { name: "pod", help: "as on acceptq_listener" },
+        ],
         fields: &[
             f("listen_overflows", Kind::Counter, "events", "TcpExt ListenOverflows: connections dropped because an accept queue was full", Some(("derive", "listen_overflows"))),
             f("listen_overflows_delta", Kind::Delta, "events", "ListenOverflows since the previous report", None),

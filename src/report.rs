@@ -25,6 +25,10 @@ pub struct NsReading<'a> {
     /// Stable for the namespace's whole watch, unlike its position: keys deltas and peaks.
     pub id: NsId,
     pub name: &'a str,
+    /// The `container` tag: the container id of the namespace's application process.
+    pub container: Option<&'a str>,
+    /// The `pod` tag: on Kubernetes, the pod the namespace belongs to.
+    pub pod: Option<&'a str>,
     pub snap: &'a NetnsSnapshot,
 }
 
@@ -81,7 +85,7 @@ pub fn build(readings: &[NsReading], ctx: &Context, prev: &mut Previous) -> Buil
 
     let mut metrics = Vec::with_capacity(rows.len() + readings.len());
     for row in &rows {
-        metrics.push(listener_metric(row, readings[row.pos].name, ctx));
+        metrics.push(listener_metric(row, &readings[row.pos], ctx));
     }
     for (pos, reading) in readings.iter().enumerate() {
         let counts = (per_ns_rows[pos], omitted_per_ns[pos]);
@@ -398,7 +402,7 @@ fn seen_full(r: &Row) -> bool {
     accept_full || was_full || syn_full
 }
 
-fn listener_metric(row: &Row, ns_name: &str, ctx: &Context) -> Metric {
+fn listener_metric(row: &Row, ns: &NsReading, ctx: &Context) -> Metric {
     let opts = ctx.opts;
     let mut tags = vec![
         ("address", row.key.addr.to_string()),
@@ -416,9 +420,7 @@ fn listener_metric(row: &Row, ns_name: &str, ctx: &Context) -> Metric {
     if let Some(i) = row.key.socket {
         tags.push(("socket", i.to_string()));
     }
-    if opts.netns_tag {
-        tags.push(("netns", ns_name.to_string()));
-    }
+    push_netns_tags(&mut tags, ns, opts);
     let mut fields = vec![
         ("queue_depth", Value::Int(row.depth)),
         ("queue_depth_max", Value::Int(row.depth_max)),
@@ -453,6 +455,20 @@ fn listener_metric(row: &Row, ns_name: &str, ctx: &Context) -> Metric {
     }
 }
 
+/// The tags naming a row's namespace: `netns` when more than one is watched; `container` and
+/// `pod` whenever known (only a namespace other than the host's has them).
+fn push_netns_tags(tags: &mut Vec<(&'static str, String)>, ns: &NsReading, opts: &ReportOptions) {
+    if opts.netns_tag {
+        tags.push(("netns", ns.name.to_string()));
+    }
+    if let Some(c) = ns.container {
+        tags.push(("container", c.to_string()));
+    }
+    if let Some(p) = ns.pod.filter(|p| !p.is_empty()) {
+        tags.push(("pod", p.to_string()));
+    }
+}
+
 /// The namespace's row; `(rows, omitted)`: its listener rows after filters, and how many of
 /// them `--max-listeners` left out.
 fn netns_metric(
@@ -461,11 +477,8 @@ fn netns_metric(
     ctx: &Context,
     (rows, omitted): (usize, usize),
 ) -> Metric {
-    let tags = if ctx.opts.netns_tag {
-        vec![("netns", reading.name.to_string())]
-    } else {
-        Vec::new()
-    };
+    let mut tags = Vec::new();
+    push_netns_tags(&mut tags, reading, ctx.opts);
     let mut fields = Vec::new();
     if let Some(cur) = reading.snap.tcpext {
         let before = prev.counters.get(&reading.id);
@@ -559,6 +572,8 @@ mod tests {
         let readings = [NsReading {
             id: 0,
             name: "default",
+            container: None,
+            pod: None,
             snap,
         }];
         report_with(
@@ -752,6 +767,8 @@ mod tests {
         let readings = [NsReading {
             id: 0,
             name: "default",
+            container: None,
+            pod: None,
             snap: &snap,
         }];
         let per_socket = ReportOptions {
@@ -835,11 +852,15 @@ mod tests {
             NsReading {
                 id: 0,
                 name: "x",
+                container: None,
+                pod: None,
                 snap: &snap,
             },
             NsReading {
                 id: 1,
                 name: "y",
+                container: Some("3f2a9c1b7d4e"),
+                pod: Some("web-0"),
                 snap: &snap,
             },
         ];
@@ -979,6 +1000,8 @@ mod tests {
         let readings = [NsReading {
             id: 0,
             name: "default",
+            container: None,
+            pod: None,
             snap: &snap,
         }];
         let o = ReportOptions {
@@ -1025,6 +1048,8 @@ mod tests {
         let readings = [NsReading {
             id: 0,
             name: "default",
+            container: None,
+            pod: None,
             snap,
         }];
         report_with(&readings, peaks, &OwnerCache::default(), o, prev)

@@ -1,14 +1,17 @@
 //! The namespaces being watched: opening each one's sources (and the sampler's socket there),
-//! following `ip netns add` and `del` under `--all-netns`, and reading them all.
+//! following every network namespace on the host under `--all-netns` (bind-mounted or held by
+//! processes: containers, pods, `ip netns`), naming them as a person knows them, and reading
+//! them all.
 
 use std::collections::HashSet;
-use std::ffi::OsString;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 
 use crate::report::NsReading;
 use crate::sampler::{Target, Targets};
 use crate::snapshot::NetnsSnapshot;
-use crate::source::netns::{self, Netns};
+use crate::source::cgroup;
+use crate::source::netns::{self, Found, Identity, Netns, NetnsError};
 use crate::source::sock_diag::DiagSocket;
 use crate::source::{NsSources, Options};
 use crate::state::NsId;
@@ -17,37 +20,54 @@ use crate::warn::Warnings;
 /// Unopenable namespaces remembered before the list is forgotten and they are tried again.
 const MAX_UNOPENABLE: usize = 1024;
 
+/// Processes of a namespace looked at for its `container` and `pod` tags: the lowest pids,
+/// which bounds the cost in a namespace holding thousands.
+const MAX_TAG_PIDS: usize = 64;
+
+/// Failing namespaces named in the one line that says why they could not be entered.
+const MAX_NAMED_FAILURES: usize = 8;
+
+/// The tags that say which container or pod a namespace belongs to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NsTags {
+    /// 12 hex digits of the container id of the namespace's application process.
+    pub container: Option<String>,
+    /// On Kubernetes: the host name in the namespace's UTS namespace, the pod's name.
+    pub pod: Option<String>,
+}
+
 /// A namespace being watched: its sources and its last reading.
 struct Watched {
     /// Stable while it is watched: keys its deltas and peaks.
     id: NsId,
-    identity: Option<(u64, u64)>,
+    identity: Option<Identity>,
     src: NsSources,
     snap: NetnsSnapshot,
+    tags: NsTags,
+    /// The processes the tags were taken from: looked at again only when they change.
+    tagged_pids: Vec<u32>,
+    /// The last UTS namespace read for `pod` and its host name: no new `setns` while it stays.
+    uts: Option<(Identity, String)>,
 }
-
-/// A namespace in `/run/netns` now: its `netns` tag, its identity, and its file name there
-/// (which may not be UTF-8).
-type Named = (String, Option<(u64, u64)>, OsString);
 
 pub struct WatchList {
     watched: Vec<Watched>,
     next_id: NsId,
     /// `--all-netns`: look for namespaces added or removed before each reading.
-    follow_named: bool,
+    follow_all: bool,
     /// Namespaces `--all-netns` could not open, not tried again.
-    unopenable: HashSet<(u64, u64)>,
+    unopenable: HashSet<Identity>,
     /// The sampler's namespaces, when it runs: kept in step with `watched`.
     targets: Option<Targets>,
 }
 
 impl WatchList {
     /// An empty list; `targets`: the sampler's list to keep in step, when it runs.
-    pub fn new(follow_named: bool, targets: Option<Targets>) -> Self {
+    pub fn new(follow_all: bool, targets: Option<Targets>) -> Self {
         WatchList {
             watched: Vec::new(),
             next_id: 0,
-            follow_named,
+            follow_all,
             unopenable: HashSet::new(),
             targets,
         }
@@ -65,6 +85,9 @@ impl WatchList {
             identity,
             src,
             snap: NetnsSnapshot::default(),
+            tags: NsTags::default(),
+            tagged_pids: Vec::new(),
+            uts: None,
         });
         if let Some(targets) = &self.targets {
             match DiagSocket::open(file) {
@@ -82,9 +105,10 @@ impl WatchList {
         Ok(())
     }
 
-    /// Takes one reading of every namespace, after following `/run/netns` under `--all-netns`.
+    /// Takes one reading of every namespace, after looking for new and gone ones under
+    /// `--all-netns`.
     pub fn read(&mut self, opts: &Options, warnings: &mut Warnings) {
-        if self.follow_named {
+        if self.follow_all {
             self.rescan(warnings);
         }
         for w in &mut self.watched {
@@ -99,53 +123,102 @@ impl WatchList {
             .map(|w| NsReading {
                 id: w.id,
                 name: w.src.netns.name.as_str(),
+                container: w.tags.container.as_deref(),
+                pod: w.tags.pod.as_deref(),
                 snap: &w.snap,
             })
             .collect()
     }
 
-    /// `--all-netns`: follows `ip netns add` and `del`. A watched namespace is dropped when its
-    /// name is gone or now names another namespace (deleted and re-created); names not watched
-    /// yet are opened, except those that failed before (each namespace's failure said once).
+    /// `--all-netns`: follows every network namespace on the host. A namespace already watched
+    /// costs no `setns`: it is matched by identity, renamed if its name changed, and its tags
+    /// are looked at again only when its processes changed. One no bind mount and no process
+    /// holds any more is dropped with its state. New ones are opened, except those that failed
+    /// before; the failures of one rescan are said in one line per reason.
     fn rescan(&mut self, warnings: &mut Warnings) {
-        let now: Vec<Named> = netns::list_named()
-            .into_iter()
-            .map(|n| (netns::named_tag(&n), netns::named_identity(&n), n))
-            .collect();
-        self.forget_gone(&now);
+        let d = netns::discover();
+        if d.hidden > 0 {
+            warnings.once(
+                "netns-hidden",
+                format!(
+                    "--all-netns: cannot read /proc/<pid>/ns/net of {} processes (reading another user's needs CAP_SYS_PTRACE): namespaces held only by them are not watched",
+                    d.hidden
+                ),
+            );
+        }
+        self.forget_gone(&d.found);
         if self.unopenable.len() > MAX_UNOPENABLE {
             self.unopenable.clear();
         }
-        for entry in &now {
-            let (name, identity, raw) = entry;
-            let watched = self
+        let own = self
+            .watched
+            .iter()
+            .find(|w| w.src.netns.file.is_none())
+            .and_then(|w| w.identity);
+        // The host's namespace is `default`: ours, unless pid 1 is in another one we can join.
+        let mut failures = Vec::new();
+        let host_apart = d.host.is_some() && d.host != own;
+        for f in d
+            .found
+            .iter()
+            .filter(|f| host_apart && Some(f.identity) == d.host)
+        {
+            if !self.watching(f.identity) && !self.unopenable.contains(&f.identity) {
+                self.open(f, warnings, &mut failures);
+            }
+        }
+        let host_watched = host_apart && d.host.is_some_and(|h| self.watching(h));
+        for f in &d.found {
+            let is_host = Some(f.identity) == d.host;
+            match self
                 .watched
-                .iter()
-                .any(|w| same(w, entry) || (identity.is_some() && w.identity == *identity));
-            if watched || identity.is_some_and(|i| self.unopenable.contains(&i)) {
-                continue;
-            }
-            let opened = netns::resolve_named(raw)
-                .map_err(|e| (e.source.kind(), e.listed().to_string()))
-                .and_then(|ns| {
-                    self.watch(ns, warnings).map_err(|e| {
-                        (
-                            e.kind(),
-                            format!("netns {name}: cannot open its sources: {e}"),
-                        )
-                    })
-                });
-            if let Err((kind, msg)) = opened {
-                if let Some(i) = identity {
-                    self.unopenable.insert(*i);
+                .iter_mut()
+                .find(|w| w.identity == Some(f.identity))
+            {
+                Some(w) => {
+                    let keep_default = w.src.netns.file.is_none() && !host_watched;
+                    if w.src.netns.name != f.name && !keep_default {
+                        rename(w, &f.name, self.targets.as_ref());
+                    }
                 }
-                // Keyed by namespace too: a second namespace failing the same way is said,
-                // once, as it is not retried.
-                warnings.once(
-                    &format!("netns-open-{kind:?} {name}"),
-                    format!("{msg} (not retried)"),
-                );
+                None if self.unopenable.contains(&f.identity) => continue,
+                None => self.open(f, warnings, &mut failures),
             }
+            if let Some(w) = self
+                .watched
+                .iter_mut()
+                .find(|w| w.identity == Some(f.identity))
+            {
+                if is_host {
+                    w.tags = NsTags::default();
+                } else if w.tagged_pids != f.pids {
+                    w.tags = tags_of(&f.pids, &mut w.uts);
+                    w.tagged_pids.clone_from(&f.pids);
+                }
+            }
+        }
+        say_failures(failures, warnings);
+    }
+
+    fn watching(&self, identity: Identity) -> bool {
+        self.watched.iter().any(|w| w.identity == Some(identity))
+    }
+
+    /// Opens a namespace found; a failure is remembered (not retried) and kept to be said.
+    fn open(&mut self, f: &Found, warnings: &mut Warnings, failures: &mut Vec<NetnsError>) {
+        let opened = netns::open_found(f).and_then(|ns| {
+            let path = ns.name.clone();
+            self.watch(ns, warnings).map_err(|source| NetnsError {
+                spec: f.name.clone(),
+                path: path.into(),
+                step: netns::Step::Open,
+                listed: true,
+                source,
+            })
+        });
+        if let Err(e) = opened {
+            self.unopenable.insert(f.identity);
+            failures.push(e);
         }
     }
 
@@ -157,11 +230,14 @@ impl WatchList {
         }
     }
 
-    /// Drops the named namespaces that are no longer in `now` as they were, from the sampler too.
-    fn forget_gone(&mut self, now: &[Named]) {
+    /// Drops the namespaces no longer found (ours never goes), from the sampler too.
+    fn forget_gone(&mut self, found: &[Found]) {
         let before = self.watched.len();
-        self.watched
-            .retain(|w| w.src.netns.file.is_none() || now.iter().any(|n| same(w, n)));
+        self.watched.retain(|w| {
+            w.src.netns.file.is_none()
+                || w.identity
+                    .is_some_and(|i| found.iter().any(|f| f.identity == i))
+        });
         if self.watched.len() != before {
             let live: Vec<NsId> = self.watched.iter().map(|w| w.id).collect();
             if let Some(Ok(mut t)) = self.targets.as_ref().map(|t| t.lock()) {
@@ -171,7 +247,157 @@ impl WatchList {
     }
 }
 
-/// Whether `w` is the namespace `/run/netns` lists as `entry`: same tag, same identity.
-fn same(w: &Watched, (name, identity, _): &Named) -> bool {
-    &w.src.netns.name == name && w.identity == *identity
+/// Gives a watched namespace the name it has now (a bind mount added or removed meanwhile).
+fn rename(w: &mut Watched, name: &str, targets: Option<&Targets>) {
+    w.src.netns.name = name.to_string();
+    if let Some(Ok(mut t)) = targets.map(|t| t.lock()) {
+        for x in t.iter_mut().filter(|x| x.id == w.id) {
+            x.name = name.to_string();
+        }
+    }
+}
+
+/// The `container` and `pod` tags of a namespace from its processes: the lowest pid that is no
+/// pod infrastructure (`pause`) and runs in a container names it, else such an infrastructure
+/// process; on Kubernetes the pod is that process's UTS host name (`uts`: the last one read).
+fn tags_of(pids: &[u32], uts: &mut Option<(Identity, String)>) -> NsTags {
+    let mut procs: Vec<(bool, u32)> = pids
+        .iter()
+        .take(MAX_TAG_PIDS)
+        .map(|&p| {
+            let comm = std::fs::read(format!("/proc/{p}/comm")).unwrap_or_default();
+            let comm = String::from_utf8_lossy(&comm);
+            (cgroup::is_infra(comm.trim_end()), p)
+        })
+        .collect();
+    procs.sort_unstable();
+    let mut kubernetes = false;
+    let mut naming = None;
+    for &(_, pid) in &procs {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+            continue;
+        };
+        let placed = cgroup::placement(&text);
+        kubernetes |= placed.kubernetes;
+        if let Some(id) = placed.container {
+            naming = Some((pid, id));
+            break;
+        }
+    }
+    let pod = kubernetes
+        .then(|| naming.as_ref().map(|n| n.0).or(procs.first().map(|p| p.1)))
+        .flatten()
+        .and_then(|pid| pod_name(pid, uts));
+    NsTags {
+        container: naming.map(|n| n.1),
+        pod,
+    }
+}
+
+/// The host name of `pid`'s UTS namespace, joined only when it is not the one read last.
+fn pod_name(pid: u32, uts: &mut Option<(Identity, String)>) -> Option<String> {
+    let now = std::fs::metadata(format!("/proc/{pid}/ns/uts"))
+        .ok()
+        .map(|m| (m.dev(), m.ino()))?;
+    if uts.as_ref().map_or(true, |(id, _)| *id != now) {
+        *uts = netns::uts_hostname(pid).ok();
+    }
+    uts.as_ref()
+        .map(|(_, name)| name.clone())
+        .filter(|n| !n.is_empty())
+}
+
+/// Says the namespaces that could not be entered, one line per reason: the first one's whole
+/// error, then how many more failed the same way and their names.
+fn say_failures(failures: Vec<NetnsError>, warnings: &mut Warnings<impl std::io::Write>) {
+    let mut groups: Vec<(Option<i32>, Vec<NetnsError>)> = Vec::new();
+    for e in failures {
+        let reason = e.source.raw_os_error();
+        match groups
+            .iter_mut()
+            .find(|(r, g)| *r == reason && g[0].step == e.step)
+        {
+            Some((_, g)) => g.push(e),
+            None => groups.push((reason, vec![e])),
+        }
+    }
+    for (_, group) in groups {
+        let mut line = group[0].to_string();
+        if group.len() > 1 {
+            let names: Vec<&str> = group[1..]
+                .iter()
+                .take(MAX_NAMED_FAILURES)
+                .map(|e| e.spec.as_str())
+                .collect();
+            let more = group.len() - 1 - names.len();
+            line.push_str(&format!(
+                "; {} more for the same reason: {}{}",
+                group.len() - 1,
+                names.join(", "),
+                if more > 0 {
+                    format!(" and {more} others")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        line.push_str(" (not retried)");
+        warnings.now(&line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::netns::Step;
+    use std::path::PathBuf;
+
+    fn failure(name: &str, step: Step, errno: i32) -> NetnsError {
+        NetnsError {
+            spec: name.into(),
+            path: PathBuf::from(format!("/run/docker/netns/{name}")),
+            step,
+            listed: true,
+            source: io::Error::from_raw_os_error(errno),
+        }
+    }
+
+    fn said(failures: Vec<NetnsError>) -> Vec<String> {
+        let mut w = Warnings::to(Vec::new());
+        say_failures(failures, &mut w);
+        String::from_utf8(w.writer().clone())
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn namespaces_that_cannot_be_entered_are_said_in_one_line_per_reason() {
+        let mut failures: Vec<NetnsError> = (0..12)
+            .map(|i| failure(&format!("ns{i}"), Step::Join, libc::EPERM))
+            .collect();
+        failures.insert(3, failure("odd", Step::Join, libc::EINVAL));
+        failures.push(failure("gone", Step::Open, libc::ENOENT));
+        let lines = said(failures);
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        let perm = &lines[0];
+        assert!(
+            perm.starts_with("W! [acceptq] --all-netns: netns ns0: cannot join /run/docker/netns/ns0:")
+                && perm.contains("needs CAP_SYS_ADMIN")
+                && perm.contains("; 11 more for the same reason: ns1, ns2, ns3, ns4, ns5, ns6, ns7, ns8 and 3 others")
+                && perm.ends_with("(not retried)"),
+            "{perm}"
+        );
+        assert!(
+            lines[1].contains(
+                "netns odd: /run/docker/netns/odd is not a network namespace (not retried)"
+            ),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[2].contains("netns gone: cannot open"), "{}", lines[2]);
+        assert!(!lines[2].contains("more for the same reason"));
+        assert!(said(Vec::new()).is_empty());
+    }
 }

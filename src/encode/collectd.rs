@@ -145,13 +145,25 @@ fn interface_part(dev: &str) -> String {
     out
 }
 
+/// The namespace as an instance names it: its `netns` tag, after its pod and container when
+/// known (`web-0.3f2a9c1b7d4e.cni-…`), so a file name says which pod it is and a container
+/// restarted (a new id) starts a new series, as it does with tags.
+fn namespace_label(m: &Metric) -> Option<String> {
+    let parts: Vec<&str> = ["pod", "container", "netns"]
+        .iter()
+        .filter_map(|k| m.tag(k))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("."))
+}
+
 /// The plugin instance of a metric: `127.0.0.1-8080`, `__1-8080` for `::1`, prefixed with the
-/// namespace and suffixed with `-iDEVICE` and the socket rank `-sN` when those tags are present; `netns` or
+/// namespace ([`namespace_label`]) and suffixed with `-iDEVICE` and the socket rank `-sN` when those tags are present; `netns` or
 /// `netns-NAME` for namespace counters. A namespace name that must be shortened gives way to
 /// the address, port and rank, which are never cut.
 pub fn plugin_instance(m: &Metric) -> String {
+    let ns = namespace_label(m);
     if m.name != LISTENER {
-        return match m.tag("netns") {
+        return match ns.as_deref() {
             Some(ns) => format!("netns-{}", part(ns, MAX_PART - "netns-".len())),
             None => "netns".into(),
         };
@@ -167,7 +179,7 @@ pub fn plugin_instance(m: &Metric) -> String {
         tail.push_str("-s");
         tail.push_str(&part(i, MAX_PART));
     }
-    match m.tag("netns") {
+    match ns.as_deref() {
         // Address, port and rank take at most 60 bytes: the name keeps 66 or more.
         Some(ns) if tail.len() + 1 + HASH_LEN < MAX_PART => {
             format!("{}-{tail}", part(ns, MAX_PART - tail.len() - 1))
@@ -508,6 +520,58 @@ pub(crate) mod tests {
             assert!(l.len() < 1198);
         }
         assert_eq!(part("", MAX_PART), format!("_{:016x}", fnv1a64(b"")));
+    }
+
+    #[test]
+    fn pods_and_containers_name_the_instance_within_collectds_limits() {
+        let netns = "cni-0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
+        let m = listener(vec![
+            ("address", "fe80::1234:5678:9abc:def0".into()),
+            ("port", "65535".into()),
+            ("interface", "eth0".into()),
+            ("socket", "15".into()),
+            ("netns", netns.into()),
+            ("container", "3f2a9c1b7d4e".into()),
+            ("pod", "web-0".into()),
+        ]);
+        let lines = encode(&m, "node-1");
+        let p = parse_putval(&lines[0]).unwrap();
+        assert_eq!(
+            p.plugin_instance,
+            format!("web-0.3f2a9c1b7d4e.{netns}-fe80__1234_5678_9abc_def0-65535-ieth0-s15")
+        );
+        // A pod name of 63 characters (the longest a host name label may be) does not fit
+        // beside the rest: the instance is cut and hashed, and stays within every limit.
+        let pod = "p".repeat(63);
+        let mut long = m.clone();
+        long.tags.retain(|(k, _)| *k != "pod");
+        long.tags.push(("pod", pod.clone()));
+        for l in encode(&long, &"h".repeat(127)) {
+            let p = parse_putval(&l).unwrap_or_else(|e| panic!("{l}: {e}"));
+            assert!(p.plugin_instance.len() <= MAX_PART, "{l}");
+            assert!(p.plugin_instance.starts_with(&pod[..40]), "{l}");
+            assert!(l.len() < 1198);
+        }
+        // Another container in the same pod: another instance.
+        let mut other = m.clone();
+        other.tags.retain(|(k, _)| *k != "container");
+        other.tags.push(("container", "0123456789ab".into()));
+        assert_ne!(plugin_instance(&other), plugin_instance(&m));
+        let ns = Metric {
+            name: crate::metric::NETNS,
+            tags: vec![
+                ("netns", netns.into()),
+                ("container", "3f2a9c1b7d4e".into()),
+                ("pod", pod.clone()),
+            ],
+            fields: vec![],
+            timestamp: 0,
+        };
+        let pinst = plugin_instance(&ns);
+        assert!(
+            pinst.len() <= MAX_PART && pinst.starts_with("netns-ppp"),
+            "{pinst}"
+        );
     }
 
     fn instance(tags: &[(&'static str, &str)]) -> String {

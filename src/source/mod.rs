@@ -1,5 +1,6 @@
 //! Kernel sources, one file each; this file bundles what one watched namespace needs.
 
+pub mod cgroup;
 pub mod ifname;
 pub mod inet_diag;
 pub mod netns;

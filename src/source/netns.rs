@@ -213,6 +213,267 @@ pub fn identity_of(ns: &Netns) -> Option<(u64, u64)> {
     }
 }
 
+/// Identity of a namespace: the device and inode of its nsfs file. Unique among live
+/// namespaces; an inode may be given again once its namespace is freed, which cannot happen to a
+/// namespace acceptq watches, as it holds it open.
+pub type Identity = (u64, u64);
+
+/// Where `ip netns` keeps its namespaces, and Docker its sandboxes': a name there is the one a
+/// person knows (`ip netns list`, a sandbox id), in this order of preference.
+const DOCKER_DIR: &str = "/run/docker/netns";
+
+/// A network namespace found on the host, by its bind mounts or its processes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub identity: Identity,
+    /// Its nsfs bind mounts, visible ones only (a mount hidden under another is not).
+    pub mounts: Vec<PathBuf>,
+    /// The processes in it (as the host numbers them), ascending.
+    pub pids: Vec<u32>,
+    /// Its `netns` tag: see [`found_names`].
+    pub name: String,
+}
+
+/// Every network namespace on the host, as `lsns -t net` finds them.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub found: Vec<Found>,
+    /// The host's namespace: pid 1's, or ours when pid 1's cannot be read.
+    pub host: Option<Identity>,
+    /// Processes whose namespace could not be read (another user's, without CAP_SYS_PTRACE).
+    pub hidden: usize,
+}
+
+/// The mount points of the network namespaces bind-mounted in a `/proc/self/mountinfo` text:
+/// file system `nsfs`, root `net:[INODE]` (other namespace kinds are bind-mounted too). The
+/// last mount on a path hides the others there, so each path appears once. Octal escapes
+/// (`\040` for a space) are undone; the path may be any bytes.
+pub fn nsfs_net_mounts(mountinfo: &[u8]) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut out: Vec<PathBuf> = Vec::new();
+    for line in mountinfo.split(|b| *b == b'\n') {
+        let fields: Vec<&[u8]> = line.split(|b| *b == b' ').collect();
+        // id parent maj:min root mountpoint options [optional...] - fstype source superopts
+        let Some(dash) = fields.iter().position(|f| *f == b"-") else {
+            continue;
+        };
+        if dash < 5 || fields.get(dash + 1) != Some(&&b"nsfs"[..]) {
+            continue;
+        }
+        if !fields[3].starts_with(b"net:[") {
+            continue;
+        }
+        let path = PathBuf::from(OsString::from_vec(unescape_octal(fields[4])));
+        out.retain(|p| *p != path);
+        out.push(path);
+    }
+    out
+}
+
+/// `\NNN` octal escapes, as the kernel writes space, tab, newline and `\` in mountinfo paths.
+fn unescape_octal(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let digits = text.get(i + 1..i + 4);
+        let code = digits
+            .filter(|d| text[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0')))
+            .filter(|n| *n <= 0xff);
+        match code {
+            Some(n) => {
+                out.push(n as u8);
+                i += 4;
+            }
+            None => {
+                out.push(text[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Where a bind mount's name comes from, best first.
+fn mount_rank(path: &Path) -> (u8, &Path) {
+    let rank = match path.parent() {
+        Some(dir) if dir == Path::new(NAMED_DIR) => 0,
+        Some(dir) if dir == Path::new(DOCKER_DIR) => 1,
+        _ => 2,
+    };
+    (rank, path)
+}
+
+/// The `netns` tag a bind mount gives: in `/run/netns` the `ip netns` name ([`named_tag`]);
+/// elsewhere the file name (a Docker sandbox id) when it is plain UTF-8 text that cannot be
+/// taken for another kind of tag, else the whole path, escaped as [`spec_tag`] does.
+fn mount_tag(path: &Path) -> String {
+    let file = path.file_name().unwrap_or_default();
+    if mount_rank(path).0 == 0 {
+        return named_tag(file);
+    }
+    match file.to_str() {
+        Some(f) if plain_name(f) => f.to_string(),
+        _ => spec_tag(path.as_os_str()),
+    }
+}
+
+/// A file name usable as a tag as it is: not our own namespace's name, not an `ino-` name, no
+/// `\` (the escapes' mark) and not empty.
+fn plain_name(f: &str) -> bool {
+    !f.is_empty() && f != OWN_NAME && !f.starts_with("ino-") && !f.contains('\\')
+}
+
+/// Names the namespaces found, each unique: the host's is `default`; one with a bind mount takes
+/// the best mount's tag ([`mount_tag`]: `/run/netns` first, then Docker's, then any other by
+/// path); one held only by processes is `ino-<inode>`. When two namespaces would share a name,
+/// those not named by `/run/netns` are named by their mount's whole path instead (paths differ).
+pub fn found_names(found: &mut [Found], host: Option<Identity>) {
+    for f in found.iter_mut() {
+        f.mounts.sort_by(|a, b| mount_rank(a).cmp(&mount_rank(b)));
+    }
+    let first: Vec<String> = found
+        .iter()
+        .map(|f| match f.mounts.first() {
+            _ if Some(f.identity) == host => OWN_NAME.to_string(),
+            Some(m) => mount_tag(m),
+            None => format!("ino-{}", f.identity.1),
+        })
+        .collect();
+    for (i, f) in found.iter_mut().enumerate() {
+        let shared = first.iter().filter(|n| **n == first[i]).count() > 1;
+        f.name = match f.mounts.first() {
+            Some(m) if shared && mount_rank(m).0 > 0 => spec_tag(m.as_os_str()),
+            _ => first[i].clone(),
+        };
+    }
+}
+
+/// Finds every network namespace: the nsfs bind mounts of our mount namespace, and the
+/// namespace of every process, joined by identity and named ([`found_names`]).
+pub fn discover() -> Discovery {
+    use std::collections::BTreeMap;
+    let mut by_id: BTreeMap<Identity, Found> = BTreeMap::new();
+    fn entry(by_id: &mut BTreeMap<Identity, Found>, id: Identity) -> &mut Found {
+        by_id.entry(id).or_insert_with(|| Found {
+            identity: id,
+            mounts: Vec::new(),
+            pids: Vec::new(),
+            name: String::new(),
+        })
+    }
+    let mountinfo = std::fs::read("/proc/self/mountinfo").unwrap_or_default();
+    for path in nsfs_net_mounts(&mountinfo) {
+        if let Ok(m) = std::fs::metadata(&path) {
+            entry(&mut by_id, (m.dev(), m.ino())).mounts.push(path);
+        }
+    }
+    let ours = std::fs::metadata("/proc/self/ns/net")
+        .ok()
+        .map(|m| (m.dev(), m.ino()));
+    let mut hidden = 0;
+    if let (Ok(dir), Some((nsfs, _))) = (std::fs::read_dir("/proc"), ours) {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            // Every namespace is on the one nsfs device: the link's text names the inode, at
+            // half the cost of a stat (measured: 3.6 against 6.9 µs a process).
+            match std::fs::read_link(format!("/proc/{pid}/ns/net")) {
+                Ok(link) => {
+                    if let Some(ino) = net_link_inode(link.as_os_str().as_bytes()) {
+                        entry(&mut by_id, (nsfs, ino)).pids.push(pid);
+                    }
+                }
+                // A process that ended meanwhile is no news.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(_) => hidden += 1,
+            }
+        }
+    }
+    let host = std::fs::metadata("/proc/1/ns/net")
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+        .or(ours);
+    if let Some(id) = ours {
+        entry(&mut by_id, id);
+    }
+    let mut found: Vec<Found> = by_id.into_values().collect();
+    for f in &mut found {
+        f.pids.sort_unstable();
+    }
+    found_names(&mut found, host);
+    Discovery {
+        found,
+        host,
+        hidden,
+    }
+}
+
+/// The inode in a `/proc/<pid>/ns/net` link's text, `net:[4026531840]`.
+fn net_link_inode(link: &[u8]) -> Option<u64> {
+    let digits = link.strip_prefix(b"net:[")?.strip_suffix(b"]")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Opens a namespace `--all-netns` found, by its best bind mount, else by one of its processes
+/// (the next one when a process ends first); the error is the first way's.
+pub fn open_found(f: &Found) -> Result<Netns, NetnsError> {
+    let mut first = None;
+    let ways = f.mounts.iter().cloned().chain(
+        f.pids
+            .iter()
+            .map(|p| PathBuf::from(format!("/proc/{p}/ns/net"))),
+    );
+    for path in ways {
+        let spec = f.name.clone();
+        match open(&spec, path, f.name.clone()) {
+            Ok(ns) if identity_of(&ns) == Some(f.identity) => return Ok(ns),
+            // A process gone and its pid taken by another: not this namespace.
+            Ok(_) => continue,
+            // The reason to tell is the first that is not a process gone meanwhile.
+            Err(e) => {
+                let e = e.listed();
+                if first.as_ref().map_or(true, |f| is_gone(f) && !is_gone(&e)) {
+                    first = Some(e);
+                }
+            }
+        }
+    }
+    Err(first.unwrap_or_else(|| NetnsError {
+        spec: f.name.clone(),
+        path: PathBuf::from(format!("/proc/*/ns/net ({})", f.name)),
+        step: Step::Open,
+        listed: true,
+        source: io::Error::from(io::ErrorKind::NotFound),
+    }))
+}
+
+fn is_gone(e: &NetnsError) -> bool {
+    e.step == Step::Open && e.source.kind() == io::ErrorKind::NotFound
+}
+
+/// The host name in the UTS namespace of `pid` (a pod's name, as the kubelet sets it), read by
+/// joining it on a short-lived thread (needs CAP_SYS_ADMIN); with the namespace's identity.
+pub fn uts_hostname(pid: u32) -> io::Result<(Identity, String)> {
+    let file = File::open(format!("/proc/{pid}/ns/uts"))?;
+    let m = file.metadata()?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: setns on a valid fd we own; it changes only this short-lived thread.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWUTS) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The sysctl answers for the reading thread's UTS namespace.
+                let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
+                Ok(((m.dev(), m.ino()), name.trim_end_matches('\n').to_string()))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("namespace helper thread panicked")))
+    })
+}
+
 /// Runs `f` with the calling context in namespace `ns` (`None`: ours, on this thread).
 pub fn run_in<T: Send>(ns: Option<&File>, f: impl FnOnce() -> T + Send) -> io::Result<T> {
     let Some(ns) = ns else { return Ok(f()) };
@@ -333,5 +594,116 @@ mod tests {
         let e = error("web", Step::Join, libc::EPERM).listed().to_string();
         assert!(e.starts_with("--all-netns: netns web: cannot join"), "{e}");
         assert!(!e.contains("--netns"), "{e}");
+    }
+
+    fn found(ino: u64, mounts: &[&str], pids: &[u32]) -> Found {
+        Found {
+            identity: (4, ino),
+            mounts: mounts.iter().map(PathBuf::from).collect(),
+            pids: pids.to_vec(),
+            name: String::new(),
+        }
+    }
+
+    fn names(mut f: Vec<Found>, host: Option<Identity>) -> Vec<String> {
+        found_names(&mut f, host);
+        f.into_iter().map(|f| f.name).collect()
+    }
+
+    #[test]
+    fn mountinfo_gives_the_network_namespaces_bind_mounted() {
+        let text = b"\
+22 1 0:21 / /proc rw,nosuid - proc proc rw
+611 25 0:4 net:[4026532281] /run/netns/blue rw shared:5 - nsfs nsfs rw
+612 25 0:4 net:[4026532282] /run/docker/netns/1a2b3c4d5e6f rw - nsfs nsfs rw
+613 25 0:4 mnt:[4026532283] /run/snapd/ns/lxd.mnt rw - nsfs nsfs rw
+614 25 0:4 net:[4026532284] /tmp/with\\040space rw - nsfs nsfs rw
+615 25 0:4 net:[4026532285] /run/netns/blue rw - nsfs nsfs rw
+garbage line
+616 25 0:4 net:[1] - nsfs
+";
+        let mounts = nsfs_net_mounts(text);
+        assert_eq!(
+            mounts,
+            [
+                "/run/docker/netns/1a2b3c4d5e6f",
+                "/tmp/with space",
+                "/run/netns/blue"
+            ]
+            .map(PathBuf::from)
+        );
+        assert_eq!(unescape_octal(b"a\\134b\\012\\0"), b"a\\b\n\\0");
+        assert_eq!(unescape_octal(b"\\777"), b"\\777");
+        assert!(nsfs_net_mounts(&[0xff; 5000]).is_empty());
+    }
+
+    #[test]
+    fn a_namespace_link_names_its_inode() {
+        assert_eq!(net_link_inode(b"net:[4026531840]"), Some(4026531840));
+        for bad in [
+            &b"mnt:[4026531840]"[..],
+            b"net:[]",
+            b"net:[12",
+            b"net:[-1]",
+            b"",
+            b"net:[\xff]",
+        ] {
+            assert_eq!(net_link_inode(bad), None, "{bad:?}");
+        }
+        // The same identity as a stat of the link gives.
+        let link = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let m = std::fs::metadata("/proc/self/ns/net").unwrap();
+        assert_eq!(net_link_inode(link.as_os_str().as_bytes()), Some(m.ino()));
+    }
+
+    #[test]
+    fn namespaces_are_named_by_their_best_mount_else_their_inode() {
+        let got = names(
+            vec![
+                found(1, &[], &[1, 2]),
+                found(
+                    2,
+                    &["/run/docker/netns/1a2b3c4d5e6f", "/run/netns/blue"],
+                    &[],
+                ),
+                found(3, &["/run/docker/netns/1a2b3c4d5e6f0"], &[40]),
+                found(4, &[], &[50]),
+                found(5, &["/var/run/x/default"], &[]),
+                found(6, &["/var/run/x/ino-4"], &[]),
+            ],
+            Some((4, 1)),
+        );
+        assert_eq!(
+            got,
+            [
+                "default",
+                "blue",
+                "1a2b3c4d5e6f0",
+                "ino-4",
+                "/var/run/x/default",
+                "/var/run/x/ino-4"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_name_two_namespaces_would_share_goes_to_the_one_from_ip_netns() {
+        let got = names(
+            vec![
+                found(1, &["/run/netns/web"], &[]),
+                found(2, &["/run/docker/netns/web"], &[]),
+                found(3, &["/srv/ns/web"], &[]),
+            ],
+            None,
+        );
+        assert_eq!(got, ["web", "/run/docker/netns/web", "/srv/ns/web"]);
+        let got = names(
+            vec![
+                found(2, &["/run/docker/netns/a"], &[]),
+                found(3, &["/srv/a"], &[]),
+            ],
+            None,
+        );
+        assert_eq!(got, ["/run/docker/netns/a", "/srv/a"]);
     }
 }

@@ -115,6 +115,8 @@ fn example_report() -> Vec<Metric> {
         let readings = [NsReading {
             id: 0,
             name: "default",
+            container: None,
+            pod: None,
             snap: &snap,
         }];
         let ctx = Context {

@@ -27,6 +27,7 @@ mod attribution;
 mod check;
 mod churn;
 mod cli;
+mod containers;
 mod filters;
 mod golden;
 mod listeners;
@@ -55,6 +56,7 @@ fn main() -> std::process::ExitCode {
             check::trials(),
             churn::trials(),
             cli::trials(),
+            containers::trials(),
             filters::trials(),
             golden::trials(),
             listeners::trials(),

@@ -152,6 +152,11 @@ impl Driver {
     pub fn pid(&mut self) -> u32 {
         self.send("pid")[0].parse().unwrap()
     }
+
+    /// The pid of the program started (a wrapper such as `unshare` when one runs the driver).
+    pub fn child_id(&self) -> u32 {
+        self.0.child.id()
+    }
 }
 
 impl Drop for Driver {
