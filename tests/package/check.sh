@@ -9,7 +9,8 @@
 # Run as root on a Debian machine (CI: .ci/run, after the test suite), from anywhere:
 #   tests/package/check.sh
 # Needs cargo-deb, cargo-generate-rpm, lintian, rpm, man-db, bash-completion, libcap2-bin,
-# util-linux (setpriv), python3. Refuses to run where an acceptq package or /usr/bin/acceptq
+# util-linux (setpriv), python3, shellcheck, and prometheus-node-exporter (its textfile
+# directory, as Debian lays it out). Refuses to run where an acceptq package or /usr/bin/acceptq
 # already exists, since it installs and purges its own.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -41,6 +42,12 @@ if ! getent group acceptq >/dev/null; then
     cleanup+=("getent group acceptq >/dev/null && groupdel acceptq")
 fi
 
+step "shellcheck"
+# What runs as root on the operator's machine, and this check.
+shellcheck -S warning packaging/acceptq-setcap packaging/install.sh packaging/debian/postinst \
+    packaging/debian/postrm tests/package/check.sh
+shellcheck -S warning -s sh packaging/rpm/*.sh
+
 step "cargo deb"
 deb=$(cargo deb | tail -n 1)
 [ -f "$deb" ] || fail "cargo deb printed no package path (got: $deb)"
@@ -48,15 +55,15 @@ echo "$deb"
 
 step "lintian"
 # lintian's own exit status is 0 with warnings; errors are the ones that fail.
-lintian --info --tag-display-limit 0 "$deb" >"$work/lintian" 2>&1 || true
+lintian --info --display-info --pedantic --tag-display-limit 0 "$deb" >"$work/lintian" 2>&1 || true
 cat "$work/lintian"
 if grep -q '^E: ' "$work/lintian"; then
     fail "lintian reports errors"
 fi
-# Every warning's tag must be explained next to the metadata, or fixed.
-for tag in $(sed -n 's/^W: [^ ]*: \([^ ]*\).*/\1/p' "$work/lintian" | sort -u); do
+# Every warning's, note's and pedantic tag must be explained next to the metadata, or fixed.
+for tag in $(sed -n 's/^[WIP]: [^ ]*: \([^ ]*\).*/\1/p' "$work/lintian" | sort -u); do
     grep -q "lintian: $tag" Cargo.toml ||
-        fail "lintian warning $tag is neither fixed nor explained in Cargo.toml (# lintian: $tag ...)"
+        fail "lintian tag $tag is neither fixed nor explained in Cargo.toml (# lintian: $tag ...)"
 done
 
 # What the package must install: one place for both package formats, $1 = deb or rpm.
@@ -139,6 +146,29 @@ as_user() { # SETPRIV-GROUPS-OPTION COMMAND...
     setpriv --reuid=nobody --regid=nogroup "$groups" /bin/sh -c 'exec "$@"' sh "$@"
 }
 nobody=(as_user --clear-groups)
+# What the kernel sees when systemd starts COMMAND for UNIT (a unit, or a drop-in on a stock
+# agent unit): its User=, Group=, SupplementaryGroups= plus EXTRA-GROUPS, AmbientCapabilities=,
+# CapabilityBoundingSet= and NoNewPrivileges=, set by setpriv (systemd is not PID 1 on every CI
+# machine). A User= this machine lacks (telegraf, collectd) is played by nobody.
+as_unit() { # UNIT EXTRA-GROUPS COMMAND...
+    local unit=$1 extra=$2 user group groups ambient bounding
+    shift 2
+    setting() { sed -n "s/^$1=//p" "$unit" | tail -n 1; }
+    # "CAP_A CAP_B" as setpriv writes it: "+a,+b".
+    caps() { tr 'A-Z ' 'a-z\n' | sed -n 's/^cap_\(.*\)/+\1/p' | paste -sd, -; }
+    user=$(setting User)
+    getent passwd "${user:-nobody}" >/dev/null || user=nobody
+    group=$(setting Group)
+    getent group "${group:-x}" >/dev/null || group=$(id -gn "${user:-nobody}")
+    groups=$(echo "$(setting SupplementaryGroups) $extra" | tr -s ' ' ',' | sed 's/^,//; s/,$//')
+    local args=(--reuid="${user:-nobody}" --regid="$group" "--groups=${groups:-$group}")
+    ambient=$(setting AmbientCapabilities | caps)
+    [ -z "$ambient" ] || args+=(--inh-caps="-all,$ambient" --ambient-caps="-all,$ambient")
+    bounding=$(setting CapabilityBoundingSet | caps)
+    [ -z "$bounding" ] || args+=(--bounding-set="-all,$bounding")
+    [ "$(setting NoNewPrivileges)" != yes ] || args+=(--no-new-privs)
+    setpriv "${args[@]}" /bin/sh -c 'exec "$@"' sh "$@"
+}
 step "acceptq --once as nobody"
 "${nobody[@]}" /usr/bin/acceptq --once >"$work/once" 2>"$work/once.err" ||
     fail "acceptq --once as nobody failed: $(cat "$work/once.err")"
@@ -231,6 +261,19 @@ dpkg -i "$deb" >/dev/null
 getcap /usr/bin/acceptq | grep -q 'cap_dac_read_search,cap_sys_ptrace=ep' ||
     fail "capabilities after reinstalling: $(getcap /usr/bin/acceptq)"
 
+step "an upgrade to a newer version keeps the administrator's choice"
+# The same files under a later version: dpkg runs the upgrade path (the old package's prerm and
+# postrm "upgrade", the new one's postinst "configure OLD-VERSION").
+dpkg-deb -R "$deb" "$work/next"
+sed -i 's/^Version: .*/&+next/' "$work/next/DEBIAN/control"
+dpkg-deb --root-owner-group -b "$work/next" "$work/next.deb" >/dev/null
+dpkg -i "$work/next.deb" >/dev/null
+dpkg-query -W -f '${Version}' acceptq | grep -q '+next$' || fail "the upgrade was not installed"
+[ "$(stat -c '%U:%G %a' /usr/bin/acceptq)" = "root:acceptq 750" ] ||
+    fail "after upgrading: $(stat -c '%U:%G %a' /usr/bin/acceptq)"
+getcap /usr/bin/acceptq | grep -q 'cap_dac_read_search,cap_sys_ptrace=ep' ||
+    fail "capabilities after upgrading: $(getcap /usr/bin/acceptq)"
+
 step "acceptq-setcap --remove, then both features"
 acceptq-setcap --remove >/dev/null
 [ "$(stat -c '%U:%G %a' /usr/bin/acceptq)" = "root:root 755" ] ||
@@ -243,6 +286,88 @@ getcap /usr/bin/acceptq | grep -q 'cap_dac_read_search,cap_sys_ptrace,cap_sys_ad
 if acceptq-setcap >/dev/null 2>&1; then
     fail "acceptq-setcap without a feature succeeded"
 fi
+
+step "the textfile unit and the drop-ins still start acceptq once it has every capability"
+# The kernel refuses to execute a binary whose file capabilities exceed the caller's bounding
+# set: a unit or drop-in that narrows it would stop acceptq (and, for a drop-in, every other
+# program the agent runs with file capabilities) after acceptq-setcap --namespaces.
+for file in "$unit" /usr/share/acceptq/systemd/*.service.d/*.conf; do
+    # The drop-ins' agents are told to join the group acceptq (the README, the snippets).
+    as_unit "$file" acceptq /usr/bin/acceptq --version >"$work/unit-run" 2>&1 ||
+        fail "with the credentials of $file, acceptq does not start: $(cat "$work/unit-run")"
+done
+
+step "acceptq-textfile.service writes into Debian's textfile directory"
+textdir=/var/lib/prometheus/node-exporter
+[ -d "$textdir" ] || fail "$textdir is missing: install prometheus-node-exporter"
+# The one-time step the unit's comment gives, run as written there.
+override=$(sed -n 's/^#   \(dpkg-statoverride --update --add [^ ]* [^ ]* [0-7]* \/[^ ]*\)$/\1/p' "$unit")
+[ -n "$override" ] || fail "$unit does not say how to let its User= write $textdir"
+if ! dpkg-statoverride --list "$textdir" >/dev/null; then
+    cleanup+=("dpkg-statoverride --remove '$textdir'; chown $(stat -c '%u:%g' "$textdir") '$textdir'; chmod $(stat -c '%a' "$textdir") '$textdir'")
+    read -ra override <<<"$override"
+    "${override[@]}"
+fi
+[ ! -e "$textdir/acceptq.prom" ] || fail "$textdir/acceptq.prom exists already"
+cleanup+=("rm -f '$textdir/acceptq.prom'")
+read -ra exec_start <<<"$(sed -n 's/^ExecStart=//p' "$unit")"
+timeout 20 bash -c "$(declare -f as_unit); as_unit \"\$@\"" sh "$unit" "" "${exec_start[@]}" \
+    2>"$work/textfile.err" &
+textfile=$!
+for _ in $(seq 100); do
+    [ -s "$textdir/acceptq.prom" ] && break
+    kill -0 "$textfile" 2>/dev/null || break
+    sleep 0.1
+done
+kill "$textfile" 2>/dev/null || true
+wait "$textfile" 2>/dev/null || true
+[ -s "$textdir/acceptq.prom" ] ||
+    fail "acceptq-textfile.service wrote no $textdir/acceptq.prom: $(cat "$work/textfile.err")"
+grep -q "^acceptq_listener_queue_depth{.*port=\"$port\",process=\"python3\"}" "$textdir/acceptq.prom" ||
+    fail "the textfile unit does not name root's listener's process: $(grep "port=\"$port\"" "$textdir/acceptq.prom")"
+
+step "acceptq-setcap refuses a link, another user's file, a forged record; says what no xattrs means"
+acceptq-setcap --remove >/dev/null
+# A link to nobody's file: chown and chmod would follow it (setcap itself refuses links).
+hostile=$(mktemp -d /tmp/acceptq-hostile.XXXXXX)
+cleanup+=("rm -rf '$hostile'")
+cp /usr/bin/acceptq "$hostile/acceptq"
+chown -R nobody: "$hostile"
+mv /usr/bin/acceptq "$work/acceptq.packaged"
+ln -s "$hostile/acceptq" /usr/bin/acceptq
+if acceptq-setcap --process-names >"$work/refused" 2>&1; then
+    fail "acceptq-setcap followed /usr/bin/acceptq -> $hostile/acceptq"
+fi
+grep -q 'symbolic link' "$work/refused" || fail "refusing a link: $(cat "$work/refused")"
+[ "$(stat -c '%U %a' "$hostile/acceptq")" = "nobody 755" ] ||
+    fail "acceptq-setcap changed the link's target: $(stat -c '%U:%G %a' "$hostile/acceptq")"
+rm /usr/bin/acceptq
+cp -p "$hostile/acceptq" /usr/bin/acceptq
+if acceptq-setcap --process-names >"$work/refused" 2>&1; then
+    fail "acceptq-setcap gave capabilities to a /usr/bin/acceptq owned by nobody"
+fi
+grep -q 'not owned by root' "$work/refused" || fail "refusing nobody's file: $(cat "$work/refused")"
+mv -f "$work/acceptq.packaged" /usr/bin/acceptq
+# --reapply runs as root from the package's post-install step: it grants only the features'
+# capabilities, whatever the record says.
+mkdir -p /var/lib/acceptq
+echo "acceptq cap_setuid" >/var/lib/acceptq/setcap
+if acceptq-setcap --reapply >"$work/refused" 2>&1; then
+    fail "acceptq-setcap --reapply applied a record naming cap_setuid: $(getcap /usr/bin/acceptq)"
+fi
+[ -z "$(getcap /usr/bin/acceptq)" ] || fail "a forged record granted $(getcap /usr/bin/acceptq)"
+rm /var/lib/acceptq/setcap
+if acceptq-setcap --process-names --group -x >"$work/refused" 2>&1; then
+    fail "acceptq-setcap took -x for a group"
+fi
+# A filesystem without extended attributes (ramfs), in a mount namespace of its own.
+if unshare -m sh -ec 'd=$(mktemp -d); mount -t ramfs none "$d"; cp -p /usr/bin/acceptq "$d/";
+        mount --bind "$d/acceptq" /usr/bin/acceptq; acceptq-setcap --process-names' \
+    >"$work/refused" 2>&1; then
+    fail "acceptq-setcap succeeded on ramfs"
+fi
+grep -q 'extended attributes' "$work/refused" || fail "setcap on ramfs: $(cat "$work/refused")"
+[ ! -e /var/lib/acceptq/setcap ] || fail "a failed acceptq-setcap recorded its choice"
 
 step "dpkg --purge removes every installed file"
 dpkg --purge acceptq
