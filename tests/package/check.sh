@@ -254,6 +254,46 @@ grep -q 'Permission denied' "$work/denied" || fail "nobody's refusal: $(cat "$wo
 after=$(process_of "${member[@]}")
 [ "$after" = python3 ] || fail "a member of acceptq sees root's listener as: ${after:-no row}"
 
+step "collectd runs the locked binary with the installed snippet, and it names processes"
+# The real collectd, as root like its stock unit: the exec plugin switches to nobody with the
+# group acceptq, which alone may execute the binary now.
+mkdir "$work/collectd"
+cat >"$work/collectd/collectd.conf" <<EOF
+Hostname "package"
+FQDNLookup false
+BaseDir "$work/collectd"
+PIDFile "$work/collectd/collectd.pid"
+PluginDir "/usr/lib/collectd"
+TypesDB "/usr/share/collectd/types.db"
+Interval 1
+LoadPlugin logfile
+<Plugin logfile>
+  LogLevel info
+  File "$work/collectd/log"
+</Plugin>
+LoadPlugin csv
+<Plugin csv>
+  DataDir "$work/collectd/csv"
+</Plugin>
+Include "/usr/share/acceptq/collectd.conf"
+EOF
+timeout 30 collectd -f -C "$work/collectd/collectd.conf" >"$work/collectd/out" 2>&1 &
+collectd=$!
+cleanup+=("kill $collectd")
+values="$work/collectd/csv/package/acceptq-127.0.0.1-$port"
+for _ in $(seq 150); do
+    [ -n "$(ls "$values" 2>/dev/null)" ] && break
+    sleep 0.1
+done
+sleep 1.5
+kill "$collectd"
+wait "$collectd" || true
+[ -n "$(ls "$values" 2>/dev/null)" ] ||
+    fail "collectd wrote no values for port $port: $(cat "$work/collectd/log" "$work/collectd/out")"
+if grep -q 'cannot read /proc/<pid>/fd' "$work/collectd/log"; then
+    fail "acceptq under collectd cannot name processes: $(grep 'cannot read' "$work/collectd/log")"
+fi
+
 step "a reinstall keeps the administrator's choice"
 dpkg -i "$deb" >/dev/null
 [ "$(stat -c '%U:%G %a' /usr/bin/acceptq)" = "root:acceptq 750" ] ||
