@@ -53,6 +53,25 @@ deb=$(cargo deb | tail -n 1)
 [ -f "$deb" ] || fail "cargo deb printed no package path (got: $deb)"
 echo "$deb"
 
+step "a build cargo takes from its cache keeps its own man page"
+# build.rs copies the page to one directory that every build of the profile shares. Build
+# another version of this tree, then this one, then the other again: cargo takes the last from
+# its cache without running build.rs, and the page must still be that version's.
+mkdir "$work/src"
+tar --exclude=./target --exclude=./.git -cf - . | tar -C "$work/src" -xf -
+metadata=$(cargo metadata --format-version 1 --no-deps)
+target=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])' <<<"$metadata")
+version=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["packages"][0]["version"])' <<<"$metadata")
+build_as() { # VERSION: a debug build of the copy, as that version
+    sed -i "s/^version = \".*\"/version = \"$1\"/" "$work/src/Cargo.toml"
+    (cd "$work/src" && CARGO_TARGET_DIR="$target" cargo build --quiet --bin acceptq)
+    grep -q "^\.TH .*\"acceptq $1\"" "$target/debug/generated/acceptq.1" ||
+        fail "after a build of $1: $(grep '^\.TH' "$target/debug/generated/acceptq.1")"
+}
+build_as 0.0.1-other
+build_as "$version"
+build_as 0.0.1-other
+
 step "lintian"
 # lintian's own exit status is 0 with warnings; errors are the ones that fail.
 lintian --info --display-info --pedantic --tag-display-limit 0 "$deb" >"$work/lintian" 2>&1 || true
