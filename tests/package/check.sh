@@ -64,7 +64,7 @@ target=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["target_direct
 version=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["packages"][0]["version"])' <<<"$metadata")
 build_as() { # VERSION: a debug build of the copy, as that version
     sed -i "s/^version = \".*\"/version = \"$1\"/" "$work/src/Cargo.toml"
-    (cd "$work/src" && CARGO_TARGET_DIR="$target" cargo build --quiet --bin acceptq)
+    (cd "$work/src" && CARGO_TARGET_DIR="$target" cargo check --quiet --bin acceptq)
     grep -q "^\.TH .*\"acceptq $1\"" "$target/debug/generated/acceptq.1" ||
         fail "after a build of $1: $(grep '^\.TH' "$target/debug/generated/acceptq.1")"
 }
