@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Builds the .deb and the .rpm and proves what an operator gets: lintian finds no error (and
-# every warning is explained in Cargo.toml), `dpkg -i` installs exactly the expected files and
+# Builds the .deb and the .rpm and proves what an operator gets: the root scripts pass
+# shellcheck, the man page follows the build cargo uses, lintian finds no error (and every
+# warning or note is explained in Cargo.toml), `dpkg -i` installs exactly the expected files and
 # grants nothing, `acceptq --once` runs as nobody, `man acceptq` names every flag `--help`
 # lists, bash completes `--for` to `--format`, the acceptq-setcap opt-in locks the binary to
-# its group and lets a member name root's listeners, a reinstall keeps that choice, and
+# its group and lets a member (and collectd, through the snippet) name root's listeners, a
+# reinstall and an upgrade keep that choice, the textfile unit and the drop-ins still start
+# acceptq with every capability, acceptq-setcap refuses paths and records it must not trust, and
 # `dpkg --purge` leaves no file behind. Then `rpm -qlp` lists the same files.
 #
 # Run as root on a Debian machine (CI: .ci/run, after the test suite), from anywhere:
