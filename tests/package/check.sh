@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Builds the .deb and the .rpm and proves what an operator gets: the root scripts pass
-# shellcheck, the man page follows the build cargo uses, lintian finds no error (and every
-# warning or note is explained in Cargo.toml), `dpkg -i` installs exactly the expected files and
-# grants nothing, `acceptq --once` runs as nobody, `man acceptq` names every flag `--help`
-# lists, bash completes `--for` to `--format`, the acceptq-setcap opt-in locks the binary to
-# its group and lets a member (and collectd, through the snippet) name root's listeners, a
-# reinstall and an upgrade keep that choice, the textfile unit and the drop-ins still start
-# acceptq with every capability, acceptq-setcap refuses paths and records it must not trust, and
-# `dpkg --purge` leaves no file behind. Then `rpm -qlp` lists the same files.
+# Builds the .deb and the .rpm and proves what an operator gets: the scripts that run as root
+# are clean to ShellCheck, the man page follows the build cargo uses, lintian finds no error
+# (and every warning or note is explained in Cargo.toml), `dpkg -i` installs exactly the
+# expected files and grants nothing, `acceptq --once` runs as nobody, `man acceptq` names every
+# flag `--help` lists, bash completes `--for` to `--format`, the acceptq-setcap opt-in locks the
+# binary to its group and lets a member (and collectd, through the snippet) name root's
+# listeners, a reinstall and an upgrade keep that choice, the textfile unit and the drop-ins
+# still start acceptq with every capability, acceptq-setcap refuses paths and records it must
+# not trust, and `dpkg --purge` leaves no file behind. Then `rpm -qlp` lists the same files.
 #
 # Run as root on a Debian machine (CI: .ci/run, after the test suite), from anywhere:
 #   tests/package/check.sh
@@ -221,20 +221,25 @@ done
 [ "$flags" -gt 30 ] || fail "only $flags flags found in --help: the flag pattern is broken"
 echo "$flags flags, each in the man page"
 
-step "bash completes --for to --format"
-completion=$(bash --norc --noprofile -c '
-    . /usr/share/bash-completion/bash_completion
-    _completion_loader acceptq
-    spec=$(complete -p acceptq) || exit 1
-    fn=$(printf "%s\n" "$spec" | sed -n "s/.* -F \([^ ]*\) .*/\1/p")
-    COMP_WORDS=(acceptq --for)
-    COMP_CWORD=1
-    COMP_LINE="acceptq --for"
-    COMP_POINT=${#COMP_LINE}
-    "$fn" acceptq --for acceptq
-    printf "%s\n" "${COMPREPLY[@]}"
-') || fail "bash-completion did not load a completion for acceptq"
+step "bash completes --for to --format, and a command's own flags"
+complete_words() { # WORD... : what bash-completion offers for the last word
+    bash --norc --noprofile -c '
+        . /usr/share/bash-completion/bash_completion
+        _completion_loader acceptq
+        spec=$(complete -p acceptq) || exit 1
+        fn=$(printf "%s\n" "$spec" | sed -n "s/.* -F \([^ ]*\) .*/\1/p")
+        COMP_WORDS=(acceptq "$@")
+        COMP_CWORD=$#
+        COMP_LINE="acceptq $*"
+        COMP_POINT=${#COMP_LINE}
+        "$fn" acceptq "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+        printf "%s\n" "${COMPREPLY[@]}"
+    ' sh "$@" || fail "bash-completion did not load a completion for acceptq"
+}
+completion=$(complete_words --for)
 [ "$completion" = "--format" ] || fail "bash completes --for to: ${completion:-nothing}"
+completion=$(complete_words check --dur)
+[ "$completion" = "--duration" ] || fail "bash completes check --dur to: ${completion:-nothing}"
 
 step "acceptq-setcap --process-names"
 # A root-owned listener on loopback: nobody's acceptq sees it, but not whose it is.
