@@ -10,6 +10,7 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use clap::CommandFactory;
 use clap_complete::Shell;
@@ -67,8 +68,19 @@ fn main() -> io::Result<()> {
     };
     let generated = profile_dir.join("generated");
     std::fs::create_dir_all(&generated)?;
+    // Several builds share that directory: another version, other flags, the same tree on
+    // another branch, each with an OUT_DIR that cargo keeps and takes as fresh when it is
+    // built again, without running this script. Watching the copies makes cargo run it again
+    // once another build has written them. Each copy gets the time this run started (the
+    // reference cargo compares with), so our own writing is not a change.
+    let started = out
+        .parent()
+        .and_then(|dir| std::fs::metadata(dir.join("invoked.timestamp")).ok())
+        .and_then(|m| m.modified().ok());
     for file in files {
-        copy_if_changed(&file, &generated.join(file.file_name().unwrap()))?;
+        let copy = generated.join(file.file_name().unwrap());
+        copy_if_changed(&file, &copy, started)?;
+        println!("cargo:rerun-if-changed={}", copy.display());
     }
     Ok(())
 }
@@ -77,9 +89,16 @@ fn main() -> io::Result<()> {
 /// section per command with its own options, so `man acceptq` names every flag `--help` does.
 fn man_page(cmd: clap::Command) -> io::Result<Vec<u8>> {
     let cmd = cmd.disable_help_subcommand(true);
-    let top = Man::new(cmd.clone()).manual("User Commands");
+    let top = Man::new(cmd.clone());
     let mut page = Vec::new();
-    top.render_title(&mut page)?;
+    // Written here, not by clap_mangen: its .TH leaves the empty date unquoted, so roff shifts
+    // the version into the date's place and the manual's name into the source's. No date,
+    // so that a build is reproducible.
+    writeln!(
+        page,
+        ".TH ACCEPTQ 1 \"\" \"acceptq {}\" \"User Commands\"",
+        env!("CARGO_PKG_VERSION")
+    )?;
     top.render_name_section(&mut page)?;
     top.render_synopsis_section(&mut page)?;
     top.render_description_section(&mut page)?;
@@ -130,14 +149,20 @@ fn man_page(cmd: clap::Command) -> io::Result<Vec<u8>> {
     Ok(page)
 }
 
-/// Leaves an unchanged file alone, so its time stamp says when its content last changed.
-fn copy_if_changed(from: &Path, to: &Path) -> io::Result<()> {
+/// Leaves an unchanged file alone, so its time stamp says when its content last changed; a
+/// changed one gets `mtime` when there is one.
+fn copy_if_changed(from: &Path, to: &Path, mtime: Option<SystemTime>) -> io::Result<()> {
     let new = std::fs::read(from)?;
     if std::fs::read(to).ok().as_deref() == Some(&new[..]) {
         return Ok(());
     }
     let mut tmp = to.as_os_str().to_owned();
     tmp.push(".tmp");
-    std::fs::File::create(&tmp)?.write_all(&new)?;
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(&new)?;
+    if let Some(mtime) = mtime {
+        file.set_modified(mtime)?;
+    }
+    drop(file);
     std::fs::rename(tmp, to)
 }

@@ -12,4 +12,9 @@ install -m 644 packaging/acceptq-setcap.8 /usr/share/man/man8/acceptq-setcap.8
 install -m 644 README.md /usr/share/doc/acceptq/README.md
 # The group the collectd snippet runs acceptq with, and that acceptq-setcap limits it to.
 getent group acceptq >/dev/null || groupadd --system acceptq
+# The new binary arrived root:root 0755 without capabilities: apply an acceptq-setcap choice
+# made before again, as the packages' post-install step does.
+if [ -f /var/lib/acceptq/setcap ]; then
+    /usr/sbin/acceptq-setcap --reapply
+fi
 echo "installed; process names of other users' listeners: sudo acceptq-setcap --process-names"
