@@ -237,10 +237,12 @@ impl App {
             if PANICKED.load(Ordering::SeqCst) {
                 return Err("a thread panicked (said above)".into());
             }
+            let mut page = self.ui.page;
             screen
                 .term
-                .draw(|f| view::draw(f, &self.model, &self.ui))
+                .draw(|f| page = view::draw(f, &self.model, &self.ui))
                 .map_err(|e| format!("cannot draw on the terminal: {e}"))?;
+            self.ui.page = page;
             let left = next.saturating_duration_since(Instant::now());
             match wakeups.recv_timeout(left) {
                 Ok(Wakeup::Input(Event::Key(k))) => {
@@ -304,13 +306,15 @@ fn answer(model: &mut Model, ui: &mut Ui, k: KeyEvent) -> Action {
         KeyCode::Char('/') => ui.input = Some(String::new()),
         KeyCode::Down | KeyCode::Char('j') => ui.scroll += 1,
         KeyCode::Up | KeyCode::Char('k') => ui.scroll = ui.scroll.saturating_sub(1),
-        KeyCode::PageDown => ui.scroll += 10,
-        KeyCode::PageUp => ui.scroll = ui.scroll.saturating_sub(10),
+        KeyCode::PageDown => ui.scroll += ui.page.max(1),
+        KeyCode::PageUp => ui.scroll = ui.scroll.saturating_sub(ui.page.max(1)),
         KeyCode::Home => ui.scroll = 0,
         _ => return Action::None,
     }
-    // Kept within the rows, so Up answers at once after many Downs.
-    ui.scroll = ui.scroll.min(model.rows().len().saturating_sub(1));
+    // Kept where the last page starts, so Up moves the screen at once after many Downs.
+    ui.scroll = ui
+        .scroll
+        .min(model.rows().len().saturating_sub(ui.page.max(1)));
     Action::Redraw
 }
 
@@ -373,6 +377,42 @@ mod tests {
 
     fn press(model: &mut Model, ui: &mut Ui, code: KeyCode) -> Action {
         answer(model, ui, KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    /// The footer of `model` drawn on an 80 x 12 terminal; records the page in `ui`.
+    fn footer(model: &Model, ui: &mut Ui) -> String {
+        use ratatui::backend::TestBackend;
+        let mut term = Terminal::new(TestBackend::new(80, 12)).unwrap();
+        let mut page = 0;
+        term.draw(|f| page = view::draw(f, model, ui)).unwrap();
+        ui.page = page;
+        let buf = term.backend().buffer();
+        (0..80).map(|x| buf[(x, 11)].symbol()).collect::<String>()
+    }
+
+    #[test]
+    fn up_after_paging_past_the_end_moves_the_screen_at_once() {
+        let mut m = Model::new(Duration::from_secs(1));
+        let rows: Vec<_> = (1..=30)
+            .map(|p| model::tests::listener(p, None, &[("queue_limit", 8)]))
+            .collect();
+        m.update(&rows, Some(Duration::from_secs(1)));
+        m.sort = model::Sort::Port;
+        let mut ui = Ui::default();
+        assert!(footer(&m, &mut ui).trim_end().ends_with("rows 1-8 of 30"));
+        assert_eq!(ui.page, 8);
+        press(&mut m, &mut ui, KeyCode::PageDown);
+        assert!(
+            footer(&m, &mut ui).trim_end().ends_with("rows 9-16 of 30"),
+            "a page is what the screen shows"
+        );
+        for _ in 0..5 {
+            press(&mut m, &mut ui, KeyCode::PageDown);
+        }
+        assert!(footer(&m, &mut ui).trim_end().ends_with("rows 23-30 of 30"));
+        press(&mut m, &mut ui, KeyCode::Up);
+        let f = footer(&m, &mut ui);
+        assert!(f.trim_end().ends_with("rows 22-29 of 30"), "{f}");
     }
 
     #[test]
