@@ -233,7 +233,7 @@ pub fn draw(frame: &mut Frame, model: &Model, ui: &Ui) -> usize {
     if let Some(s) = &ui.status {
         frame.render_widget(Paragraph::new(Line::from(printable(s))), status);
     }
-    let mut help = footer_line(model, ui);
+    let mut help = footer_line(model, ui, area.width);
     if let Some((first, last, total)) = shown.filter(|(_, _, total)| *total > shown_all(shown)) {
         help.push_span(Span::raw(format!("  rows {first}-{last} of {total}")));
     }
@@ -423,11 +423,20 @@ fn fill_style(t: &Track, ui: &Ui) -> Style {
     })
 }
 
-fn footer_line(model: &Model, ui: &Ui) -> Line<'static> {
+/// The key help, or the filter being typed, for a terminal `cols` wide.
+fn footer_line(model: &Model, ui: &Ui, cols: u16) -> Line<'static> {
     let key = Style::new().add_modifier(Modifier::REVERSED);
     if let Some(text) = &ui.input {
+        let prompt = "filter (port, process or address): ";
+        // The end of a long filter, where the typing is, stays in sight.
+        let room = usize::from(cols).saturating_sub(width(prompt) + 1);
+        let text = if width(text) > room {
+            pad_left_cut(text, room as u16)
+        } else {
+            text.clone()
+        };
         return Line::from(vec![
-            Span::raw(format!("filter (port, process or address): {text}")),
+            Span::raw(format!("{prompt}{text}")),
             Span::styled(" ", key),
             Span::raw("  Enter apply  Esc clear"),
         ]);
@@ -840,6 +849,14 @@ mod tests {
             "{:?}",
             s[9]
         );
+        ui.input = Some(format!("{}END", "a".repeat(60)));
+        let s = screen(&m, &ui, 80, 10);
+        assert!(
+            s[9].trim_end().ends_with("aaaEND"),
+            "the end of a long filter, where the typing is: {:?}",
+            s[9]
+        );
+        assert!(s[9].contains("address): …a"), "{:?}", s[9]);
         ui.input = None;
         m.filter = super::super::model::Filter::parse("nginx");
         let s = screen(&m, &ui, 80, 10);
