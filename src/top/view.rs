@@ -461,10 +461,19 @@ fn footer_line(model: &Model, ui: &Ui, cols: u16) -> Line<'static> {
     Line::from(spans)
 }
 
-/// Text a terminal shows as is: a process name may hold control characters.
+/// Text a terminal shows as is: a process name may hold control characters, or the Unicode
+/// marks that make a terminal with bidirectional text draw the rest of the row right to left
+/// (a port of 8080 read as 0808).
 fn printable(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| {
+            let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -904,6 +913,23 @@ mod tests {
             assert_eq!(s.len(), usize::from(h));
         }
         assert!(screen(&m, &ui(), 30, 6).iter().any(|l| l.contains("8080")));
+    }
+
+    #[test]
+    fn control_characters_and_direction_marks_are_shown_as_question_marks() {
+        assert_eq!(printable("\x1b[2J\x1b]2;x\x07"), "?[2J?]2;x?");
+        assert_eq!(printable("a\u{9b}b\u{7f}"), "a?b?", "C1 CSI and DEL");
+        assert_eq!(
+            printable("evil\u{202e}08:1"),
+            "evil?08:1",
+            "right-to-left override"
+        );
+        assert_eq!(printable("\u{2067}x\u{2069}\u{200f}"), "?x??");
+        assert_eq!(
+            printable("日本語 nginx-é"),
+            "日本語 nginx-é",
+            "the rest kept"
+        );
     }
 
     #[test]
