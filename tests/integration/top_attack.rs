@@ -10,6 +10,7 @@ use crate::top::{assert_cooked, Tmux};
 tests![
     top_ends_at_once_without_spinning_when_its_terminal_closes_with_sighup_ignored,
     ctrl_z_gives_the_shell_its_terminal_back_and_fg_takes_it_again,
+    after_sigstop_and_fg_top_takes_raw_mode_back_from_the_shell,
     a_process_named_with_escape_sequences_cannot_drive_the_terminal
 ];
 
@@ -95,17 +96,11 @@ fn top_ends_at_once_without_spinning_when_its_terminal_closes_with_sighup_ignore
     );
 }
 
-fn ctrl_z_gives_the_shell_its_terminal_back_and_fg_takes_it_again() {
-    let test = "top_attack::ctrl_z_gives_the_shell_its_terminal_back_and_fg_takes_it_again";
-    if !netns_gate(test) || !skip_unless(have("tmux") && have("bash"), test, "needs tmux and bash")
-    {
-        return;
-    }
-    let (ns, _d, port) = one_listener("topz");
-    // An interactive shell with job control, as a person has; no line editing, so the terminal
-    // at its prompt is in the cooked mode a program finds it in.
+/// `acceptq top` started from an interactive shell with job control, as a person has; no line
+/// editing, so the terminal at its prompt is in the cooked mode a program finds it in.
+fn top_in_a_shell(tag: &str, ns: &Netns, port: u16) -> Tmux {
     let tmux = Tmux::start(
-        "topz",
+        tag,
         100,
         &format!(
             "env -i PATH={} TERM=screen PS1='$ ' bash --norc --noprofile --noediting -i",
@@ -115,6 +110,17 @@ fn ctrl_z_gives_the_shell_its_terminal_back_and_fg_takes_it_again() {
     tmux.keys(&format!("ip netns exec {} {} top", ns.name, acceptq()));
     tmux.keys("Enter");
     wait_for_row(&tmux, port);
+    tmux
+}
+
+fn ctrl_z_gives_the_shell_its_terminal_back_and_fg_takes_it_again() {
+    let test = "top_attack::ctrl_z_gives_the_shell_its_terminal_back_and_fg_takes_it_again";
+    if !netns_gate(test) || !skip_unless(have("tmux") && have("bash"), test, "needs tmux and bash")
+    {
+        return;
+    }
+    let (ns, _d, port) = one_listener("topz");
+    let tmux = top_in_a_shell("topz", &ns, port);
     let tty = tmux.show("#{pane_tty}");
     let stty = || output_ok(Command::new("stty").args(["-a", "-F", &tty]));
     let alternate = |want: &str| {
@@ -198,4 +204,51 @@ fn a_process_named_with_escape_sequences_cannot_drive_the_terminal() {
     // Its children end when its stdin closes.
     named.stdin.take();
     wait_or_kill(&mut named.child, Duration::from_secs(10));
+}
+
+fn after_sigstop_and_fg_top_takes_raw_mode_back_from_the_shell() {
+    let test = "top_attack::after_sigstop_and_fg_top_takes_raw_mode_back_from_the_shell";
+    if !netns_gate(test) || !skip_unless(have("tmux") && have("bash"), test, "needs tmux and bash")
+    {
+        return;
+    }
+    let (ns, _d, port) = one_listener("topcont");
+    let tmux = top_in_a_shell("topcont", &ns, port);
+    let shell: u32 = tmux.show("#{pane_pid}").parse().unwrap();
+    let pid = wait_for(Duration::from_secs(5), || {
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            .unwrap_or_default();
+        children.split_whitespace().find_map(|c| {
+            let comm = std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
+            (comm.trim() == "acceptq").then(|| c.parse::<i32>().unwrap())
+        })
+    })
+    .expect("acceptq under the shell");
+    // SIGSTOP cannot be caught: top gets no chance to give the terminal back, and the shell,
+    // seeing its job stopped, sets the terminal to its own (cooked) modes.
+    // SAFETY: kill has no memory preconditions; the pid is our acceptq.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let stopped = wait_for(Duration::from_secs(5), || {
+        tmux.screen().contains("Stopped").then_some(())
+    });
+    assert!(stopped.is_some(), "{}", tmux.screen());
+    tmux.keys("fg");
+    tmux.keys("Enter");
+    let tty = tmux.show("#{pane_tty}");
+    let raw = wait_for(Duration::from_secs(5), || {
+        output_ok(Command::new("stty").args(["-a", "-F", &tty]))
+            .split_whitespace()
+            .any(|w| w == "-icanon")
+            .then_some(())
+    });
+    assert!(
+        raw.is_some(),
+        "raw mode again after fg, so keys need no Enter"
+    );
+    tmux.answer("s", "sort: drops");
+    tmux.keys("q");
+    let back = wait_for(Duration::from_secs(5), || {
+        (tmux.show("#{alternate_on}") == "0").then_some(())
+    });
+    assert!(back.is_some(), "{}", tmux.screen());
 }
