@@ -3,6 +3,7 @@
 //! Esc, Ctrl-C (a key in raw mode), SIGTERM and SIGINT, a lost terminal, and a panic.
 
 pub mod model;
+mod tty;
 pub mod view;
 
 use std::io::{self, IsTerminal, Write};
@@ -12,7 +13,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ratatui::backend::CrosstermBackend;
-use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::crossterm::terminal::{
     disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
 };
@@ -24,6 +25,7 @@ use crate::output::{self, Wake};
 use crate::reporter::{Reporter, RunError};
 use crate::warn;
 use model::{Filter, Model};
+use tty::News;
 use view::Ui;
 
 /// Warnings said while the screen was up, printed again once it is gone; bounded like the
@@ -31,11 +33,8 @@ use view::Ui;
 const MAX_SAID: usize = 256;
 
 pub fn main(args: &TopArgs) -> ExitCode {
-    if !io::stdout().is_terminal() {
-        warn::error(
-            "acceptq top draws a live screen and needs a terminal on stdout; in a script or a \
-             pipe use `acceptq check` for a verdict or `acceptq --once --window 5s` for a report",
-        );
+    if let Err(msg) = check_terminal(io::stdout().is_terminal(), std::env::var_os("TERM")) {
+        warn::error(&msg);
         return ExitCode::from(2);
     }
     if let Err(msg) = check_flags(args) {
@@ -79,6 +78,30 @@ pub fn main(args: &TopArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Refuses what cannot show a screen (exit status 2): stdout not a terminal, or a terminal that
+/// says it cannot move its cursor (`TERM=dumb`: Emacs's shell, some CI consoles), where the
+/// screen would arrive as a stream of escape codes.
+fn check_terminal(
+    stdout_is_terminal: bool,
+    term: Option<std::ffi::OsString>,
+) -> Result<(), String> {
+    if !stdout_is_terminal {
+        return Err(
+            "acceptq top draws a live screen and needs a terminal on stdout; in a script or a \
+             pipe use `acceptq check` for a verdict or `acceptq --once --window 5s` for a report"
+                .into(),
+        );
+    }
+    if term.is_some_and(|t| t == "dumb") {
+        return Err(
+            "acceptq top draws a live screen, which TERM=dumb says this terminal cannot show; \
+             use `acceptq check` for a verdict, or set TERM (TERM=xterm) if it can"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// Refuses flags that cannot work together (exit status 2).
@@ -128,6 +151,28 @@ impl Screen {
             }
         })
     }
+
+    /// Gives the terminal back and stops, as Ctrl-Z does to a program in cooked mode; takes it
+    /// again once continued.
+    fn suspend(&mut self) -> Result<(), String> {
+        restore();
+        tty::stop().map_err(|e| format!("cannot stop for Ctrl-Z: {e}"))?;
+        self.retake()
+    }
+
+    /// Takes the terminal again and draws the whole screen anew: after a stop the shell has
+    /// set its own modes and drawn over the screen.
+    fn retake(&mut self) -> Result<(), String> {
+        let taken = (|| {
+            // Out of raw mode first, so that raw mode starts again from the shell's modes.
+            disable_raw_mode()?;
+            TAKEN.store(true, Ordering::SeqCst);
+            enable_raw_mode()?;
+            execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
+            self.term.clear()
+        })();
+        taken.map_err(|e| format!("cannot take the terminal again: {e}"))
+    }
 }
 
 impl Drop for Screen {
@@ -147,9 +192,7 @@ fn restore() {
 
 /// What wakes the main loop besides the refresh.
 enum Wakeup {
-    Input(Event),
-    /// The terminal cannot be read any more.
-    InputGone(io::Error),
+    Tty(tty::News),
     /// SIGTERM or SIGINT.
     Stop,
 }
@@ -158,16 +201,7 @@ enum Wakeup {
 fn listen() -> Receiver<Wakeup> {
     let (tx, rx) = mpsc::channel();
     let keys: Sender<Wakeup> = tx.clone();
-    std::thread::spawn(move || loop {
-        let wake = match event::read() {
-            Ok(ev) => Wakeup::Input(ev),
-            Err(e) => Wakeup::InputGone(e),
-        };
-        let gone = matches!(wake, Wakeup::InputGone(_));
-        if keys.send(wake).is_err() || gone {
-            return;
-        }
-    });
+    std::thread::spawn(move || tty::read(|news| keys.send(Wakeup::Tty(news)).is_ok()));
     std::thread::spawn(move || {
         // No stdout to watch, no input, no limit: only the stop signals wake it.
         if output::wait(false, None, None) == Wake::Stopped {
@@ -181,6 +215,8 @@ fn listen() -> Receiver<Wakeup> {
 #[derive(Debug, PartialEq, Eq)]
 enum Action {
     Quit,
+    /// Ctrl-Z: give the terminal back and stop until `fg`.
+    Suspend,
     Redraw,
     None,
 }
@@ -237,23 +273,30 @@ impl App {
             if PANICKED.load(Ordering::SeqCst) {
                 return Err("a thread panicked (said above)".into());
             }
+            let mut page = self.ui.page;
             screen
                 .term
-                .draw(|f| view::draw(f, &self.model, &self.ui))
+                .draw(|f| page = view::draw(f, &self.model, &self.ui))
                 .map_err(|e| format!("cannot draw on the terminal: {e}"))?;
+            self.ui.page = page;
             let left = next.saturating_duration_since(Instant::now());
             match wakeups.recv_timeout(left) {
-                Ok(Wakeup::Input(Event::Key(k))) => {
-                    if answer(&mut self.model, &mut self.ui, k) == Action::Quit {
-                        return Ok(());
+                Ok(Wakeup::Tty(News::Input(Event::Key(k)))) => {
+                    match answer(&mut self.model, &mut self.ui, k) {
+                        Action::Quit => return Ok(()),
+                        Action::Suspend => screen.suspend()?,
+                        Action::Redraw | Action::None => {}
                     }
                 }
+                Ok(Wakeup::Tty(News::Suspend)) => screen.suspend()?,
+                Ok(Wakeup::Tty(News::Resume)) => screen.retake()?,
                 // A resize or anything else: drawn again at once.
-                Ok(Wakeup::Input(_)) => {}
-                Ok(Wakeup::InputGone(e)) => {
+                Ok(Wakeup::Tty(News::Input(_) | News::Resize)) => {}
+                Ok(Wakeup::Tty(News::InputGone(e))) => {
                     return Err(format!("cannot read keys from the terminal: {e}"))
                 }
-                Ok(Wakeup::Stop) => return Ok(()),
+                // Nobody is left to see the screen: as with a closed stdout, end quietly.
+                Ok(Wakeup::Tty(News::HangUp)) | Ok(Wakeup::Stop) => return Ok(()),
                 Err(RecvTimeoutError::Timeout) => {
                     self.refresh();
                     // A slow reading does not make refreshes pile up.
@@ -270,8 +313,12 @@ fn answer(model: &mut Model, ui: &mut Ui, k: KeyEvent) -> Action {
     if k.kind == KeyEventKind::Release {
         return Action::None;
     }
-    if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
-        return Action::Quit;
+    if k.modifiers.contains(KeyModifiers::CONTROL) {
+        match k.code {
+            KeyCode::Char('c') => return Action::Quit,
+            KeyCode::Char('z') => return Action::Suspend,
+            _ => {}
+        }
     }
     if let Some(text) = &mut ui.input {
         match k.code {
@@ -304,13 +351,15 @@ fn answer(model: &mut Model, ui: &mut Ui, k: KeyEvent) -> Action {
         KeyCode::Char('/') => ui.input = Some(String::new()),
         KeyCode::Down | KeyCode::Char('j') => ui.scroll += 1,
         KeyCode::Up | KeyCode::Char('k') => ui.scroll = ui.scroll.saturating_sub(1),
-        KeyCode::PageDown => ui.scroll += 10,
-        KeyCode::PageUp => ui.scroll = ui.scroll.saturating_sub(10),
+        KeyCode::PageDown => ui.scroll += ui.page.max(1),
+        KeyCode::PageUp => ui.scroll = ui.scroll.saturating_sub(ui.page.max(1)),
         KeyCode::Home => ui.scroll = 0,
         _ => return Action::None,
     }
-    // Kept within the rows, so Up answers at once after many Downs.
-    ui.scroll = ui.scroll.min(model.rows().len().saturating_sub(1));
+    // Kept where the last page starts, so Up moves the screen at once after many Downs.
+    ui.scroll = ui
+        .scroll
+        .min(model.rows().len().saturating_sub(ui.page.max(1)));
     Action::Redraw
 }
 
@@ -338,6 +387,22 @@ mod tests {
     fn the_clock_is_utc_time_of_day() {
         let t = UNIX_EPOCH + Duration::from_secs(3 * 86_400 + 3 * 3600 + 12 * 60 + 9);
         assert_eq!(clock(t), "03:12:09 UTC");
+    }
+
+    #[test]
+    fn a_pipe_or_a_dumb_terminal_is_refused() {
+        let e = check_terminal(false, Some("xterm".into())).unwrap_err();
+        assert!(e.contains("needs a terminal on stdout"), "{e}");
+        let e = check_terminal(true, Some("dumb".into())).unwrap_err();
+        assert!(
+            e.contains("TERM=dumb") && e.contains("acceptq check"),
+            "{e}"
+        );
+        assert!(check_terminal(true, Some("xterm-256color".into())).is_ok());
+        assert!(
+            check_terminal(true, None).is_ok(),
+            "no TERM (a bare docker exec -t) still draws"
+        );
     }
 
     #[test]
@@ -373,6 +438,42 @@ mod tests {
 
     fn press(model: &mut Model, ui: &mut Ui, code: KeyCode) -> Action {
         answer(model, ui, KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    /// The footer of `model` drawn on an 80 x 12 terminal; records the page in `ui`.
+    fn footer(model: &Model, ui: &mut Ui) -> String {
+        use ratatui::backend::TestBackend;
+        let mut term = Terminal::new(TestBackend::new(80, 12)).unwrap();
+        let mut page = 0;
+        term.draw(|f| page = view::draw(f, model, ui)).unwrap();
+        ui.page = page;
+        let buf = term.backend().buffer();
+        (0..80).map(|x| buf[(x, 11)].symbol()).collect::<String>()
+    }
+
+    #[test]
+    fn up_after_paging_past_the_end_moves_the_screen_at_once() {
+        let mut m = Model::new(Duration::from_secs(1));
+        let rows: Vec<_> = (1..=30)
+            .map(|p| model::tests::listener(p, None, &[("queue_limit", 8)]))
+            .collect();
+        m.update(&rows, Some(Duration::from_secs(1)));
+        m.sort = model::Sort::Port;
+        let mut ui = Ui::default();
+        assert!(footer(&m, &mut ui).trim_end().ends_with("rows 1-8 of 30"));
+        assert_eq!(ui.page, 8);
+        press(&mut m, &mut ui, KeyCode::PageDown);
+        assert!(
+            footer(&m, &mut ui).trim_end().ends_with("rows 9-16 of 30"),
+            "a page is what the screen shows"
+        );
+        for _ in 0..5 {
+            press(&mut m, &mut ui, KeyCode::PageDown);
+        }
+        assert!(footer(&m, &mut ui).trim_end().ends_with("rows 23-30 of 30"));
+        press(&mut m, &mut ui, KeyCode::Up);
+        let f = footer(&m, &mut ui);
+        assert!(f.trim_end().ends_with("rows 22-29 of 30"), "{f}");
     }
 
     #[test]
@@ -416,6 +517,12 @@ mod tests {
             answer(&mut m, &mut ui, ctrl_c),
             Action::Quit,
             "Ctrl-C quits even while typing"
+        );
+        let ctrl_z = KeyEvent::new(KeyCode::Char('z'), KeyModifiers::CONTROL);
+        assert_eq!(
+            answer(&mut m, &mut ui, ctrl_z),
+            Action::Suspend,
+            "Ctrl-Z suspends, as it would without raw mode"
         );
     }
 }

@@ -23,6 +23,9 @@ pub struct Ui {
     pub status: Option<String>,
     /// First row shown.
     pub scroll: usize,
+    /// Rows the table had room for at the last draw: a page, and so how far scrolling goes
+    /// (past `rows - page` a key would move nothing on the screen).
+    pub page: usize,
     /// Wall-clock time of the latest refresh, so a frozen screen shows.
     pub clock: String,
     pub refresh: Duration,
@@ -197,13 +200,7 @@ pub struct Need {
 
 impl Need {
     fn of(cells: &[Cells]) -> Need {
-        let w = |f: fn(&Cells) -> &String| {
-            cells
-                .iter()
-                .map(|c| f(c).chars().count())
-                .max()
-                .unwrap_or(0)
-        };
+        let w = |f: fn(&Cells) -> &String| cells.iter().map(|c| width(f(c))).max().unwrap_or(0);
         Need {
             netns: w(|c| &c.netns),
             listener: w(|c| &c.listener),
@@ -218,7 +215,8 @@ impl Need {
     }
 }
 
-pub fn draw(frame: &mut Frame, model: &Model, ui: &Ui) {
+/// Returns how many rows the table had room for.
+pub fn draw(frame: &mut Frame, model: &Model, ui: &Ui) -> usize {
     let area = frame.area();
     let mut header = header_lines(model, ui);
     // On a short terminal the rows come first: column titles, one row, status and keys stay.
@@ -235,11 +233,12 @@ pub fn draw(frame: &mut Frame, model: &Model, ui: &Ui) {
     if let Some(s) = &ui.status {
         frame.render_widget(Paragraph::new(Line::from(printable(s))), status);
     }
-    let mut help = footer_line(model, ui);
+    let mut help = footer_line(model, ui, area.width);
     if let Some((first, last, total)) = shown.filter(|(_, _, total)| *total > shown_all(shown)) {
         help.push_span(Span::raw(format!("  rows {first}-{last} of {total}")));
     }
     frame.render_widget(Paragraph::new(help), footer);
+    usize::from(table.height.saturating_sub(1)).max(1)
 }
 
 fn header_lines(model: &Model, ui: &Ui) -> Vec<Line<'static>> {
@@ -360,7 +359,7 @@ fn draw_table(
                 Col::Listener => spans.push(Span::raw(pad_left_cut(&c.listener, w))),
                 Col::Process => {
                     // Cut, the pid goes first: the name says more.
-                    let text = if c.process.chars().count() > usize::from(w) {
+                    let text = if width(&c.process) > usize::from(w) {
                         &c.process_name
                     } else {
                         &c.process
@@ -424,11 +423,20 @@ fn fill_style(t: &Track, ui: &Ui) -> Style {
     })
 }
 
-fn footer_line(model: &Model, ui: &Ui) -> Line<'static> {
+/// The key help, or the filter being typed, for a terminal `cols` wide.
+fn footer_line(model: &Model, ui: &Ui, cols: u16) -> Line<'static> {
     let key = Style::new().add_modifier(Modifier::REVERSED);
     if let Some(text) = &ui.input {
+        let prompt = "filter (port, process or address): ";
+        // The end of a long filter, where the typing is, stays in sight.
+        let room = usize::from(cols).saturating_sub(width(prompt) + 1);
+        let text = if width(text) > room {
+            pad_left_cut(text, room as u16)
+        } else {
+            text.clone()
+        };
         return Line::from(vec![
-            Span::raw(format!("filter (port, process or address): {text}")),
+            Span::raw(format!("{prompt}{text}")),
             Span::styled(" ", key),
             Span::raw("  Enter apply  Esc clear"),
         ]);
@@ -453,44 +461,88 @@ fn footer_line(model: &Model, ui: &Ui) -> Line<'static> {
     Line::from(spans)
 }
 
-/// Text a terminal shows as is: a process name may hold control characters.
+/// Text a terminal shows as is: a process name may hold control characters, or the Unicode
+/// marks that make a terminal with bidirectional text draw the rest of the row right to left
+/// (a port of 8080 read as 0808).
 fn printable(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| {
+            let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect()
+}
+
+/// Columns `s` takes on a terminal: a CJK character takes two, a combining mark none, so a
+/// count of characters would shift every column after a process named `日本語`.
+fn width(s: &str) -> usize {
+    Span::raw(s).width()
+}
+
+/// Columns one character takes.
+fn char_width(c: char) -> usize {
+    let mut buf = [0u8; 4];
+    width(c.encode_utf8(&mut buf))
 }
 
 fn pad(s: &str, w: u16, right: bool) -> String {
     let w = usize::from(w);
-    let n = s.chars().count();
+    let n = width(s);
     if n > w {
         if w == 0 {
             return String::new();
         }
         // Cut at the end, marked: a name read short is still read.
-        let mut cut: String = s.chars().take(w - 1).collect();
+        let mut cut = String::new();
+        let mut used = 0;
+        for c in s.chars() {
+            let cw = char_width(c);
+            if used + cw > w - 1 {
+                break;
+            }
+            cut.push(c);
+            used += cw;
+        }
         cut.push('…');
+        // A wide character that did not fit leaves a column to fill.
+        cut.push_str(&" ".repeat(w - 1 - used));
         return cut;
     }
+    let fill = " ".repeat(w - n);
     if right {
-        format!("{s:>w$}")
+        fill + s
     } else {
-        format!("{s:<w$}")
+        s.to_string() + &fill
     }
 }
 
 /// Cut at the start, keeping the port, the part that tells listeners apart.
 fn pad_left_cut(s: &str, w: u16) -> String {
     let w = usize::from(w);
-    let n = s.chars().count();
+    let n = width(s);
     if n <= w {
-        return format!("{s:<w$}");
+        return pad(s, w as u16, false);
     }
     if w == 0 {
         return String::new();
     }
-    let mut cut = String::from("…");
-    cut.extend(s.chars().skip(n - (w - 1)));
+    let mut kept: Vec<char> = Vec::new();
+    let mut used = 0;
+    for c in s.chars().rev() {
+        let cw = char_width(c);
+        if used + cw > w - 1 {
+            break;
+        }
+        kept.push(c);
+        used += cw;
+    }
+    let mut cut = " ".repeat(w - 1 - used);
+    cut.push('…');
+    cut.extend(kept.into_iter().rev());
     cut
 }
 
@@ -586,7 +638,10 @@ mod tests {
 
     fn screen(model: &Model, ui: &Ui, width: u16, height: u16) -> Vec<String> {
         let mut term = Terminal::new(TestBackend::new(width, height)).unwrap();
-        term.draw(|f| draw(f, model, ui)).unwrap();
+        term.draw(|f| {
+            draw(f, model, ui);
+        })
+        .unwrap();
         let buf = term.backend().buffer();
         (0..height)
             .map(|y| (0..width).map(|x| buf[(x, y)].symbol()).collect::<String>())
@@ -738,6 +793,50 @@ mod tests {
         }
     }
 
+    /// The terminal column where the last `token` of a [`screen`] line ends: one character
+    /// per cell there (a wide character's second cell is a blank).
+    fn ends_at(line: &str, token: &str) -> usize {
+        let at = line
+            .rfind(token)
+            .unwrap_or_else(|| panic!("{token:?} in {line:?}"));
+        line[..at + token.len()].chars().count()
+    }
+
+    #[test]
+    fn wide_characters_in_a_process_name_keep_the_columns_in_place() {
+        let mut m = Model::new(Duration::from_secs(1));
+        let fields: &[(&str, u64)] = &[("queue_limit", 5), ("pid", 4242), ("syn_queue_depth", 7)];
+        m.update(
+            &[
+                listener(80, Some("日本語ab"), fields),
+                listener(81, Some("nginx"), fields),
+            ],
+            SEC,
+        );
+        for w in [120u16, 100, 80] {
+            let s = screen(&m, &ui(), w, 8);
+            let header = s.iter().find(|l| l.starts_with("LISTENER")).unwrap();
+            for port in ["80", "81"] {
+                let row = s
+                    .iter()
+                    .find(|l| l.starts_with(&format!("127.0.0.1:{port} ")))
+                    .unwrap();
+                assert_eq!(
+                    ends_at(row, "7"),
+                    ends_at(header, "SYN"),
+                    "{w} columns, SYN under its title:\n{header}\n{row}"
+                );
+            }
+        }
+        assert_eq!(
+            pad("日本語ab", 4, false),
+            "日… ",
+            "a wide character is not split"
+        );
+        assert_eq!(pad_left_cut("日本語:80", 6), "…語:80");
+        assert_eq!(pad("日本", 6, true), "  日本");
+    }
+
     #[test]
     fn a_long_ipv6_listener_is_cut_at_its_start_keeping_the_port() {
         assert_eq!(
@@ -759,6 +858,14 @@ mod tests {
             "{:?}",
             s[9]
         );
+        ui.input = Some(format!("{}END", "a".repeat(60)));
+        let s = screen(&m, &ui, 80, 10);
+        assert!(
+            s[9].trim_end().ends_with("aaaEND"),
+            "the end of a long filter, where the typing is: {:?}",
+            s[9]
+        );
+        assert!(s[9].contains("address): …a"), "{:?}", s[9]);
         ui.input = None;
         m.filter = super::super::model::Filter::parse("nginx");
         let s = screen(&m, &ui, 80, 10);
@@ -809,6 +916,23 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_and_direction_marks_are_shown_as_question_marks() {
+        assert_eq!(printable("\x1b[2J\x1b]2;x\x07"), "?[2J?]2;x?");
+        assert_eq!(printable("a\u{9b}b\u{7f}"), "a?b?", "C1 CSI and DEL");
+        assert_eq!(
+            printable("evil\u{202e}08:1"),
+            "evil?08:1",
+            "right-to-left override"
+        );
+        assert_eq!(printable("\u{2067}x\u{2069}\u{200f}"), "?x??");
+        assert_eq!(
+            printable("日本語 nginx-é"),
+            "日本語 nginx-é",
+            "the rest kept"
+        );
+    }
+
+    #[test]
     fn warnings_show_in_the_status_line() {
         let m = overflowing();
         let mut ui = ui();
@@ -823,7 +947,10 @@ mod tests {
         for colour in [true, false] {
             let mut term = Terminal::new(TestBackend::new(80, 8)).unwrap();
             let ui = Ui { colour, ..ui() };
-            term.draw(|f| draw(f, &m, &ui)).unwrap();
+            term.draw(|f| {
+                draw(f, &m, &ui);
+            })
+            .unwrap();
             let buf = term.backend().buffer();
             let coloured = buf
                 .content()

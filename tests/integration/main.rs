@@ -41,6 +41,7 @@ mod run_modes_input;
 mod sampler_cost;
 mod syn_queue;
 mod top;
+mod top_attack;
 
 fn main() -> std::process::ExitCode {
     support::harness::run(
@@ -70,6 +71,7 @@ fn main() -> std::process::ExitCode {
             sampler_cost::trials(),
             syn_queue::trials(),
             top::trials(),
+            top_attack::trials(),
         ]
         .into_iter()
         .flatten()

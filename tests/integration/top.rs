@@ -13,13 +13,13 @@ tests![
 ];
 
 /// A tmux server of our own (`-L`), killed when the test ends however it ends.
-struct Tmux {
+pub(crate) struct Tmux {
     socket: String,
 }
 
 impl Tmux {
     /// A detached session of `width` x 30 running `command` under `sh -c`.
-    fn start(tag: &str, width: u16, command: &str) -> Tmux {
+    pub(crate) fn start(tag: &str, width: u16, command: &str) -> Tmux {
         let tmux = Tmux {
             socket: format!("aq-{tag}-{}", std::process::id()),
         };
@@ -35,17 +35,17 @@ impl Tmux {
         tmux
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("tmux");
         c.args(["-L", &self.socket]).args(args);
         c
     }
 
-    fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         output_ok(&mut self.cmd(&["capture-pane", "-p"]))
     }
 
-    fn show(&self, format: &str) -> String {
+    pub(crate) fn show(&self, format: &str) -> String {
         output_ok(&mut self.cmd(&["display-message", "-p", format]))
             .trim()
             .to_string()
@@ -56,12 +56,12 @@ impl Tmux {
         output_ok(&mut self.cmd(&["capture-pane", "-p", "-e"]))
     }
 
-    fn keys(&self, keys: &str) {
+    pub(crate) fn keys(&self, keys: &str) {
         run_ok(&mut self.cmd(&["send-keys", keys]));
     }
 
     /// Types `keys` and returns how long until the screen shows `want`.
-    fn answer(&self, keys: &str, want: &str) -> Duration {
+    pub(crate) fn answer(&self, keys: &str, want: &str) -> Duration {
         let start = Instant::now();
         self.keys(keys);
         let shown = wait_for(Duration::from_secs(5), || {
@@ -244,7 +244,7 @@ fn has_colour(screen: &str) -> bool {
 }
 
 /// The terminal left as a shell wants it: line editing and echo on.
-fn assert_cooked(stty: &str) {
+pub(crate) fn assert_cooked(stty: &str) {
     let words: Vec<&str> = stty.split_whitespace().collect();
     for flag in ["icanon", "echo", "isig"] {
         assert!(words.contains(&flag), "{flag} back on: {stty}");
