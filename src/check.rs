@@ -216,6 +216,31 @@ struct Window {
     present: HashSet<ListenerKey>,
 }
 
+/// A name from the host (a process's comm, a namespace's file name) as it may appear in one
+/// line of the answer: `prctl(PR_SET_NAME)` takes any bytes, so a comm can hold a newline that
+/// would start a fake verdict line, or an escape sequence the terminal would obey. Control
+/// characters, and the Unicode line separators and bidi overrides that reorder or break what
+/// is shown, are written `\xHH` per UTF-8 byte, as the process names already write bytes that
+/// are not UTF-8 (a `\` before `xHH` in a name arrives written `\x5c`, so nothing is ambiguous).
+fn printable(name: &str) -> String {
+    let hostile = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if hostile(c) {
+            let mut buf = [0; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn int(m: &Metric, field: &str) -> Option<u64> {
     match m.field(field)? {
         Value::Int(v) => Some(v),
@@ -253,10 +278,10 @@ impl Window {
                 continue;
             };
             let key = ListenerKey {
-                netns: m.tag("netns").map(String::from),
+                netns: m.tag("netns").map(printable),
                 address,
                 port,
-                interface: m.tag("interface").map(String::from),
+                interface: m.tag("interface").map(printable),
             };
             // A listener missing from the previous reading opened since: all its drops fell in
             // the window (none of the baseline's are).
@@ -272,7 +297,7 @@ impl Window {
             let s = l.sockets.entry(rank).or_default();
             // An owner not found in one reading (a /proc race) keeps the name found before.
             if let Some(p) = m.tag("process") {
-                s.process = Some(p.into());
+                s.process = Some(printable(p));
                 s.pid = int(m, "pid");
             }
             s.limit = int(m, "queue_limit").or(s.limit);
@@ -298,7 +323,7 @@ impl Window {
         for m in metrics.iter().filter(|m| m.name == NETNS) {
             let ns = self
                 .namespaces
-                .entry(m.tag("netns").map(String::from))
+                .entry(m.tag("netns").map(printable))
                 .or_default();
             for (name, value) in &m.fields {
                 let Value::Int(v) = *value else { continue };
@@ -477,6 +502,34 @@ mod tests {
         assert_eq!(f.namespaces[0].somaxconn, Some(4096));
         let v = verdict::judge(&f);
         assert!(v.iter().any(|v| v.kind == Kind::AcceptQueueOverflow));
+    }
+
+    #[test]
+    fn names_from_the_host_cannot_break_or_forge_a_line() {
+        assert_eq!(printable("nginx: worker"), "nginx: worker");
+        assert_eq!(printable("a\nNo overflow"), "a\\x0aNo overflow");
+        assert_eq!(printable("x\r\x1b[2J\t"), "x\\x0d\\x1b[2J\\x09");
+        assert_eq!(
+            printable("\u{85}\u{2028}\u{202e}gpj"),
+            "\\xc2\\x85\\xe2\\x80\\xa8\\xe2\\x80\\xaegpj"
+        );
+        assert_eq!(
+            printable("caf\u{e9} \\x5c"),
+            "caf\u{e9} \\x5c",
+            "printable text is kept"
+        );
+        let mut w = Window::default();
+        let mut m = row("80", "0", &[("queue_limit", Value::Int(2))]);
+        m.tags[2].1 = "a\nNo overflow".into();
+        m.tags.push(("netns", "blue\nred".into()));
+        w.add(&[m], None);
+        let f = w.facts(Duration::from_secs(1), Duration::from_millis(100), None);
+        assert_eq!(
+            f.listeners[0].sockets[0].process.as_deref(),
+            Some("a\\x0aNo overflow")
+        );
+        assert_eq!(f.listeners[0].netns.as_deref(), Some("blue\\x0ared"));
+        assert!(!text(&verdict::judge(&f)).contains("\nNo overflow"));
     }
 
     #[test]

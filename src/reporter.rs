@@ -49,6 +49,8 @@ struct Settings {
     filter_flags: Option<String>,
     opts: ReportOptions,
     read_opts: Options,
+    /// What is left when the filters match no listener, said in the warning.
+    left_when_unmatched: &'static str,
 }
 
 impl Settings {
@@ -74,6 +76,7 @@ impl Settings {
                 netns_tag,
                 unit_tag: args.unit,
             },
+            left_when_unmatched: "only acceptq_netns is reported",
         }
     }
 }
@@ -194,7 +197,12 @@ impl Reporter {
         args.select = select.clone();
         args.sample = sample;
         args.per_socket = per_socket;
-        Reporter::new(&args)
+        // A person asked about every listener: rows are never encoded, so no agent's limit
+        // applies, and a listener left out of one reading would look closed in the next.
+        args.max_listeners = u64::MAX;
+        let mut reporter = Reporter::new(&args)?;
+        reporter.settings.left_when_unmatched = "only the namespace counters are watched";
+        Ok(reporter)
     }
 
     /// Reads everything and builds the rows: read → take peaks → refresh owners → build. Peaks
@@ -282,7 +290,8 @@ impl Reporter {
                 self.warnings.once(
                     "no-match",
                     format!(
-                        "no listener matches {flags} (listening sockets seen: {seen}): only acceptq_netns is reported"
+                        "no listener matches {flags} (listening sockets seen: {seen}): {}",
+                        self.settings.left_when_unmatched
                     ),
                 );
             }

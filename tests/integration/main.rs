@@ -24,6 +24,7 @@ mod agents;
 mod alerts;
 mod attribution;
 mod check;
+mod check_attack;
 mod churn;
 mod cli;
 mod filters;
@@ -50,6 +51,7 @@ fn main() -> std::process::ExitCode {
             alerts::trials(),
             attribution::trials(),
             check::trials(),
+            check_attack::trials(),
             churn::trials(),
             cli::trials(),
             filters::trials(),
