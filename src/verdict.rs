@@ -22,6 +22,8 @@ pub struct SocketFacts {
     pub full_ratio: Option<f64>,
     /// Packets the socket dropped during the window; `None` when unknown.
     pub drops: Option<u64>,
+    /// Seen during the window but gone at its end (its group may live on).
+    pub closed: bool,
 }
 
 impl SocketFacts {
@@ -396,7 +398,7 @@ fn label(l: &ListenerFacts, s: &SocketFacts) -> String {
         (None, Some(pid)) => inside.push(format!("pid {pid}")),
         (None, None) => {}
     }
-    if l.closed {
+    if l.closed || s.closed {
         inside.push("closed during the check".into());
     }
     if !inside.is_empty() {
@@ -995,6 +997,7 @@ mod tests {
             peak,
             full_ratio: Some(full_ratio),
             drops: Some(drops),
+            closed: false,
         }
     }
 

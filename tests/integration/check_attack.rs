@@ -2,7 +2,7 @@
 //! newline, thousands of listeners, filters that match nothing, an SO_REUSEPORT socket that
 //! closes in the middle of the window.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,13 +11,14 @@ use crate::support::*;
 tests![
     a_process_name_holding_a_newline_cannot_forge_a_verdict_line,
     thousands_of_listeners_are_all_checked_and_none_is_called_closed,
-    a_filter_matching_nothing_warns_in_the_words_of_check
+    a_filter_matching_nothing_warns_in_the_words_of_check,
+    a_reuseport_socket_closing_mid_window_keeps_its_own_verdict
 ];
 
 /// Listeners held by processes this test shapes; one command per run, answers "ok ...",
 /// then waits for lines on stdin ("close": the full socket of `reuseport` closes; EOF: exit).
 const HOLDER: &str = r#"
-import ctypes, os, socket, sys
+import ctypes, os, signal, socket, sys
 libc = ctypes.CDLL(None)
 def name(n):
     libc.prctl(15, ctypes.c_char_p(n), 0, 0, 0)
@@ -50,22 +51,24 @@ elif mode == "reuseport":
     port = full.getsockname()[1]
     pid = os.fork()
     if pid == 0:
+        # Not a reader of stdin: the parent's commands are the parent's.
         name(b"roomy"); full.close()
-        sys.stdin.read(); os._exit(0)
+        signal.pause(); os._exit(0)
     name(b"stuck"); room.close()
     clients(port, 12, keep)
     print("ok", port, os.getpid(), pid, flush=True)
     for line in sys.stdin:
         if line.strip() == "close":
             full.close(); print("ok", flush=True)
-    os.waitpid(pid, 0)
+    os.kill(pid, signal.SIGKILL); os.waitpid(pid, 0)
+    sys.exit(0)
 sys.stdin.read()
 "#;
 
 struct Holder {
     child: Child,
     stdin: Option<ChildStdin>,
-    out: BufReader<std::process::ChildStdout>,
+    out: Lines,
 }
 
 impl Holder {
@@ -80,18 +83,27 @@ impl Holder {
             .spawn()
             .expect("start python3");
         let stdin = child.stdin.take();
-        let out = BufReader::new(child.stdout.take().unwrap());
+        let out = Lines::new(child.stdout.take().unwrap());
         let mut h = Holder { child, stdin, out };
         let words = h.answer();
         (h, words)
     }
 
     fn answer(&mut self) -> Vec<String> {
-        let mut line = String::new();
-        self.out.read_line(&mut line).unwrap();
+        // 3000 listeners take a while on a loaded machine.
+        let line = self
+            .out
+            .expect(Duration::from_secs(30), "the holder's answer");
         let words: Vec<String> = line.split_whitespace().map(String::from).collect();
         assert_eq!(words.first().map(String::as_str), Some("ok"), "{line:?}");
         words[1..].to_vec()
+    }
+
+    fn send(&mut self, line: &str) -> Vec<String> {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        self.answer()
     }
 }
 
@@ -254,4 +266,48 @@ fn a_filter_matching_nothing_warns_in_the_words_of_check() {
         "{}",
         a.stdout
     );
+}
+
+/// An SO_REUSEPORT group of two: socket 0 (`listen(1)`, process "stuck") full and dropping,
+/// socket 1 (`listen(64)`, process "roomy") with room. "stuck" closes its socket a second
+/// into the window, and "roomy"'s moves into rank 0. The overflow stays stuck's, with its limit
+/// of 1, and is marked closed; roomy is never blamed nor given stuck's figures.
+fn a_reuseport_socket_closing_mid_window_keeps_its_own_verdict() {
+    let test = "check_attack::a_reuseport_socket_closing_mid_window_keeps_its_own_verdict";
+    if !netns_gate(test) {
+        return;
+    }
+    let ns = Netns::new("atk-rpclose");
+    let (mut h, words) = Holder::start(&ns, &["reuseport"]);
+    let (port, stuck, roomy) = (&words[0], &words[1], &words[2]);
+    let port: u16 = port.parse().unwrap();
+    settle(&ns, port, true);
+    let a = check(
+        &ns,
+        &["--duration", "3s"],
+        Duration::from_millis(1300),
+        || {
+            h.send("close");
+        },
+    );
+    assert_eq!(a.code, Some(1), "{}{}", a.stdout, a.stderr);
+    let full: Vec<&str> = a
+        .stdout
+        .lines()
+        .filter(|l| l.contains("accept queue full"))
+        .collect();
+    assert_eq!(full.len(), 1, "{}", a.stdout);
+    assert!(
+        full[0].contains(&format!("stuck, pid {stuck}, closed during the check)")),
+        "{}",
+        full[0]
+    );
+    assert!(full[0].contains(", peak 2 of 1 "), "{}", full[0]);
+    for line in a.stdout.lines() {
+        assert!(
+            !line.contains("accept queue full") || !line.contains(&format!("pid {roomy}")),
+            "the socket with room is blamed: {line}"
+        );
+        assert!(!line.contains(" of 64 (a full queue"), "{line}");
+    }
 }
