@@ -436,9 +436,12 @@ fn cap_advice(limit: u64, somaxconn: Option<u64>) -> (Cap, String) {
              listen(): raise both net.core.somaxconn and the application's backlog (the limit \
              is fixed when it calls listen(): restart it)"
         ),
+        // The kernel fixes the limit at listen(): a sysctl raised since (the usual first move
+        // in an incident) leaves the old cap in place, and looks like a small backlog.
         (Cap::Backlog, Some(s)) => format!(
             "Its limit is {limit} = the backlog passed to listen() (net.core.somaxconn is {s}): \
-             raise the application's backlog"
+             raise the application's backlog (if net.core.somaxconn was raised after the \
+             application called listen(), the old value still caps it: restart it)"
         ),
         (Cap::SomaxconnLowered, Some(s)) => format!(
             "Its limit is {limit}, above net.core.somaxconn ({s}) now: the sysctl was lowered \
@@ -1111,7 +1114,9 @@ mod tests {
              of 128 (a full queue holds its limit + 1), oldest connection waited 2.4 s, 412 \
              packets dropped in 10 s. The server is not calling accept() fast enough. Its limit \
              is 128 = the backlog passed to listen() (net.core.somaxconn is 4096): raise the \
-             application's backlog, and find what blocks its accept loop."
+             application's backlog (if net.core.somaxconn was raised after the application \
+             called listen(), the old value still caps it: restart it), and find what blocks \
+             its accept loop."
         );
         assert!(o.figures.contains(&("cap", Figure::Text("backlog"))));
         assert!(!v.iter().any(|v| v.kind == Kind::Healthy));

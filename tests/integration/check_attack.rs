@@ -12,7 +12,8 @@ tests![
     a_process_name_holding_a_newline_cannot_forge_a_verdict_line,
     thousands_of_listeners_are_all_checked_and_none_is_called_closed,
     a_filter_matching_nothing_warns_in_the_words_of_check,
-    a_reuseport_socket_closing_mid_window_keeps_its_own_verdict
+    a_reuseport_socket_closing_mid_window_keeps_its_own_verdict,
+    somaxconn_raised_after_listen_is_named_as_a_possible_cap
 ];
 
 /// Listeners held by processes this test shapes; one command per run, answers "ok ...",
@@ -310,4 +311,37 @@ fn a_reuseport_socket_closing_mid_window_keeps_its_own_verdict() {
         );
         assert!(!line.contains(" of 64 (a full queue"), "{line}");
     }
+}
+
+/// net.core.somaxconn 4 when the server calls `listen(64)`, raised to 4096 afterwards (the
+/// first move of many in an incident): the kernel keeps the limit of 4, which then looks like
+/// a backlog of 4. The answer must not only say "raise the application's backlog" (it is 64):
+/// it says that a sysctl raised after listen() still caps it until a restart.
+fn somaxconn_raised_after_listen_is_named_as_a_possible_cap() {
+    let test = "check_attack::somaxconn_raised_after_listen_is_named_as_a_possible_cap";
+    if !netns_gate(test) {
+        return;
+    }
+    let ns = Netns::new("atk-sxup");
+    ns.sysctl("net.core.somaxconn", "4");
+    let mut d = ns.driver();
+    let (id, port) = d.listen("127.0.0.1", 0, 64, false);
+    ns.sysctl("net.core.somaxconn", "4096");
+    d.connect(id, 12);
+    settle(&ns, port, true);
+    let a = check(&ns, &["--duration", "1s"], Duration::ZERO, || {});
+    assert_eq!(a.code, Some(1), "{}{}", a.stdout, a.stderr);
+    let line = a
+        .stdout
+        .lines()
+        .find(|l| l.contains("accept queue full"))
+        .unwrap_or_else(|| panic!("{}", a.stdout));
+    assert!(line.contains(", peak 5 of 4 "), "{line}");
+    assert!(
+        line.contains(
+            "if net.core.somaxconn was raised after the application called listen(), the old \
+             value still caps it: restart it"
+        ),
+        "{line}"
+    );
 }
