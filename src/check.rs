@@ -41,12 +41,22 @@ pub fn run(args: &CheckArgs) -> Result<Option<bool>, RunError> {
     args.select.validate().map_err(RunError::Usage)?;
     let sample = args.sample.unwrap_or(DEFAULT_SAMPLE);
     if sample > args.duration {
-        return Err(RunError::Usage(format!(
-            "--sample {} is longer than --duration {}: no sample would fall in the window; \
-             give a shorter --sample",
-            show(sample),
-            show(args.duration)
-        )));
+        // Said in terms of the flags given: a --sample the user never typed is the default.
+        return Err(RunError::Usage(match args.sample {
+            Some(_) => format!(
+                "--sample {} is longer than --duration {}: no sample would fall in the window; \
+                 give a shorter --sample",
+                show(sample),
+                show(args.duration)
+            ),
+            None => format!(
+                "--duration {} is shorter than the sampling period ({} by default): no sample \
+                 would fall in the window; give a longer --duration, or a --sample of at most {}",
+                show(args.duration),
+                show(sample),
+                show(args.duration)
+            ),
+        }));
     }
     let mut reporter = Reporter::for_terminal(&args.select, Some(sample), true)?;
     // Ctrl-C (or SIGTERM) ends the window early and answers for what was watched, as `ping`

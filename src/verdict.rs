@@ -566,7 +566,18 @@ fn drops_not_seen_full(
          the listener uses TCP_DEFER_ACCEPT, whose deferred bare ACKs count as drops without \
          any overflow.",
     );
+    // Every connection lost to a full queue goes through tcp_listendrop(), which counts it in
+    // ListenDrops as well as on the listener; a deferred bare ACK (and any other segment the
+    // listener discards) is counted on the listener alone. ListenDrops standing still in the
+    // namespace proves that nothing was lost to a queue: a TCP_DEFER_ACCEPT listener counts one
+    // such "drop" for nearly every connection it serves (nginx's `listen ... deferred`).
+    let none_lost = ns.listen_drops == Some(0);
     match ns.listen_overflows {
+        _ if none_lost => text.push_str(
+            " ListenDrops did not rise in its namespace, so no connection was lost to a full \
+             queue: these are segments the kernel discards on the listener, as it does with a \
+             TCP_DEFER_ACCEPT listener's bare ACKs (one for nearly every connection it serves).",
+        ),
         Some(0) => text.push_str(
             " ListenOverflows did not rise in its namespace, which points to TCP_DEFER_ACCEPT.",
         ),
@@ -579,7 +590,11 @@ fn drops_not_seen_full(
         None => {}
     }
     Verdict {
-        severity: Severity::Critical,
+        severity: if none_lost {
+            Severity::Note
+        } else {
+            Severity::Critical
+        },
         kind: Kind::DropsNotSeenFull,
         netns: l.netns.clone(),
         listener: Some(subject(l, s)),
@@ -1255,7 +1270,31 @@ mod tests {
         let v = judge(&facts(vec![listener(8080, vec![sock(128, 4, 0.0, 7)])], ns));
         let o = only(&v, Kind::DropsNotSeenFull);
         assert!(o.text.contains("points to TCP_DEFER_ACCEPT"), "{}", o.text);
+        assert_eq!(
+            o.severity,
+            Severity::Critical,
+            "ListenDrops rose: maybe ours"
+        );
         assert!(!v.iter().any(|v| v.kind == Kind::UnattributedOverflow));
+        // ListenDrops still: nothing was lost to a queue (a deferred-accept server's every
+        // connection). A note, status 0, after the healthy answer.
+        let v = judge(&facts(
+            vec![listener(8080, vec![sock(128, 0, 0.0, 20)])],
+            quiet_ns(),
+        ));
+        assert_eq!(
+            kinds(&v),
+            [Kind::Healthy, Kind::DropsNotSeenFull, Kind::Namespace]
+        );
+        let o = only(&v, Kind::DropsNotSeenFull);
+        assert_eq!(o.severity, Severity::Note);
+        assert!(!o.is_problem());
+        assert!(
+            o.text.contains("so no connection was lost to a full queue"),
+            "{}",
+            o.text
+        );
+        assert!(o.text.contains("TCP_DEFER_ACCEPT"), "{}", o.text);
     }
 
     #[test]

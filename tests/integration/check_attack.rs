@@ -13,7 +13,9 @@ tests![
     thousands_of_listeners_are_all_checked_and_none_is_called_closed,
     a_filter_matching_nothing_warns_in_the_words_of_check,
     a_reuseport_socket_closing_mid_window_keeps_its_own_verdict,
-    somaxconn_raised_after_listen_is_named_as_a_possible_cap
+    somaxconn_raised_after_listen_is_named_as_a_possible_cap,
+    a_deferred_accept_server_serving_well_is_not_an_overflow,
+    a_duration_shorter_than_the_default_sample_names_the_default
 ];
 
 /// Listeners held by processes this test shapes; one command per run, answers "ok ...",
@@ -40,6 +42,22 @@ elif mode == "many":
     for _ in range(int(sys.argv[2])):
         s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16); keep.append(s)
     print("ok", flush=True)
+elif mode == "deferred":
+    import threading, time
+    s = socket.socket(); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)
+    s.bind(("127.0.0.1", 0)); s.listen(128)
+    def serve():
+        while True:
+            c, _ = s.accept(); c.recv(100); c.close()
+    threading.Thread(target=serve, daemon=True).start()
+    print("ok", s.getsockname()[1], flush=True)
+    # Clients as a browser's: connect, then send the request.
+    for line in sys.stdin:
+        for _ in range(int(line)):
+            c = socket.create_connection(s.getsockname()); c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            c.recv(1); c.close(); time.sleep(0.02)
+        print("ok", flush=True)
+    sys.exit(0)
 elif mode == "reuseport":
     def bound(port):
         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -344,4 +362,62 @@ fn somaxconn_raised_after_listen_is_named_as_a_possible_cap() {
         ),
         "{line}"
     );
+}
+
+/// A TCP_DEFER_ACCEPT listener (nginx's `listen ... deferred`) that accepts every connection at
+/// once: the kernel counts each client's bare final ACK as a drop of the listener, but nothing
+/// is lost to a queue (ListenDrops stays still). The answer says so as a note, status 0.
+fn a_deferred_accept_server_serving_well_is_not_an_overflow() {
+    let test = "check_attack::a_deferred_accept_server_serving_well_is_not_an_overflow";
+    if !netns_gate(test) {
+        return;
+    }
+    let ns = Netns::new("atk-defer");
+    let (mut h, words) = Holder::start(&ns, &["deferred"]);
+    let port: u16 = words[0].parse().unwrap();
+    let a = check(
+        &ns,
+        &["--duration", "2s"],
+        Duration::from_millis(200),
+        || {
+            h.send("20");
+        },
+    );
+    assert!(ns.ss_drops(port) > 0, "the deferred ACKs were not counted");
+    assert_eq!(ns.tcpext("ListenDrops"), 0);
+    assert_eq!(a.code, Some(0), "{}{}", a.stdout, a.stderr);
+    assert!(
+        a.stdout
+            .starts_with("No overflow seen in 2 s on 1 listener"),
+        "{}",
+        a.stdout
+    );
+    let line = a
+        .stdout
+        .lines()
+        .find(|l| l.contains("packets dropped"))
+        .unwrap_or_else(|| panic!("the drops are explained: {}", a.stdout));
+    assert!(
+        line.contains("so no connection was lost to a full queue"),
+        "{line}"
+    );
+}
+
+/// `--duration 50ms` alone: refused with status 2, in terms of the flags given (the user typed
+/// no --sample: the message says the default is the one too long).
+fn a_duration_shorter_than_the_default_sample_names_the_default() {
+    let out = std::process::Command::new(acceptq())
+        .args(["check", "--duration", "50ms"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "--duration 50ms is shorter than the sampling period (100ms by default): no sample \
+             would fall in the window; give a longer --duration, or a --sample of at most 50ms"
+        ),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
 }
