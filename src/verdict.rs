@@ -760,7 +760,8 @@ fn uneven_reuseport(l: &ListenerFacts, facts: &Facts) -> Option<Verdict> {
         .iter()
         .filter(|s| s.full() || s.dropped() > 0)
         .collect();
-    let idle: Vec<&SocketFacts> = l.sockets.iter().filter(|s| s.idle()).collect();
+    // A socket that closed took no connections after: its room was no room.
+    let idle: Vec<&SocketFacts> = l.sockets.iter().filter(|s| s.idle() && !s.closed).collect();
     if troubled.is_empty() || idle.is_empty() {
         return None;
     }
@@ -1441,6 +1442,12 @@ mod tests {
         assert!(u.text.contains("gunicorn, pid 77"), "{}", u.text);
         // Every socket full: the group is short of room, not unevenly balanced.
         let l = listener(9000, vec![sock(64, 65, 0.4, 3), sock(64, 65, 0.3, 2)]);
+        let v = judge(&facts(vec![l], overflowing_ns()));
+        assert!(!v.iter().any(|v| v.kind == Kind::UnevenReuseport), "{v:#?}");
+        // The one with room closed during the check: the full one was left alone.
+        let mut gone = sock(64, 0, 0.0, 0);
+        gone.closed = true;
+        let l = listener(9000, vec![gone, sock(1, 2, 1.0, 5)]);
         let v = judge(&facts(vec![l], overflowing_ns()));
         assert!(!v.iter().any(|v| v.kind == Kind::UnevenReuseport), "{v:#?}");
         // A busy but not full socket beside the full one is not idle.
