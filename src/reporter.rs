@@ -27,6 +27,9 @@ use crate::watch::WatchList;
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 
+/// A listener as its rows' tags name it: `netns` (when tagged), address, port, `interface`.
+pub type SocketOf = (Option<String>, std::net::IpAddr, u16, Option<String>);
+
 /// Why a run stopped early.
 #[derive(Debug)]
 pub enum RunError {
@@ -49,6 +52,8 @@ struct Settings {
     filter_flags: Option<String>,
     opts: ReportOptions,
     read_opts: Options,
+    /// What is left when the filters match no listener, said in the warning.
+    left_when_unmatched: &'static str,
 }
 
 impl Settings {
@@ -74,6 +79,7 @@ impl Settings {
                 netns_tag,
                 unit_tag: args.unit,
             },
+            left_when_unmatched: "only acceptq_netns is reported",
         }
     }
 }
@@ -196,7 +202,12 @@ impl Reporter {
         args.select = select.clone();
         args.sample = sample;
         args.per_socket = per_socket;
-        Reporter::new(&args)
+        // A person asked about every listener: rows are never encoded, so no agent's limit
+        // applies, and a listener left out of one reading would look closed in the next.
+        args.max_listeners = u64::MAX;
+        let mut reporter = Reporter::new(&args)?;
+        reporter.settings.left_when_unmatched = "only the namespace counters are watched";
+        Ok(reporter)
     }
 
     /// Reads everything and builds the rows: read → take peaks → refresh owners → build. Peaks
@@ -223,6 +234,26 @@ impl Reporter {
         let seen = readings.iter().map(|r| r.snap.sockets.len()).sum();
         self.warn_about_rows(&built, seen);
         built
+    }
+
+    /// The inodes of every listening socket of the latest reading, filtered or not, by the
+    /// tags that name its listener's rows (`netns` when tagged, `address`, `port`,
+    /// `interface`), sorted: a `--per-socket` row's `socket` tag is its index here. For a
+    /// reader that must follow one socket across readings while its group's ranks shift.
+    pub fn socket_inodes(&self) -> Vec<(SocketOf, u32)> {
+        let mut out = Vec::new();
+        for r in self.namespaces.readings() {
+            let netns = self.settings.opts.netns_tag.then(|| r.name.to_string());
+            for s in &r.snap.sockets {
+                let interface = (s.ifindex != 0).then(|| {
+                    let name = r.snap.interfaces.get(&s.ifindex);
+                    crate::source::ifname::tag(s.ifindex, name.map(String::as_str))
+                });
+                out.push(((netns.clone(), s.addr, s.port, interface), s.inode));
+            }
+        }
+        out.sort();
+        out
     }
 
     /// Moves the sampler's peaks in and adds the report's own reading as one more sample, so
@@ -284,7 +315,8 @@ impl Reporter {
                 self.warnings.once(
                     "no-match",
                     format!(
-                        "no listener matches {flags} (listening sockets seen: {seen}): only acceptq_netns is reported"
+                        "no listener matches {flags} (listening sockets seen: {seen}): {}",
+                        self.settings.left_when_unmatched
                     ),
                 );
             }

@@ -22,6 +22,8 @@ pub struct SocketFacts {
     pub full_ratio: Option<f64>,
     /// Packets the socket dropped during the window; `None` when unknown.
     pub drops: Option<u64>,
+    /// Seen during the window but gone at its end (its group may live on).
+    pub closed: bool,
 }
 
 impl SocketFacts {
@@ -396,7 +398,7 @@ fn label(l: &ListenerFacts, s: &SocketFacts) -> String {
         (None, Some(pid)) => inside.push(format!("pid {pid}")),
         (None, None) => {}
     }
-    if l.closed {
+    if l.closed || s.closed {
         inside.push("closed during the check".into());
     }
     if !inside.is_empty() {
@@ -434,9 +436,12 @@ fn cap_advice(limit: u64, somaxconn: Option<u64>) -> (Cap, String) {
              listen(): raise both net.core.somaxconn and the application's backlog (the limit \
              is fixed when it calls listen(): restart it)"
         ),
+        // The kernel fixes the limit at listen(): a sysctl raised since (the usual first move
+        // in an incident) leaves the old cap in place, and looks like a small backlog.
         (Cap::Backlog, Some(s)) => format!(
             "Its limit is {limit} = the backlog passed to listen() (net.core.somaxconn is {s}): \
-             raise the application's backlog"
+             raise the application's backlog (if net.core.somaxconn was raised after the \
+             application called listen(), the old value still caps it: restart it)"
         ),
         (Cap::SomaxconnLowered, Some(s)) => format!(
             "Its limit is {limit}, above net.core.somaxconn ({s}) now: the sysctl was lowered \
@@ -561,7 +566,18 @@ fn drops_not_seen_full(
          the listener uses TCP_DEFER_ACCEPT, whose deferred bare ACKs count as drops without \
          any overflow.",
     );
+    // Every connection lost to a full queue goes through tcp_listendrop(), which counts it in
+    // ListenDrops as well as on the listener; a deferred bare ACK (and any other segment the
+    // listener discards) is counted on the listener alone. ListenDrops standing still in the
+    // namespace proves that nothing was lost to a queue: a TCP_DEFER_ACCEPT listener counts one
+    // such "drop" for nearly every connection it serves (nginx's `listen ... deferred`).
+    let none_lost = ns.listen_drops == Some(0);
     match ns.listen_overflows {
+        _ if none_lost => text.push_str(
+            " ListenDrops did not rise in its namespace, so no connection was lost to a full \
+             queue: these are segments the kernel discards on the listener, as it does with a \
+             TCP_DEFER_ACCEPT listener's bare ACKs (one for nearly every connection it serves).",
+        ),
         Some(0) => text.push_str(
             " ListenOverflows did not rise in its namespace, which points to TCP_DEFER_ACCEPT.",
         ),
@@ -574,7 +590,11 @@ fn drops_not_seen_full(
         None => {}
     }
     Verdict {
-        severity: Severity::Critical,
+        severity: if none_lost {
+            Severity::Note
+        } else {
+            Severity::Critical
+        },
         kind: Kind::DropsNotSeenFull,
         netns: l.netns.clone(),
         listener: Some(subject(l, s)),
@@ -740,7 +760,8 @@ fn uneven_reuseport(l: &ListenerFacts, facts: &Facts) -> Option<Verdict> {
         .iter()
         .filter(|s| s.full() || s.dropped() > 0)
         .collect();
-    let idle: Vec<&SocketFacts> = l.sockets.iter().filter(|s| s.idle()).collect();
+    // A socket that closed took no connections after: its room was no room.
+    let idle: Vec<&SocketFacts> = l.sockets.iter().filter(|s| s.idle() && !s.closed).collect();
     if troubled.is_empty() || idle.is_empty() {
         return None;
     }
@@ -995,6 +1016,7 @@ mod tests {
             peak,
             full_ratio: Some(full_ratio),
             drops: Some(drops),
+            closed: false,
         }
     }
 
@@ -1108,7 +1130,9 @@ mod tests {
              of 128 (a full queue holds its limit + 1), oldest connection waited 2.4 s, 412 \
              packets dropped in 10 s. The server is not calling accept() fast enough. Its limit \
              is 128 = the backlog passed to listen() (net.core.somaxconn is 4096): raise the \
-             application's backlog, and find what blocks its accept loop."
+             application's backlog (if net.core.somaxconn was raised after the application \
+             called listen(), the old value still caps it: restart it), and find what blocks \
+             its accept loop."
         );
         assert!(o.figures.contains(&("cap", Figure::Text("backlog"))));
         assert!(!v.iter().any(|v| v.kind == Kind::Healthy));
@@ -1247,7 +1271,31 @@ mod tests {
         let v = judge(&facts(vec![listener(8080, vec![sock(128, 4, 0.0, 7)])], ns));
         let o = only(&v, Kind::DropsNotSeenFull);
         assert!(o.text.contains("points to TCP_DEFER_ACCEPT"), "{}", o.text);
+        assert_eq!(
+            o.severity,
+            Severity::Critical,
+            "ListenDrops rose: maybe ours"
+        );
         assert!(!v.iter().any(|v| v.kind == Kind::UnattributedOverflow));
+        // ListenDrops still: nothing was lost to a queue (a deferred-accept server's every
+        // connection). A note, status 0, after the healthy answer.
+        let v = judge(&facts(
+            vec![listener(8080, vec![sock(128, 0, 0.0, 20)])],
+            quiet_ns(),
+        ));
+        assert_eq!(
+            kinds(&v),
+            [Kind::Healthy, Kind::DropsNotSeenFull, Kind::Namespace]
+        );
+        let o = only(&v, Kind::DropsNotSeenFull);
+        assert_eq!(o.severity, Severity::Note);
+        assert!(!o.is_problem());
+        assert!(
+            o.text.contains("so no connection was lost to a full queue"),
+            "{}",
+            o.text
+        );
+        assert!(o.text.contains("TCP_DEFER_ACCEPT"), "{}", o.text);
     }
 
     #[test]
@@ -1394,6 +1442,12 @@ mod tests {
         assert!(u.text.contains("gunicorn, pid 77"), "{}", u.text);
         // Every socket full: the group is short of room, not unevenly balanced.
         let l = listener(9000, vec![sock(64, 65, 0.4, 3), sock(64, 65, 0.3, 2)]);
+        let v = judge(&facts(vec![l], overflowing_ns()));
+        assert!(!v.iter().any(|v| v.kind == Kind::UnevenReuseport), "{v:#?}");
+        // The one with room closed during the check: the full one was left alone.
+        let mut gone = sock(64, 0, 0.0, 0);
+        gone.closed = true;
+        let l = listener(9000, vec![gone, sock(1, 2, 1.0, 5)]);
         let v = judge(&facts(vec![l], overflowing_ns()));
         assert!(!v.iter().any(|v| v.kind == Kind::UnevenReuseport), "{v:#?}");
         // A busy but not full socket beside the full one is not idle.

@@ -25,6 +25,7 @@ mod alerts;
 mod alerts_attack;
 mod attribution;
 mod check;
+mod check_attack;
 mod churn;
 mod cli;
 mod containers;
@@ -55,6 +56,7 @@ fn main() -> std::process::ExitCode {
             alerts_attack::trials(),
             attribution::trials(),
             check::trials(),
+            check_attack::trials(),
             churn::trials(),
             cli::trials(),
             containers::trials(),
