@@ -252,7 +252,7 @@ print(s.getsockname()[1], flush=True)
 time.sleep(300)
 ' >"$work/port" &
 listener=$!
-cleanup+=("kill $listener")
+cleanup+=("kill $listener 2>/dev/null")
 for _ in $(seq 50); do
     [ -s "$work/port" ] && break
     sleep 0.1
@@ -311,7 +311,7 @@ Include "/usr/share/acceptq/collectd.conf"
 EOF
 timeout 30 collectd -f -C "$work/collectd/collectd.conf" >"$work/collectd/out" 2>&1 &
 collectd=$!
-cleanup+=("kill $collectd")
+cleanup+=("kill $collectd 2>/dev/null")
 values="$work/collectd/csv/package/acceptq-127.0.0.1-$port"
 for _ in $(seq 150); do
     [ -n "$(ls "$values" 2>/dev/null)" ] && break
