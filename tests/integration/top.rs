@@ -20,8 +20,13 @@ pub(crate) struct Tmux {
 impl Tmux {
     /// A detached session of `width` x 30 running `command` under `sh -c`.
     pub(crate) fn start(tag: &str, width: u16, command: &str) -> Tmux {
+        // A server of its own for each start: `kill-server` returns before the old server is
+        // gone, and a new session on its socket would meet it dying ("server exited
+        // unexpectedly").
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmux = Tmux {
-            socket: format!("aq-{tag}-{}", std::process::id()),
+            socket: format!("aq-{tag}-{}-{n}", std::process::id()),
         };
         run_ok(&mut tmux.cmd(&[
             "new-session",
