@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::agents::{overflowing, INSTALLED};
+use crate::agents::collectd::exec_block;
+use crate::agents::overflowing;
 use crate::support::influxd::{free_port, http, urlencode, Influxd};
 use crate::support::*;
 
@@ -577,48 +578,16 @@ fn influxdb_answers_every_dashboard_query_for_the_overflowing_listener() {
 
 fn collectd_notifies_the_overflow_and_acceptqs_own_warning_as_a_warning() {
     let test = "alerts::collectd_notifies_the_overflow_and_acceptqs_own_warning_as_a_warning";
-    let types_db = "/usr/share/collectd/types.db";
-    if !(netns_gate(test)
-        && skip_unless(
-            have("collectd"),
-            test,
-            "needs collectd (Debian collectd-core)",
-        )
-        && skip_unless(
-            Path::new(types_db).is_file(),
-            test,
-            "needs collectd's types.db",
-        ))
-    {
+    if !(netns_gate(test) && collectd_gate(test)) {
         return;
     }
     let dir = TempDir::new("alerts-collectd");
-    // collectd runs acceptq as nobody, who must be able to reach the binary.
-    let bin = binary_for_nobody(&dir);
-    let exec = conf("collectd.conf").replace(INSTALLED, bin.to_str().unwrap());
-    let threshold = conf("collectd-threshold.conf");
-    let d = dir.0.display();
-    let config = format!(
-        "Hostname \"aqtest\"\nFQDNLookup false\nBaseDir \"{d}\"\nPIDFile \"{d}/collectd.pid\"\n\
-         PluginDir \"/usr/lib/collectd\"\nTypesDB \"{types_db}\"\nInterval 1\n\n\
-         LoadPlugin logfile\n<Plugin logfile>\n  LogLevel info\n  File \"{d}/collectd.log\"\n\
-         \x20 Timestamp true\n</Plugin>\n\n{threshold}\n{exec}"
-    );
-    fs::write(dir.join("collectd.conf"), &config).unwrap();
+    let plugins = format!("{}\n{}", conf("collectd-threshold.conf"), exec_block(&dir));
 
     // The listener's owner is root: acceptq, as nobody, cannot name it and warns once.
     let (ns, mut driver, id, port) = queued_listener("cd-notify", 2, 10, true);
-    let mut collectd = Daemon::spawn(
-        "collectd",
-        ns.cmd(
-            "collectd",
-            &["-f", "-C", dir.join("collectd.conf").to_str().unwrap()],
-        )
-        .stdin(Stdio::null())
-        .stdout(dir.file("collectd.stdout"))
-        .stderr(dir.file("collectd.stderr")),
-    );
-    let log = || fs::read_to_string(dir.join("collectd.log")).unwrap_or_default();
+    let mut collectd = start_collectd(&dir, Some(&ns), "aqtest", &plugins);
+    let log = || collectd_log(&dir);
     let drops = format!(
         "Notification: severity = WARNING, host = aqtest, plugin = acceptq, \
          plugin_instance = 127.0.0.1-{port}, type = derive, type_instance = drops, message = "

@@ -4,11 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::agents::INSTALLED;
+use crate::agents::collectd::exec_block;
 use crate::alerts::{dashboard, panel_queries, substitute, variables, DASHBOARDS};
 use crate::support::influxd::{free_port, http, Influxd};
 use crate::support::*;
@@ -337,47 +336,15 @@ fn collectd_format_to_a_file_says_warnings_on_stderr_not_in_the_file() {
 /// log the message as acceptq meant it: valid UTF-8, within 255 bytes, ending in `...`.
 fn collectd_logs_a_warning_with_quotes_backslashes_and_a_cut_multibyte_tail_whole() {
     let test = "alerts_attack::collectd_logs_a_warning_with_quotes_backslashes_and_a_cut_multibyte_tail_whole";
-    let types_db = "/usr/share/collectd/types.db";
-    if !(netns_gate(test)
-        && skip_unless(
-            have("collectd"),
-            test,
-            "needs collectd (Debian collectd-core)",
-        )
-        && skip_unless(
-            Path::new(types_db).is_file(),
-            test,
-            "needs collectd's types.db",
-        ))
-    {
+    if !(netns_gate(test) && collectd_gate(test)) {
         return;
     }
     let dir = TempDir::new("alerts-attack-collectd-notif");
-    let bin = binary_for_nobody(&dir);
-    let exec = conf("collectd.conf").replace(INSTALLED, bin.to_str().unwrap());
     // In the message the two-byte characters start at an odd byte and run past the cut at 252:
     // acceptq must cut before the character that straddles it.
     let host = format!("web \"\u{fc}\"\\{}", "\u{e9}".repeat(120));
-    // collectd's config strings take `\"` and `\\` as escapes.
-    let quoted = host.replace('\\', "\\\\").replace('"', "\\\"");
-    let d = dir.0.display();
-    let config = format!(
-        "Hostname \"{quoted}\"\nFQDNLookup false\nBaseDir \"{d}\"\nPIDFile \"{d}/collectd.pid\"\n\
-         PluginDir \"/usr/lib/collectd\"\nTypesDB \"{types_db}\"\nInterval 1\n\n\
-         LoadPlugin logfile\n<Plugin logfile>\n  LogLevel info\n  File \"{d}/collectd.log\"\n</Plugin>\n\n{exec}"
-    );
-    fs::write(dir.join("collectd.conf"), &config).unwrap();
     let ns = Netns::new("cd-quotes");
-    let mut collectd = Daemon::spawn(
-        "collectd",
-        ns.cmd(
-            "collectd",
-            &["-f", "-C", dir.join("collectd.conf").to_str().unwrap()],
-        )
-        .stdin(Stdio::null())
-        .stdout(dir.file("collectd.stdout"))
-        .stderr(dir.file("collectd.stderr")),
-    );
+    let mut collectd = start_collectd(&dir, Some(&ns), &host, &exec_block(&dir));
     let log = || fs::read(dir.join("collectd.log")).unwrap_or_default();
     let marker = "plugin = acceptq, message = COLLECTD_HOSTNAME ";
     let seen = wait_for(Duration::from_secs(20), || {
