@@ -651,23 +651,7 @@ fn collectd_notifies_the_overflow_and_acceptqs_own_warning_as_a_warning() {
         note!("alerts: collectd logged: {line}");
     }
     // The warning is a notification, never an error line of the exec plugin.
-    let errors: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("exec_read_one: error = "))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "acceptq wrote to stderr under collectd: {errors:#?}"
-    );
-    let stdout = fs::read_to_string(dir.join("collectd.stdout")).unwrap_or_default();
-    // handle_putnotif answers each notification on collectd's stdout; anything else is a
-    // rejected line.
-    for line in stdout.lines() {
-        assert_eq!(
-            line, "0 Success",
-            "collectd rejected a line of acceptq's:\n{stdout}"
-        );
-    }
+    assert_collectd_took_every_line(&dir, &log);
     assert_eq!(
         log.matches(warning).count(),
         1,

@@ -383,21 +383,7 @@ fn collectd_logs_a_warning_with_quotes_backslashes_and_a_cut_multibyte_tail_whol
         "collectd logged {message:?}, acceptq said {want_start:?}..."
     );
     assert_eq!(kept.len(), 251, "cut on the character before byte 252");
-    let errors: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("exec_read_one: error = "))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "acceptq wrote to stderr under collectd: {errors:#?}"
-    );
-    let stdout = fs::read_to_string(dir.join("collectd.stdout")).unwrap_or_default();
-    for l in stdout.lines() {
-        assert_eq!(
-            l, "0 Success",
-            "collectd rejected a line of acceptq's:\n{stdout}"
-        );
-    }
+    assert_collectd_took_every_line(&dir, &text);
 }
 
 /// The stale-textfile alert against a real node_exporter (which names the file by its full

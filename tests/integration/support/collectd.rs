@@ -77,3 +77,24 @@ LoadPlugin logfile
 pub fn collectd_log(dir: &TempDir) -> String {
     fs::read_to_string(dir.join("collectd.log")).unwrap_or_default()
 }
+
+/// collectd took every line acceptq wrote it: its `log` has no error of the exec plugin (which
+/// is what acceptq writing to stderr looks like), and collectd's stdout holds only the answers
+/// `handle_putnotif` gives notifications (anything else is a rejected line).
+pub fn assert_collectd_took_every_line(dir: &TempDir, log: &str) {
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("exec_read_one: error = "))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "acceptq wrote to stderr under collectd: {errors:#?}"
+    );
+    let stdout = fs::read_to_string(dir.join("collectd.stdout")).unwrap_or_default();
+    for line in stdout.lines() {
+        assert_eq!(
+            line, "0 Success",
+            "collectd rejected a line of acceptq's:\n{stdout}"
+        );
+    }
+}

@@ -12,7 +12,7 @@ pub mod process;
 pub mod report;
 pub mod tempdir;
 
-pub use collectd::{collectd_gate, collectd_log, start_collectd};
+pub use collectd::{assert_collectd_took_every_line, collectd_gate, collectd_log, start_collectd};
 pub use harness::skip_unless;
 pub(crate) use harness::{note, tests};
 pub use host::*;
