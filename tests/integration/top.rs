@@ -2,6 +2,7 @@
 //! send-keys, in a namespace holding a listener whose queue overflows.
 
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -20,8 +21,15 @@ pub(crate) struct Tmux {
 impl Tmux {
     /// A detached session of `width` x 30 running `command` under `sh -c`.
     pub(crate) fn start(tag: &str, width: u16, command: &str) -> Tmux {
+        // A server of its own per session: one killed just before, still shutting down on the
+        // same socket, would take the new session down with it.
+        static SERVERS: AtomicUsize = AtomicUsize::new(0);
         let tmux = Tmux {
-            socket: format!("aq-{tag}-{}", std::process::id()),
+            socket: format!(
+                "aq-{tag}-{}-{}",
+                std::process::id(),
+                SERVERS.fetch_add(1, Ordering::Relaxed)
+            ),
         };
         run_ok(&mut tmux.cmd(&[
             "new-session",
