@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::cli::{CheckArgs, CheckFormat, DEFAULT_SAMPLE};
+use crate::cli::{show_duration, CheckArgs, CheckFormat, DEFAULT_SAMPLE};
 use crate::metric::{Metric, Value, LISTENER, NETNS};
 use crate::output::{self, Wake};
 use crate::reporter::{Reporter, RunError, SocketOf};
@@ -46,15 +46,15 @@ pub fn run(args: &CheckArgs) -> Result<Option<bool>, RunError> {
             Some(_) => format!(
                 "--sample {} is longer than --duration {}: no sample would fall in the window; \
                  give a shorter --sample",
-                show(sample),
-                show(args.duration)
+                show_duration(sample),
+                show_duration(args.duration)
             ),
             None => format!(
                 "--duration {} is shorter than the sampling period ({} by default): no sample \
                  would fall in the window; give a longer --duration, or a --sample of at most {}",
-                show(args.duration),
-                show(sample),
-                show(args.duration)
+                show_duration(args.duration),
+                show_duration(sample),
+                show_duration(args.duration)
             ),
         }));
     }
@@ -100,16 +100,6 @@ pub fn run(args: &CheckArgs) -> Result<Option<bool>, RunError> {
         Ok(()) => Ok(Some(problem)),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(None),
         Err(e) => Err(RunError::Fatal(format!("writing the answer: {e}"))),
-    }
-}
-
-/// How a duration is written back in a message: as the user would type it.
-fn show(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
     }
 }
 

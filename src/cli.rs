@@ -265,8 +265,8 @@ pub fn parse_sample(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// How a duration is written back in a message: as the user would type it.
-fn show(d: Duration) -> String {
+/// How a duration is written back to the user (messages, `top`'s header): as they would type it.
+pub fn show_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms % 1000 == 0 {
         format!("{}s", ms / 1000)
@@ -321,7 +321,7 @@ impl Args {
                 return Err(format!(
                     "--sample {} does nothing with a plain --once, which takes one reading; \
                      to sample for a while first, add --window DUR",
-                    show(sample)
+                    show_duration(sample)
                 ));
             }
             let longer_than = match (self.interval, self.window) {
@@ -333,8 +333,8 @@ impl Args {
                 return Err(format!(
                     "--sample {} is longer than {flag} {}: no sample would fall between two \
                      readings; give a shorter --sample, or --sample 0 to turn sampling off",
-                    show(sample),
-                    show(d)
+                    show_duration(sample),
+                    show_duration(d)
                 ));
             }
         }
@@ -394,6 +394,20 @@ mod tests {
         assert_eq!(parse_duration("24h"), Ok(MAX_DURATION));
         assert!(parse_duration("25h").is_err());
         assert!(parse_interval("0s").is_err());
+    }
+
+    #[test]
+    fn durations_are_shown_as_typed_and_read_back_the_same() {
+        for (d, shown) in [
+            (1500, "1500ms"),
+            (10_000, "10s"),
+            (0, "0s"),
+            (120_000, "120s"),
+        ] {
+            let d = Duration::from_millis(d);
+            assert_eq!(show_duration(d), shown);
+            assert_eq!(parse_duration(shown), Ok(d));
+        }
     }
 
     /// Runs the parser and the validation as `main` does; the error text, or None.

@@ -11,6 +11,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::model::{Key, Model, Namespace, Track, NS_RATES, NS_SYSCTLS};
+use crate::cli::show_duration;
 
 /// What the screen shows besides the model.
 #[derive(Debug, Default)]
@@ -247,7 +248,7 @@ fn header_lines(model: &Model, ui: &Ui) -> Vec<Line<'static>> {
     let mut title = format!(
         "acceptq top  {n} listener{}  refresh {}",
         if n == 1 { "" } else { "s" },
-        duration(ui.refresh)
+        show_duration(ui.refresh)
     );
     let omitted: u64 = model.namespaces.iter().map(|n| n.omitted).sum();
     if omitted > 0 {
@@ -615,15 +616,6 @@ pub fn wait(secs: Option<f64>) -> String {
         Some(s) if s < 60.0 => format!("{s:.1}s"),
         Some(s) if s < 3600.0 => format!("{:.0}m", s / 60.0),
         Some(s) => format!("{:.0}h", s / 3600.0),
-    }
-}
-
-fn duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
     }
 }
 

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::agents::{overflowing, INSTALLED};
+use crate::agents::collectd::exec_block;
+use crate::agents::overflowing;
 use crate::support::influxd::{free_port, http, urlencode, Influxd};
 use crate::support::*;
 
@@ -285,54 +286,14 @@ fn label_values(port: u16, query: &str) -> Vec<String> {
 
 fn prometheus_fires_the_drop_alert_and_answers_every_dashboard_query() {
     let test = "alerts::prometheus_fires_the_drop_alert_and_answers_every_dashboard_query";
-    if !(netns_gate(test)
-        && skip_unless(
-            have("prometheus"),
-            test,
-            "needs prometheus (Debian prometheus)",
-        )
-        && skip_unless(
-            have("prometheus-node-exporter"),
-            test,
-            "needs prometheus-node-exporter (Debian)",
-        ))
-    {
+    if !(netns_gate(test) && PromStack::gate(test)) {
         return;
     }
     let dir = TempDir::new("alerts-prom");
-    let textfiles = dir.join("textfile");
-    fs::create_dir(&textfiles).unwrap();
     let (ns, _driver, lport) = overflowing("prom-alert");
     // A second, quiet namespace: with two watched, rows carry the netns label the dashboard's
     // netns variable is filled from.
     let quiet = Netns::new("prom-quiet");
-    let _acceptq = Daemon::spawn(
-        "acceptq",
-        Command::new(acceptq())
-            .args(["--format", "prometheus", "--interval", "1s", "--output"])
-            .arg(textfiles.join("acceptq.prom"))
-            .args(["--netns", &ns.name, "--netns", &quiet.name])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(dir.file("acceptq.stderr")),
-    );
-
-    let exporter_port = free_port();
-    let exporter_addr = format!("127.0.0.1:{exporter_port}");
-    let _exporter = Daemon::spawn(
-        "node_exporter",
-        Command::new("prometheus-node-exporter")
-            .args(["--collector.disable-defaults", "--collector.textfile"])
-            .arg(format!(
-                "--collector.textfile.directory={}",
-                textfiles.display()
-            ))
-            .arg(format!("--web.listen-address={exporter_addr}"))
-            .stdin(Stdio::null())
-            .stdout(dir.file("node_exporter.log"))
-            .stderr(dir.file("node_exporter.stderr")),
-    );
-
     // The rules as shipped, but for the `for:` durations: those are minutes, for production;
     // here a few seconds, so the test waits for the alert a bounded, short time.
     let rules = conf(RULES);
@@ -346,38 +307,19 @@ fn prometheus_fires_the_drop_alert_and_answers_every_dashboard_query() {
         }
     }
     assert!(shortened.contains("for: 3s") && !shortened.contains("        for: 10m"));
-    fs::write(dir.join("rules.yml"), shortened).unwrap();
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-         rule_files:\n  - {}\n\
-         scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['{exporter_addr}']\n",
-        dir.join("rules.yml").display()
+    let mut stack = PromStack::start(
+        &dir,
+        &["--netns", &ns.name, "--netns", &quiet.name],
+        &shortened,
     );
-    fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let prom_port = free_port();
-    let mut prometheus = Daemon::spawn(
-        "prometheus",
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdin(Stdio::null())
-            .stdout(dir.file("prometheus.stdout"))
-            .stderr(dir.file("prometheus.log")),
-    );
+    let (exporter_addr, prom_port) = (stack.exporter_addr.clone(), stack.port);
     let said = |f: &str| fs::read_to_string(dir.join(f)).unwrap_or_default();
 
     let lport = lport.to_string();
     let ours =
         |labels: &Json| labels["port"] == lport.as_str() && labels["netns"] == ns.name.as_str();
     let firing = wait_for(Duration::from_secs(60), || {
-        if let Some(status) = prometheus.exited() {
+        if let Some(status) = stack.prometheus.exited() {
             panic!("prometheus exited ({status}):\n{}", said("prometheus.log"));
         }
         let (status, body) = http(prom_port, "GET", "/api/v1/alerts", b"").ok()?;
@@ -428,28 +370,18 @@ fn prometheus_fires_the_drop_alert_and_answers_every_dashboard_query() {
 
     // The variables, filled by their own queries, must offer our instance, namespace and port.
     let d = dashboard(DASHBOARDS[0].0);
-    let mut values: Vec<(&str, String)> = Vec::new();
-    for (name, query) in variables(&d) {
-        let q = substitute(&query, &values);
-        let got = label_values(prom_port, &q);
-        let want = match name.as_str() {
-            "instance" => instance.clone(),
-            "netns" => ns.name.clone(),
-            "port" => lport.clone(),
-            other => panic!("unexpected variable {other}"),
-        };
-        assert!(
-            got.contains(&want),
-            "variable {name} ({q}) offers {got:?}, not {want}"
-        );
-        let name: &'static str = match name.as_str() {
-            "instance" => "instance",
-            "netns" => "netns",
-            _ => "port",
-        };
-        // In a PromQL string the regex's backslashes are escaped again.
-        values.push((name, regex_escape(&want).replace('\\', "\\\\")));
-    }
+    let wants = [
+        ("instance", instance.as_str()),
+        ("netns", ns.name.as_str()),
+        ("port", lport.as_str()),
+    ];
+    // In a PromQL string the regex's backslashes are escaped again.
+    let mut values = fill_variables(
+        &d,
+        &wants,
+        |q| label_values(prom_port, q),
+        |want| regex_escape(want).replace('\\', "\\\\"),
+    );
     values.push(("__rate_interval", "1m".into()));
     values.push(("__range", "1m".into()));
 
@@ -475,6 +407,122 @@ fn prometheus_fires_the_drop_alert_and_answers_every_dashboard_query() {
         "alerts: prometheus: drop alert firing; {} dashboard queries answered for port {lport}",
         queries.len()
     );
+}
+
+/// acceptq writing `--format prometheus` every second (with `args`) into a textfile directory,
+/// node_exporter's textfile collector serving it, and a Prometheus scraping that every second
+/// and evaluating `rules`; all in `dir`, their logs beside it (`acceptq.stderr`,
+/// `node_exporter.stderr`, `prometheus.log`).
+pub(crate) struct PromStack {
+    // Stopped in this order: the reader before what it reads.
+    pub prometheus: Daemon,
+    pub port: u16,
+    pub exporter_addr: String,
+    _exporter: Daemon,
+    pub acceptq: Daemon,
+}
+
+impl PromStack {
+    /// Gate: prometheus and node_exporter. Returns true or ends the test as ignored.
+    #[track_caller]
+    pub fn gate(test: &str) -> bool {
+        skip_unless(
+            have("prometheus"),
+            test,
+            "needs prometheus (Debian prometheus)",
+        ) && skip_unless(
+            have("prometheus-node-exporter"),
+            test,
+            "needs prometheus-node-exporter (Debian)",
+        )
+    }
+
+    pub fn start(dir: &TempDir, args: &[&str], rules: &str) -> PromStack {
+        let textfiles = dir.join("textfile");
+        fs::create_dir(&textfiles).unwrap();
+        let acceptq = Daemon::spawn(
+            "acceptq",
+            Command::new(acceptq())
+                .args(["--format", "prometheus", "--interval", "1s", "--output"])
+                .arg(textfiles.join("acceptq.prom"))
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(dir.file("acceptq.stderr")),
+        );
+        let exporter_addr = format!("127.0.0.1:{}", free_port());
+        let exporter = Daemon::spawn(
+            "node_exporter",
+            Command::new("prometheus-node-exporter")
+                .args(["--collector.disable-defaults", "--collector.textfile"])
+                .arg(format!(
+                    "--collector.textfile.directory={}",
+                    textfiles.display()
+                ))
+                .arg(format!("--web.listen-address={exporter_addr}"))
+                .stdin(Stdio::null())
+                .stdout(dir.file("node_exporter.log"))
+                .stderr(dir.file("node_exporter.stderr")),
+        );
+        fs::write(dir.join("rules.yml"), rules).unwrap();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             rule_files:\n  - {}\n\
+             scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['{exporter_addr}']\n",
+            dir.join("rules.yml").display()
+        );
+        fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let port = free_port();
+        let prometheus = Daemon::spawn(
+            "prometheus",
+            Command::new("prometheus")
+                .arg(format!(
+                    "--config.file={}",
+                    dir.join("prometheus.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdin(Stdio::null())
+                .stdout(dir.file("prometheus.stdout"))
+                .stderr(dir.file("prometheus.log")),
+        );
+        PromStack {
+            prometheus,
+            port,
+            exporter_addr,
+            _exporter: exporter,
+            acceptq,
+        }
+    }
+}
+
+/// The dashboard's variables filled in order as Grafana fills them, each from its own query
+/// (answered by `offered`) with the values before it: each must offer what `wants` names for
+/// it, and then stands in the later queries as `escape` writes it.
+fn fill_variables(
+    d: &Json,
+    wants: &[(&'static str, &str)],
+    offered: impl Fn(&str) -> Vec<String>,
+    escape: impl Fn(&str) -> String,
+) -> Vec<(&'static str, String)> {
+    let mut values = Vec::new();
+    for (name, query) in variables(d) {
+        let q = substitute(&query, &values);
+        let got = offered(&q);
+        let &(name, want) = wants
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("unexpected variable {name}"));
+        assert!(
+            got.iter().any(|g| g == want),
+            "variable {name} ({q}) offers {got:?}, not {want}"
+        );
+        values.push((name, escape(want)));
+    }
+    values
 }
 
 /// A value as Grafana writes it into a regex matcher.
@@ -529,27 +577,12 @@ fn influxdb_answers_every_dashboard_query_for_the_overflowing_listener() {
 
     let d = dashboard(DASHBOARDS[1].0);
     let lport = lport.to_string();
-    let mut values: Vec<(&str, String)> = Vec::new();
-    for (name, query) in variables(&d) {
-        let q = substitute(&query, &values);
-        let got = influxd.column(&q, "value");
-        let want = match name.as_str() {
-            "host" => "aqtest".to_string(),
-            "netns" => ns.name.clone(),
-            "port" => lport.clone(),
-            other => panic!("unexpected variable {other}"),
-        };
-        assert!(
-            got.contains(&want),
-            "variable {name} ({q}) offers {got:?}, not {want}"
-        );
-        let name: &'static str = match name.as_str() {
-            "host" => "host",
-            "netns" => "netns",
-            _ => "port",
-        };
-        values.push((name, regex_escape(&want)));
-    }
+    let wants = [
+        ("host", "aqtest"),
+        ("netns", ns.name.as_str()),
+        ("port", lport.as_str()),
+    ];
+    let mut values = fill_variables(&d, &wants, |q| influxd.column(q, "value"), regex_escape);
     values.push(("timeFilter", "time > now() - 1h".into()));
     values.push(("__interval", "1s".into()));
 
@@ -577,48 +610,16 @@ fn influxdb_answers_every_dashboard_query_for_the_overflowing_listener() {
 
 fn collectd_notifies_the_overflow_and_acceptqs_own_warning_as_a_warning() {
     let test = "alerts::collectd_notifies_the_overflow_and_acceptqs_own_warning_as_a_warning";
-    let types_db = "/usr/share/collectd/types.db";
-    if !(netns_gate(test)
-        && skip_unless(
-            have("collectd"),
-            test,
-            "needs collectd (Debian collectd-core)",
-        )
-        && skip_unless(
-            Path::new(types_db).is_file(),
-            test,
-            "needs collectd's types.db",
-        ))
-    {
+    if !(netns_gate(test) && collectd_gate(test)) {
         return;
     }
     let dir = TempDir::new("alerts-collectd");
-    // collectd runs acceptq as nobody, who must be able to reach the binary.
-    let bin = binary_for_nobody(&dir);
-    let exec = conf("collectd.conf").replace(INSTALLED, bin.to_str().unwrap());
-    let threshold = conf("collectd-threshold.conf");
-    let d = dir.0.display();
-    let config = format!(
-        "Hostname \"aqtest\"\nFQDNLookup false\nBaseDir \"{d}\"\nPIDFile \"{d}/collectd.pid\"\n\
-         PluginDir \"/usr/lib/collectd\"\nTypesDB \"{types_db}\"\nInterval 1\n\n\
-         LoadPlugin logfile\n<Plugin logfile>\n  LogLevel info\n  File \"{d}/collectd.log\"\n\
-         \x20 Timestamp true\n</Plugin>\n\n{threshold}\n{exec}"
-    );
-    fs::write(dir.join("collectd.conf"), &config).unwrap();
+    let plugins = format!("{}\n{}", conf("collectd-threshold.conf"), exec_block(&dir));
 
     // The listener's owner is root: acceptq, as nobody, cannot name it and warns once.
     let (ns, mut driver, id, port) = queued_listener("cd-notify", 2, 10, true);
-    let mut collectd = Daemon::spawn(
-        "collectd",
-        ns.cmd(
-            "collectd",
-            &["-f", "-C", dir.join("collectd.conf").to_str().unwrap()],
-        )
-        .stdin(Stdio::null())
-        .stdout(dir.file("collectd.stdout"))
-        .stderr(dir.file("collectd.stderr")),
-    );
-    let log = || fs::read_to_string(dir.join("collectd.log")).unwrap_or_default();
+    let mut collectd = start_collectd(&dir, Some(&ns), "aqtest", &plugins);
+    let log = || collectd_log(&dir);
     let drops = format!(
         "Notification: severity = WARNING, host = aqtest, plugin = acceptq, \
          plugin_instance = 127.0.0.1-{port}, type = derive, type_instance = drops, message = "
@@ -650,23 +651,7 @@ fn collectd_notifies_the_overflow_and_acceptqs_own_warning_as_a_warning() {
         note!("alerts: collectd logged: {line}");
     }
     // The warning is a notification, never an error line of the exec plugin.
-    let errors: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("exec_read_one: error = "))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "acceptq wrote to stderr under collectd: {errors:#?}"
-    );
-    let stdout = fs::read_to_string(dir.join("collectd.stdout")).unwrap_or_default();
-    // handle_putnotif answers each notification on collectd's stdout; anything else is a
-    // rejected line.
-    for line in stdout.lines() {
-        assert_eq!(
-            line, "0 Success",
-            "collectd rejected a line of acceptq's:\n{stdout}"
-        );
-    }
+    assert_collectd_took_every_line(&dir, &log);
     assert_eq!(
         log.matches(warning).count(),
         1,

@@ -4,13 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::agents::INSTALLED;
-use crate::alerts::{dashboard, panel_queries, substitute, variables, DASHBOARDS};
-use crate::support::influxd::{free_port, http, Influxd};
+use crate::agents::collectd::exec_block;
+use crate::alerts::{dashboard, panel_queries, substitute, variables, PromStack, DASHBOARDS};
+use crate::support::influxd::{http, Influxd};
 use crate::support::*;
 
 tests![
@@ -337,47 +336,15 @@ fn collectd_format_to_a_file_says_warnings_on_stderr_not_in_the_file() {
 /// log the message as acceptq meant it: valid UTF-8, within 255 bytes, ending in `...`.
 fn collectd_logs_a_warning_with_quotes_backslashes_and_a_cut_multibyte_tail_whole() {
     let test = "alerts_attack::collectd_logs_a_warning_with_quotes_backslashes_and_a_cut_multibyte_tail_whole";
-    let types_db = "/usr/share/collectd/types.db";
-    if !(netns_gate(test)
-        && skip_unless(
-            have("collectd"),
-            test,
-            "needs collectd (Debian collectd-core)",
-        )
-        && skip_unless(
-            Path::new(types_db).is_file(),
-            test,
-            "needs collectd's types.db",
-        ))
-    {
+    if !(netns_gate(test) && collectd_gate(test)) {
         return;
     }
     let dir = TempDir::new("alerts-attack-collectd-notif");
-    let bin = binary_for_nobody(&dir);
-    let exec = conf("collectd.conf").replace(INSTALLED, bin.to_str().unwrap());
     // In the message the two-byte characters start at an odd byte and run past the cut at 252:
     // acceptq must cut before the character that straddles it.
     let host = format!("web \"\u{fc}\"\\{}", "\u{e9}".repeat(120));
-    // collectd's config strings take `\"` and `\\` as escapes.
-    let quoted = host.replace('\\', "\\\\").replace('"', "\\\"");
-    let d = dir.0.display();
-    let config = format!(
-        "Hostname \"{quoted}\"\nFQDNLookup false\nBaseDir \"{d}\"\nPIDFile \"{d}/collectd.pid\"\n\
-         PluginDir \"/usr/lib/collectd\"\nTypesDB \"{types_db}\"\nInterval 1\n\n\
-         LoadPlugin logfile\n<Plugin logfile>\n  LogLevel info\n  File \"{d}/collectd.log\"\n</Plugin>\n\n{exec}"
-    );
-    fs::write(dir.join("collectd.conf"), &config).unwrap();
     let ns = Netns::new("cd-quotes");
-    let mut collectd = Daemon::spawn(
-        "collectd",
-        ns.cmd(
-            "collectd",
-            &["-f", "-C", dir.join("collectd.conf").to_str().unwrap()],
-        )
-        .stdin(Stdio::null())
-        .stdout(dir.file("collectd.stdout"))
-        .stderr(dir.file("collectd.stderr")),
-    );
+    let mut collectd = start_collectd(&dir, Some(&ns), &host, &exec_block(&dir));
     let log = || fs::read(dir.join("collectd.log")).unwrap_or_default();
     let marker = "plugin = acceptq, message = COLLECTD_HOSTNAME ";
     let seen = wait_for(Duration::from_secs(20), || {
@@ -416,21 +383,7 @@ fn collectd_logs_a_warning_with_quotes_backslashes_and_a_cut_multibyte_tail_whol
         "collectd logged {message:?}, acceptq said {want_start:?}..."
     );
     assert_eq!(kept.len(), 251, "cut on the character before byte 252");
-    let errors: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("exec_read_one: error = "))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "acceptq wrote to stderr under collectd: {errors:#?}"
-    );
-    let stdout = fs::read_to_string(dir.join("collectd.stdout")).unwrap_or_default();
-    for l in stdout.lines() {
-        assert_eq!(
-            l, "0 Success",
-            "collectd rejected a line of acceptq's:\n{stdout}"
-        );
-    }
+    assert_collectd_took_every_line(&dir, &text);
 }
 
 /// The stale-textfile alert against a real node_exporter (which names the file by its full
@@ -439,43 +392,10 @@ fn collectd_logs_a_warning_with_quotes_backslashes_and_a_cut_multibyte_tail_whol
 fn prometheus_says_the_textfile_is_stale_once_acceptq_stops_and_not_before() {
     let test =
         "alerts_attack::prometheus_says_the_textfile_is_stale_once_acceptq_stops_and_not_before";
-    if !(skip_unless(
-        have("prometheus"),
-        test,
-        "needs prometheus (Debian prometheus)",
-    ) && skip_unless(
-        have("prometheus-node-exporter"),
-        test,
-        "needs prometheus-node-exporter (Debian)",
-    )) {
+    if !PromStack::gate(test) {
         return;
     }
     let dir = TempDir::new("alerts-attack-stale");
-    let textfiles = dir.join("textfile");
-    fs::create_dir(&textfiles).unwrap();
-    let mut acceptq = Daemon::spawn(
-        "acceptq",
-        Command::new(acceptq())
-            .args(["--format", "prometheus", "--interval", "1s", "--output"])
-            .arg(textfiles.join("acceptq.prom"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(dir.file("acceptq.stderr")),
-    );
-    let exporter_addr = format!("127.0.0.1:{}", free_port());
-    let _exporter = Daemon::spawn(
-        "node_exporter",
-        Command::new("prometheus-node-exporter")
-            .args(["--collector.disable-defaults", "--collector.textfile"])
-            .arg(format!(
-                "--collector.textfile.directory={}",
-                textfiles.display()
-            ))
-            .arg(format!("--web.listen-address={exporter_addr}"))
-            .stdin(Stdio::null())
-            .stdout(dir.file("node_exporter.log"))
-            .stderr(dir.file("node_exporter.stderr")),
-    );
     let rules = conf("prometheus/acceptq.rules.yml");
     let stale = rules
         .split("- alert: ")
@@ -487,41 +407,12 @@ fn prometheus_says_the_textfile_is_stale_once_acceptq_stops_and_not_before() {
         .unwrap();
     let short = expr.replace("> 300", "> 4");
     assert_ne!(short, expr, "the threshold is 300 s: {expr}");
-    fs::write(
-        dir.join("rules.yml"),
-        format!(
-            "groups:\n  - name: stale\n    rules:\n      - alert: AcceptqMetricsStale\n        expr: '{}'\n        for: 1s\n",
-            short.replace('\'', "''")
-        ),
-    )
-    .unwrap();
-    fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n  - {}\n\
-             scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['{exporter_addr}']\n",
-            dir.join("rules.yml").display()
-        ),
-    )
-    .unwrap();
-    let prom_port = free_port();
-    let mut prometheus = Daemon::spawn(
-        "prometheus",
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdin(Stdio::null())
-            .stdout(dir.file("prometheus.stdout"))
-            .stderr(dir.file("prometheus.log")),
+    let rules = format!(
+        "groups:\n  - name: stale\n    rules:\n      - alert: AcceptqMetricsStale\n        expr: '{}'\n        for: 1s\n",
+        short.replace('\'', "''")
     );
+    let mut stack = PromStack::start(&dir, &[], &rules);
+    let prom_port = stack.port;
     let said = |f: &str| fs::read_to_string(dir.join(f)).unwrap_or_default();
     let get = |target: &str| -> Option<Json> {
         let (status, body) = http(prom_port, "GET", target, b"").ok()?;
@@ -529,7 +420,7 @@ fn prometheus_says_the_textfile_is_stale_once_acceptq_stops_and_not_before() {
     };
     // The rule's series is there (the file matched by name), and young.
     let ages = wait_for(Duration::from_secs(30), || {
-        if let Some(status) = prometheus.exited() {
+        if let Some(status) = stack.prometheus.exited() {
             panic!("prometheus exited ({status}):\n{}", said("prometheus.log"));
         }
         let v = get(&format!(
@@ -561,7 +452,7 @@ fn prometheus_says_the_textfile_is_stale_once_acceptq_stops_and_not_before() {
         let v = get("/api/v1/alerts").expect("alerts");
         assert!(!firing(&v), "stale while acceptq rewrites its file: {v}");
     }
-    assert!(acceptq.stop(), "acceptq did not stop on SIGTERM");
+    assert!(stack.acceptq.stop(), "acceptq did not stop on SIGTERM");
     let fired = wait_for(Duration::from_secs(30), || {
         let v = get("/api/v1/alerts")?;
         v["data"]["alerts"].as_array()?.iter().find_map(|a| {

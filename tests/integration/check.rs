@@ -1,8 +1,7 @@
 //! `acceptq check`: the verdict a person at the terminal gets, and its exit status, against
 //! queues the kernel really filled in a namespace.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value as Json;
@@ -22,15 +21,15 @@ tests![
 ];
 
 /// What a finished `acceptq check` said.
-struct Answer {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Answer {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Answer {
     /// The one line of stdout containing `what`.
-    fn line(&self, what: &str) -> &str {
+    pub fn line(&self, what: &str) -> &str {
         let found: Vec<&str> = self.stdout.lines().filter(|l| l.contains(what)).collect();
         assert_eq!(
             found.len(),
@@ -44,37 +43,33 @@ impl Answer {
 
 /// Runs `acceptq check args` in `ns`, calling `during` once it has started (to keep traffic
 /// coming inside the window); bounded, never hangs.
-fn check(ns: &Netns, args: &[&str], during: impl FnOnce()) -> Answer {
+pub(crate) fn check(ns: &Netns, args: &[&str], during: impl FnOnce()) -> Answer {
+    check_after(ns, args, Duration::from_millis(300), during)
+}
+
+/// Runs `acceptq check args` in `ns`, calling `during` once it has run for `after`.
+pub(crate) fn check_after(
+    ns: &Netns,
+    args: &[&str],
+    after: Duration,
+    during: impl FnOnce(),
+) -> Answer {
     let mut all = vec!["check"];
     all.extend_from_slice(args);
-    let mut child = ns
-        .cmd(acceptq(), &all)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start acceptq check");
-    std::thread::sleep(Duration::from_millis(300));
+    let child = Piped::spawn(&mut ns.cmd(acceptq(), &all));
+    std::thread::sleep(after);
     during();
-    let status = wait_or_kill(&mut child, STEP).expect("acceptq check ends by itself");
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    note!("acceptq check {args:?}: {status}\n{stdout}{stderr}");
+    let out = child.wait(STEP).expect("acceptq check ends by itself");
+    note!(
+        "acceptq check {args:?}: {}\n{}{}",
+        out.status,
+        out.stdout,
+        out.stderr
+    );
     Answer {
-        code: status.code(),
-        stdout,
-        stderr,
+        code: out.status.code(),
+        stdout: out.stdout,
+        stderr: out.stderr,
     }
 }
 
@@ -111,23 +106,11 @@ fn healthy_listener_exits_0_and_says_what_was_checked() {
     );
 
     // Nobody reads the answer: no panic, status 0.
-    let mut child = ns
-        .cmd(acceptq(), &["check", "--duration", "1s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let status = wait_or_kill(&mut child, STEP).expect("ends");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    let out = Piped::spawn_stdout_closed(&mut ns.cmd(acceptq(), &["check", "--duration", "1s"]))
+        .wait(STEP)
+        .expect("ends");
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
 
 /// A `listen(2)` socket that never accepts, with clients arriving during the window, in a
@@ -375,31 +358,19 @@ fn ctrl_c_answers_early_for_the_time_watched() {
         return;
     }
     let (ns, _d, _, port) = queued_listener("chk-int", 2, 3, false);
-    let mut child = ns
-        .cmd(acceptq(), &["check", "--duration", "30s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start acceptq check");
+    let child = Piped::spawn(&mut ns.cmd(acceptq(), &["check", "--duration", "30s"]));
     std::thread::sleep(Duration::from_millis(2500));
     // `ip netns exec` execs acceptq in its own place: the child is acceptq.
     // SAFETY: kill with a pid we own and a valid signal number.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let status = wait_or_kill(&mut child, Duration::from_secs(5)).expect("answers at once");
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    assert_eq!(
+        unsafe { libc::kill(child.child.id() as i32, libc::SIGINT) },
+        0
+    );
+    let Finished {
+        status,
+        stdout,
+        stderr,
+    } = child.wait(Duration::from_secs(5)).expect("answers at once");
     note!("after SIGINT: {status}\n{stdout}{stderr}");
     assert_eq!(status.code(), Some(1), "{stdout}{stderr}");
     let line = stdout

@@ -2,10 +2,10 @@
 //! newline, thousands of listeners, filters that match nothing, an SO_REUSEPORT socket that
 //! closes in the middle of the window.
 
-use std::io::{Read, Write};
-use std::process::{Child, ChildStdin, Stdio};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
+use crate::check::{check, check_after};
 use crate::support::*;
 
 tests![
@@ -84,95 +84,35 @@ elif mode == "reuseport":
 sys.stdin.read()
 "#;
 
-struct Holder {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    out: Lines,
-}
+/// HOLDER in a namespace; on drop its stdin closes and it has 5 s to end by itself (a
+/// reuseport holder reaps its forked child then), before it is killed.
+struct Holder(Helper);
 
 impl Holder {
-    /// Starts HOLDER in `ns` and returns its first answer's words after "ok".
+    /// Starts HOLDER in `ns` and returns its first answer's words after "ok" (3000 listeners
+    /// take a while on a loaded machine: up to a STEP).
     fn start(ns: &Netns, args: &[&str]) -> (Holder, Vec<String>) {
         let mut all = vec!["-c", HOLDER];
         all.extend_from_slice(args);
-        let mut child = ns
-            .cmd("python3", &all)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start python3");
-        let stdin = child.stdin.take();
-        let out = Lines::new(child.stdout.take().unwrap());
-        let mut h = Holder { child, stdin, out };
-        let words = h.answer();
+        let mut h = Holder(Helper::spawn(ns.cmd("python3", &all)));
+        let words = h.0.expect("ok");
         (h, words)
     }
 
-    fn answer(&mut self) -> Vec<String> {
-        // 3000 listeners take a while on a loaded machine.
-        let line = self
-            .out
-            .expect(Duration::from_secs(30), "the holder's answer");
-        let words: Vec<String> = line.split_whitespace().map(String::from).collect();
-        assert_eq!(words.first().map(String::as_str), Some("ok"), "{line:?}");
-        words[1..].to_vec()
-    }
-
     fn send(&mut self, line: &str) -> Vec<String> {
-        let stdin = self.stdin.as_mut().unwrap();
+        let stdin = self.0.stdin.as_mut().unwrap();
         writeln!(stdin, "{line}").unwrap();
         stdin.flush().unwrap();
-        self.answer()
+        self.0.expect("ok")
     }
 }
 
 impl Drop for Holder {
     fn drop(&mut self) {
-        self.stdin.take();
-        if wait_or_kill(&mut self.child, Duration::from_secs(5)).is_none() {
+        self.0.stdin.take();
+        if wait_or_kill(&mut self.0.child, Duration::from_secs(5)).is_none() {
             note!("check_attack: the holder did not end on EOF");
         }
-    }
-}
-
-struct Answer {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `acceptq check args` in `ns`, calling `during` once it has run for `after`.
-fn check(ns: &Netns, args: &[&str], after: Duration, during: impl FnOnce()) -> Answer {
-    let mut all = vec!["check"];
-    all.extend_from_slice(args);
-    let mut child = ns
-        .cmd(acceptq(), &all)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start acceptq check");
-    std::thread::sleep(after);
-    during();
-    let status = wait_or_kill(&mut child, STEP).expect("acceptq check ends by itself");
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    note!("acceptq check {args:?}: {status}\n{stdout}{stderr}");
-    Answer {
-        code: status.code(),
-        stdout,
-        stderr,
     }
 }
 
@@ -191,7 +131,7 @@ fn a_process_name_holding_a_newline_cannot_forge_a_verdict_line() {
         .collect();
     let (_h, words) = Holder::start(&ns, &["named", &hex]);
     let (port, pid) = (&words[0], &words[1]);
-    let a = check(&ns, &["--duration", "1s"], Duration::ZERO, || {});
+    let a = check(&ns, &["--duration", "1s"], || {});
     assert_eq!(a.code, Some(1), "{}{}", a.stdout, a.stderr);
     for line in a.stdout.lines() {
         assert!(
@@ -199,25 +139,14 @@ fn a_process_name_holding_a_newline_cannot_forge_a_verdict_line() {
             "a line the process name started: {line:?}"
         );
     }
-    let full: Vec<&str> = a
-        .stdout
-        .lines()
-        .filter(|l| l.contains("accept queue full"))
-        .collect();
-    assert_eq!(full.len(), 1, "{}", a.stdout);
+    let full = a.line("accept queue full");
     assert!(
-        full[0].starts_with(&format!(
+        full.starts_with(&format!(
             "127.0.0.1:{port} (a\\x0aNo overflow, pid {pid}): accept queue full"
         )),
-        "{}",
-        full[0]
+        "{full}"
     );
-    let a = check(
-        &ns,
-        &["--duration", "1s", "--format", "json"],
-        Duration::ZERO,
-        || {},
-    );
+    let a = check(&ns, &["--duration", "1s", "--format", "json"], || {});
     let doc: serde_json::Value = serde_json::from_str(&a.stdout).expect("valid JSON");
     let v = doc["verdicts"]
         .as_array()
@@ -240,7 +169,7 @@ fn thousands_of_listeners_are_all_checked_and_none_is_called_closed() {
     let ns = Netns::new("atk-many");
     let (_h, _) = Holder::start(&ns, &["many", "3000"]);
     let start = Instant::now();
-    let a = check(&ns, &["--duration", "2s"], Duration::ZERO, || {});
+    let a = check(&ns, &["--duration", "2s"], || {});
     let took = start.elapsed();
     note!("3000 listeners, --duration 2s: answered in {took:?}");
     assert_eq!(a.code, Some(0), "{}{}", a.stdout, a.stderr);
@@ -263,12 +192,7 @@ fn a_filter_matching_nothing_warns_in_the_words_of_check() {
     let ns = Netns::new("atk-nomatch");
     let mut d = ns.driver();
     d.listen("127.0.0.1", 0, 16, false);
-    let a = check(
-        &ns,
-        &["--duration", "1s", "--port", "1"],
-        Duration::ZERO,
-        || {},
-    );
+    let a = check(&ns, &["--duration", "1s", "--port", "1"], || {});
     assert_eq!(a.code, Some(0), "{}{}", a.stdout, a.stderr);
     assert!(
         a.stderr.contains(
@@ -301,7 +225,7 @@ fn a_reuseport_socket_closing_mid_window_keeps_its_own_verdict() {
     let (port, stuck, roomy) = (&words[0], &words[1], &words[2]);
     let port: u16 = port.parse().unwrap();
     settle(&ns, port, true);
-    let a = check(
+    let a = check_after(
         &ns,
         &["--duration", "3s"],
         Duration::from_millis(1300),
@@ -310,18 +234,12 @@ fn a_reuseport_socket_closing_mid_window_keeps_its_own_verdict() {
         },
     );
     assert_eq!(a.code, Some(1), "{}{}", a.stdout, a.stderr);
-    let full: Vec<&str> = a
-        .stdout
-        .lines()
-        .filter(|l| l.contains("accept queue full"))
-        .collect();
-    assert_eq!(full.len(), 1, "{}", a.stdout);
+    let full = a.line("accept queue full");
     assert!(
-        full[0].contains(&format!("stuck, pid {stuck}, closed during the check)")),
-        "{}",
-        full[0]
+        full.contains(&format!("stuck, pid {stuck}, closed during the check)")),
+        "{full}"
     );
-    assert!(full[0].contains(", peak 2 of 1 "), "{}", full[0]);
+    assert!(full.contains(", peak 2 of 1 "), "{full}");
     for line in a.stdout.lines() {
         assert!(
             !line.contains("accept queue full") || !line.contains(&format!("pid {roomy}")),
@@ -347,7 +265,7 @@ fn somaxconn_raised_after_listen_is_named_as_a_possible_cap() {
     ns.sysctl("net.core.somaxconn", "4096");
     d.connect(id, 12);
     settle(&ns, port, true);
-    let a = check(&ns, &["--duration", "1s"], Duration::ZERO, || {});
+    let a = check(&ns, &["--duration", "1s"], || {});
     assert_eq!(a.code, Some(1), "{}{}", a.stdout, a.stderr);
     let line = a
         .stdout
@@ -375,7 +293,7 @@ fn a_deferred_accept_server_serving_well_is_not_an_overflow() {
     let ns = Netns::new("atk-defer");
     let (mut h, words) = Holder::start(&ns, &["deferred"]);
     let port: u16 = words[0].parse().unwrap();
-    let a = check(
+    let a = check_after(
         &ns,
         &["--duration", "2s"],
         Duration::from_millis(200),

@@ -415,11 +415,7 @@ fn a_namespace_given_by_path_keeps_its_path_and_never_meets_a_name() {
 fn collectd_stores_listeners_apart_whose_instances_a_cut_would_merge() {
     let test = "output_identity::collectd_stores_listeners_apart_whose_instances_a_cut_would_merge";
     if !(netns_gate(test)
-        && skip_unless(
-            have("collectd"),
-            test,
-            "needs collectd (Debian collectd-core)",
-        )
+        && collectd_gate(test)
         && skip_unless(
             Path::new("/usr/lib/collectd/unixsock.so").is_file(),
             test,
@@ -441,26 +437,12 @@ fn collectd_stores_listeners_apart_whose_instances_a_cut_would_merge() {
     let dir = TempDir::new("identity-collectd");
     let d = dir.0.display();
     let sock = dir.0.join("collectd.sock");
-    fs::write(
-        dir.0.join("collectd.conf"),
-        format!(
-            "Hostname \"aqtest\"\nFQDNLookup false\nBaseDir \"{d}\"\nPIDFile \"{d}/collectd.pid\"\n\
-             PluginDir \"/usr/lib/collectd\"\nTypesDB \"/usr/share/collectd/types.db\"\nInterval 1\n\
-             LoadPlugin logfile\n<Plugin logfile>\n  LogLevel info\n  File \"{d}/collectd.log\"\n</Plugin>\n\
-             LoadPlugin unixsock\n<Plugin unixsock>\n  SocketFile \"{}\"\n</Plugin>\n\
-             LoadPlugin csv\n<Plugin csv>\n  DataDir \"{d}/csv\"\n  StoreRates false\n</Plugin>\n",
-            sock.display()
-        ),
-    )
-    .unwrap();
-    let _collectd = Daemon::spawn(
-        "collectd",
-        Command::new("collectd")
-            .args(["-f", "-C", dir.0.join("collectd.conf").to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
+    let plugins = format!(
+        "LoadPlugin unixsock\n<Plugin unixsock>\n  SocketFile \"{}\"\n</Plugin>\n\
+         LoadPlugin csv\n<Plugin csv>\n  DataDir \"{d}/csv\"\n  StoreRates false\n</Plugin>\n",
+        sock.display()
     );
+    let _collectd = start_collectd(&dir, None, "aqtest", &plugins);
     let mut conn = wait_for(Duration::from_secs(20), || UnixStream::connect(&sock).ok())
         .expect("collectd's unixsock never appeared");
     conn.set_read_timeout(Some(Duration::from_secs(10)))

@@ -232,39 +232,24 @@ fn window_exits_within_1s_of_stdout_closing() {
 // stdin: a line is a line, whatever its bytes and length.
 
 fn non_utf8_stdin_lines_each_get_a_report() {
-    let child = Command::new(acceptq())
-        .args(["--signal", "stdin", "--no-process", "--port", "1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Piped::spawn(
+        Command::new(acceptq())
+            .args(["--signal", "stdin", "--no-process", "--port", "1"])
+            .stdin(Stdio::piped()),
+    );
     // Three lines (the last without its newline) in bytes no UTF-8 reader accepts.
-    let mut child = Reaped(child);
     child
-        .0
+        .child
         .stdin
         .take()
         .unwrap()
         .write_all(b"\n\xff\xfe\n\xc3\x28")
         .unwrap();
-    let status = wait_or_kill(&mut child.0, STEP).expect("exits on EOF");
-    let mut stdout = String::new();
-    child
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    let mut stderr = String::new();
-    child
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let Finished {
+        status,
+        stdout,
+        stderr,
+    } = child.wait(STEP).expect("exits on EOF");
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("E! "), "{stderr}");
     assert_eq!(

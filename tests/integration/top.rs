@@ -2,6 +2,7 @@
 //! send-keys, in a namespace holding a listener whose queue overflows.
 
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -20,13 +21,15 @@ pub(crate) struct Tmux {
 impl Tmux {
     /// A detached session of `width` x 30 running `command` under `sh -c`.
     pub(crate) fn start(tag: &str, width: u16, command: &str) -> Tmux {
-        // A server of its own for each start: `kill-server` returns before the old server is
-        // gone, and a new session on its socket would meet it dying ("server exited
-        // unexpectedly").
-        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A server of its own per session: one killed just before, still shutting down on the
+        // same socket, would take the new session down with it.
+        static SERVERS: AtomicUsize = AtomicUsize::new(0);
         let tmux = Tmux {
-            socket: format!("aq-{tag}-{}-{n}", std::process::id()),
+            socket: format!(
+                "aq-{tag}-{}-{}",
+                std::process::id(),
+                SERVERS.fetch_add(1, Ordering::Relaxed)
+            ),
         };
         run_ok(&mut tmux.cmd(&[
             "new-session",
@@ -101,6 +104,32 @@ fn wrapped(ns: &Netns, dir: &TempDir, env: &str, flags: &str) -> String {
         dir.join("rc").display(),
         dir.join("stty").display()
     )
+}
+
+/// The status line `wrapped` writes once acceptq has ended (`rc=N`), within 5 s.
+fn exit_line(dir: &TempDir) -> Option<String> {
+    wait_for(Duration::from_secs(5), || {
+        std::fs::read_to_string(dir.join("rc"))
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+    })
+}
+
+/// After acceptq ended (by `how`), the terminal `wrapped` saw is cooked again and the pane has
+/// left the alternate screen.
+fn assert_terminal_back(tmux: &Tmux, dir: &TempDir, how: &str) {
+    let stty = wait_for(Duration::from_secs(5), || {
+        std::fs::read_to_string(dir.join("stty"))
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+    .unwrap_or_else(|| panic!("{how}: no stty -a within 5 s"));
+    assert_cooked(&stty);
+    assert_eq!(
+        tmux.show("#{alternate_on}"),
+        "0",
+        "{how}: the alternate screen is left"
+    );
 }
 
 /// The row of `endpoint` and its cell under `title` (cells are right-aligned under their
@@ -208,24 +237,12 @@ fn top_shows_the_overflowing_listener_at_120_and_80_columns_takes_keys_and_q_res
     tmux.answer("Escape", &format!("{endpoint} "));
 
     tmux.keys("q");
-    let rc = wait_for(Duration::from_secs(5), || {
-        std::fs::read_to_string(dir.join("rc"))
-            .ok()
-            .filter(|s| s.ends_with('\n'))
-    });
-    assert_eq!(rc.as_deref(), Some("rc=0\n"), "q quits with status 0");
-    let stty = wait_for(Duration::from_secs(5), || {
-        std::fs::read_to_string(dir.join("stty"))
-            .ok()
-            .filter(|s| !s.is_empty())
-    })
-    .unwrap();
-    assert_cooked(&stty);
     assert_eq!(
-        tmux.show("#{alternate_on}"),
-        "0",
-        "the alternate screen is left"
+        exit_line(&dir).as_deref(),
+        Some("rc=0\n"),
+        "q quits with status 0"
     );
+    assert_terminal_back(&tmux, &dir, "q");
     assert!(
         !tmux.screen().contains("LISTENER"),
         "the shell's screen is back"
@@ -258,7 +275,7 @@ pub(crate) fn assert_cooked(stty: &str) {
 
 /// The pid of the process named `comm` under `pid` (tmux's shell runs `ip netns exec`, which
 /// becomes acceptq).
-fn descendant(pid: u32, comm: &str) -> Option<u32> {
+pub(crate) fn descendant(pid: u32, comm: &str) -> Option<u32> {
     let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
     children
         .split_whitespace()
@@ -307,25 +324,13 @@ fn top_answers_keys_at_once_without_colour_under_no_color_and_restores_on_sigter
             }
             _ => tmux.keys("C-c"),
         }
-        let rc = wait_for(Duration::from_secs(5), || {
-            std::fs::read_to_string(dir.join("rc"))
-                .ok()
-                .filter(|s| s.ends_with('\n'))
-        });
-        assert_eq!(rc.as_deref(), Some("rc=0\n"), "{how}: status 0");
-        note!("{how}: gone after {:?}", start.elapsed());
-        let stty = wait_for(Duration::from_secs(5), || {
-            std::fs::read_to_string(dir.join("stty"))
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap();
-        assert_cooked(&stty);
         assert_eq!(
-            tmux.show("#{alternate_on}"),
-            "0",
-            "{how}: alternate screen left"
+            exit_line(&dir).as_deref(),
+            Some("rc=0\n"),
+            "{how}: status 0"
         );
+        note!("{how}: gone after {:?}", start.elapsed());
+        assert_terminal_back(&tmux, &dir, how);
     }
 }
 

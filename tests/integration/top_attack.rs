@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use crate::top::{assert_cooked, Tmux};
+use crate::top::{assert_cooked, descendant, Tmux};
 
 tests![
     top_ends_at_once_without_spinning_when_its_terminal_closes_with_sighup_ignored,
@@ -113,6 +113,19 @@ fn top_in_a_shell(tag: &str, ns: &Netns, port: u16) -> Tmux {
     tmux
 }
 
+/// The pane's terminal modes, as `stty -a` prints them.
+fn pane_modes(tmux: &Tmux) -> String {
+    output_ok(Command::new("stty").args(["-a", "-F", &tmux.show("#{pane_tty}")]))
+}
+
+/// Whether the shell in the pane said, within 5 s, that its job stopped.
+fn shell_says_stopped(tmux: &Tmux) -> bool {
+    wait_for(Duration::from_secs(5), || {
+        tmux.screen().contains("Stopped").then_some(())
+    })
+    .is_some()
+}
+
 fn ctrl_z_gives_the_shell_its_terminal_back_and_fg_takes_it_again() {
     let test = "top_attack::ctrl_z_gives_the_shell_its_terminal_back_and_fg_takes_it_again";
     if !netns_gate(test) || !skip_unless(have("tmux") && have("bash"), test, "needs tmux and bash")
@@ -121,8 +134,7 @@ fn ctrl_z_gives_the_shell_its_terminal_back_and_fg_takes_it_again() {
     }
     let (ns, _d, port) = one_listener("topz");
     let tmux = top_in_a_shell("topz", &ns, port);
-    let tty = tmux.show("#{pane_tty}");
-    let stty = || output_ok(Command::new("stty").args(["-a", "-F", &tty]));
+    let stty = || pane_modes(&tmux);
     let alternate = |want: &str| {
         wait_for(Duration::from_secs(5), || {
             (tmux.show("#{alternate_on}") == want).then_some(())
@@ -136,11 +148,8 @@ fn ctrl_z_gives_the_shell_its_terminal_back_and_fg_takes_it_again() {
         "Ctrl-Z leaves the alternate screen:\n{}",
         tmux.screen()
     );
-    let stopped = wait_for(Duration::from_secs(5), || {
-        tmux.screen().contains("Stopped").then_some(())
-    });
     assert!(
-        stopped.is_some(),
+        shell_says_stopped(&tmux),
         "the shell says it stopped:\n{}",
         tmux.screen()
     );
@@ -215,28 +224,17 @@ fn after_sigstop_and_fg_top_takes_raw_mode_back_from_the_shell() {
     let (ns, _d, port) = one_listener("topcont");
     let tmux = top_in_a_shell("topcont", &ns, port);
     let shell: u32 = tmux.show("#{pane_pid}").parse().unwrap();
-    let pid = wait_for(Duration::from_secs(5), || {
-        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
-            .unwrap_or_default();
-        children.split_whitespace().find_map(|c| {
-            let comm = std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
-            (comm.trim() == "acceptq").then(|| c.parse::<i32>().unwrap())
-        })
-    })
-    .expect("acceptq under the shell");
+    let pid = wait_for(Duration::from_secs(5), || descendant(shell, "acceptq"))
+        .expect("acceptq under the shell");
     // SIGSTOP cannot be caught: top gets no chance to give the terminal back, and the shell,
     // seeing its job stopped, sets the terminal to its own (cooked) modes.
     // SAFETY: kill has no memory preconditions; the pid is our acceptq.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
-    let stopped = wait_for(Duration::from_secs(5), || {
-        tmux.screen().contains("Stopped").then_some(())
-    });
-    assert!(stopped.is_some(), "{}", tmux.screen());
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) }, 0);
+    assert!(shell_says_stopped(&tmux), "{}", tmux.screen());
     tmux.keys("fg");
     tmux.keys("Enter");
-    let tty = tmux.show("#{pane_tty}");
     let raw = wait_for(Duration::from_secs(5), || {
-        output_ok(Command::new("stty").args(["-a", "-F", &tty]))
+        pane_modes(&tmux)
             .split_whitespace()
             .any(|w| w == "-icanon")
             .then_some(())

@@ -3,15 +3,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use super::{overflowing, INSTALLED};
 use crate::support::*;
 
 tests![exec_plugin_writes_accept_queue_values_as_nobody];
-
-const TYPES_DB: &str = "/usr/share/collectd/types.db";
 
 /// The values collectd's csv plugin wrote for one identifier, across its dated files.
 fn csv_values(dir: &Path, prefix: &str) -> Vec<f64> {
@@ -62,76 +59,43 @@ fn acceptq_pids(ns: &Netns) -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// `conf/collectd.conf`'s exec block, running the binary under test (as nobody, who must be
+/// able to reach it: see [`binary_for_nobody`]).
+pub fn exec_block(dir: &TempDir) -> String {
+    let snippet = conf("collectd.conf");
+    assert!(snippet.contains(&format!("\"{INSTALLED}\"")), "{snippet}");
+    snippet.replace(INSTALLED, binary_for_nobody(dir).to_str().unwrap())
+}
+
 fn exec_plugin_writes_accept_queue_values_as_nobody() {
     let test = "agents::collectd::exec_plugin_writes_accept_queue_values_as_nobody";
-    if !(netns_gate(test)
-        && skip_unless(
-            have("collectd"),
-            test,
-            "needs collectd (Debian collectd-core)",
-        )
-        && skip_unless(
-            Path::new(TYPES_DB).is_file(),
-            test,
-            "needs collectd's types.db",
-        ))
-    {
+    if !(netns_gate(test) && collectd_gate(test)) {
         return;
     }
     let dir = TempDir::new("collectd");
-    // collectd runs acceptq as nobody, who must be able to reach the binary.
-    let bin = binary_for_nobody(&dir);
-
-    let snippet = conf("collectd.conf");
     // The snippet runs acceptq with the group the packages create; where none made it, a
     // throwaway one stands in for the test.
     let group = Group::ensure("acceptq");
-    assert!(snippet.contains(&format!("\"{INSTALLED}\"")), "{snippet}");
-    let snippet = snippet.replace(INSTALLED, bin.to_str().unwrap());
     let d = dir.0.display();
-    let config = format!(
-        r#"Hostname "aqtest"
-FQDNLookup false
-BaseDir "{d}"
-PIDFile "{d}/collectd.pid"
-PluginDir "/usr/lib/collectd"
-TypesDB "{TYPES_DB}"
-Interval 1
-
-LoadPlugin logfile
-<Plugin logfile>
-  LogLevel info
-  File "{d}/collectd.log"
-  Timestamp true
-</Plugin>
-
-LoadPlugin csv
+    let plugins = format!(
+        r#"LoadPlugin csv
 <Plugin csv>
   DataDir "{d}/csv"
   StoreRates false
 </Plugin>
 
-{snippet}"#
+{}"#,
+        exec_block(&dir)
     );
-    fs::write(dir.join("collectd.conf"), &config).unwrap();
 
     let (ns, _driver, port) = overflowing("cd");
     // collectd runs inside the namespace, so the acceptq it forks watches it too.
-    let mut collectd = Daemon::spawn(
-        "collectd",
-        ns.cmd(
-            "collectd",
-            &["-f", "-C", dir.join("collectd.conf").to_str().unwrap()],
-        )
-        .stdin(Stdio::null())
-        .stdout(dir.file("collectd.stdout"))
-        .stderr(dir.file("collectd.stderr")),
-    );
+    let mut collectd = start_collectd(&dir, Some(&ns), "aqtest", &plugins);
 
     let host = dir.join("csv/aqtest");
     let listener_dir = host.join(format!("acceptq-127.0.0.1-{port}"));
     let netns_dir = host.join("acceptq-netns");
-    let log = || fs::read_to_string(dir.join("collectd.log")).unwrap_or_default();
+    let log = || collectd_log(&dir);
     let written = wait_for(Duration::from_secs(20), || {
         if let Some(status) = collectd.exited() {
             panic!("collectd exited early ({status}); log:\n{}", log());

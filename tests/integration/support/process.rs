@@ -98,6 +98,83 @@ impl Drop for Reaped {
     }
 }
 
+/// How a child ended, and all it wrote.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A child whose stdout and stderr are each read whole on a thread, so a full pipe never stalls
+/// it; killed on drop. `child.stdin` is whatever the command set up.
+pub struct Piped {
+    pub child: Child,
+    stdout: Option<Reader>,
+    stderr: Option<Reader>,
+}
+
+type Reader = std::thread::JoinHandle<std::io::Result<String>>;
+
+impl Piped {
+    pub fn spawn(cmd: &mut Command) -> Piped {
+        Piped::start(cmd, true)
+    }
+
+    /// With the reading end of stdout closed at once, as `acceptq | head -n 0` leaves it.
+    pub fn spawn_stdout_closed(cmd: &mut Command) -> Piped {
+        Piped::start(cmd, false)
+    }
+
+    fn start(cmd: &mut Command, read_stdout: bool) -> Piped {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let stdout = read_stdout.then(|| read_whole(stdout));
+        let stderr = Some(read_whole(child.stderr.take().unwrap()));
+        Piped {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits up to `limit` for the exit (killing the child then), and returns what it wrote;
+    /// None if it had to be killed.
+    pub fn wait(mut self, limit: Duration) -> Option<Finished> {
+        let status = wait_or_kill(&mut self.child, limit)?;
+        let joined = |t: Option<Reader>| match t {
+            Some(t) => t
+                .join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("reading its output: {e}")),
+            None => String::new(),
+        };
+        Some(Finished {
+            status,
+            stdout: joined(self.stdout.take()),
+            stderr: joined(self.stderr.take()),
+        })
+    }
+}
+
+impl Drop for Piped {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads `r` to its end on a thread; not UTF-8 is an error.
+fn read_whole(mut r: impl Read + Send + 'static) -> Reader {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        r.read_to_string(&mut s).map(|_| s)
+    })
+}
+
 /// A helper process speaking lines (tests/support/driver.py, tests/support/who/*.py): stdin
 /// piped, stdout read with deadlines; killed on drop.
 pub struct Helper {
