@@ -147,6 +147,12 @@ impl WatchList {
             );
         }
         self.forget_gone(&d.found);
+        // A namespace not held open by us is freed when its last holder goes, and the kernel
+        // gives its inode to the next namespace made (seen here within a few creations): a
+        // failure is remembered only while its namespace lives, or a new container would
+        // inherit it and never be watched.
+        self.unopenable
+            .retain(|id| d.found.iter().any(|f| f.identity == *id));
         if self.unopenable.len() > MAX_UNOPENABLE {
             self.unopenable.clear();
         }
@@ -216,9 +222,15 @@ impl WatchList {
                 source,
             })
         });
-        if let Err(e) = opened {
-            self.unopenable.insert(f.identity);
-            failures.push(e);
+        match opened {
+            // Its last process ended since the scan: nothing to say, and nothing to remember
+            // if it still lives (the next scan tries again).
+            Err(e) if netns::is_gone(&e) => {}
+            Err(e) => {
+                self.unopenable.insert(f.identity);
+                failures.push(e);
+            }
+            Ok(()) => {}
         }
     }
 

@@ -362,15 +362,20 @@ pub fn discover() -> Discovery {
             name: String::new(),
         })
     }
-    let mountinfo = std::fs::read("/proc/self/mountinfo").unwrap_or_default();
-    for path in nsfs_net_mounts(&mountinfo) {
-        if let Ok(m) = std::fs::metadata(&path) {
-            entry(&mut by_id, (m.dev(), m.ino())).mounts.push(path);
-        }
-    }
     let ours = std::fs::metadata("/proc/self/ns/net")
         .ok()
         .map(|m| (m.dev(), m.ino()));
+    let mountinfo = std::fs::read("/proc/self/mountinfo").unwrap_or_default();
+    for path in nsfs_net_mounts(&mountinfo) {
+        // A bind mount under a directory mounted over later is still listed, but its path now
+        // names whatever the upper file system has there: only a file on nsfs is a namespace.
+        match std::fs::metadata(&path) {
+            Ok(m) if ours.is_some_and(|(nsfs, _)| m.dev() == nsfs) => {
+                entry(&mut by_id, (m.dev(), m.ino())).mounts.push(path);
+            }
+            _ => {}
+        }
+    }
     let mut hidden = 0;
     if let (Ok(dir), Some((nsfs, _))) = (std::fs::read_dir("/proc"), ours) {
         for e in dir.flatten() {
@@ -449,7 +454,8 @@ pub fn open_found(f: &Found) -> Result<Netns, NetnsError> {
     }))
 }
 
-fn is_gone(e: &NetnsError) -> bool {
+/// The namespace file vanished: a process that ended, a bind mount removed.
+pub fn is_gone(e: &NetnsError) -> bool {
     e.step == Step::Open && e.source.kind() == io::ErrorKind::NotFound
 }
 
