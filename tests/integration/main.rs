@@ -28,6 +28,7 @@ mod check;
 mod churn;
 mod cli;
 mod containers;
+mod containers_attack;
 mod filters;
 mod golden;
 mod listeners;
@@ -58,6 +59,7 @@ fn main() -> std::process::ExitCode {
             churn::trials(),
             cli::trials(),
             containers::trials(),
+            containers_attack::trials(),
             filters::trials(),
             golden::trials(),
             listeners::trials(),
