@@ -421,15 +421,17 @@ fn net_link_inode(link: &[u8]) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-/// Opens a namespace `--all-netns` found, by its best bind mount, else by one of its processes
-/// (the next one when a process ends first); the error is the first way's.
+/// Opens a namespace `--all-netns` found, by one of its processes (the next one when a process
+/// ends first), else by its best bind mount; the error is the first way's. A file opened
+/// through a bind mount holds that mount: `umount` without `-l` would then fail with "target is
+/// busy" for as long as acceptq watches, so the mount is the last way.
 pub fn open_found(f: &Found) -> Result<Netns, NetnsError> {
     let mut first = None;
-    let ways = f.mounts.iter().cloned().chain(
-        f.pids
-            .iter()
-            .map(|p| PathBuf::from(format!("/proc/{p}/ns/net"))),
-    );
+    let ways = f
+        .pids
+        .iter()
+        .map(|p| PathBuf::from(format!("/proc/{p}/ns/net")))
+        .chain(f.mounts.iter().cloned());
     for path in ways {
         let spec = f.name.clone();
         match open(&spec, path, f.name.clone()) {
