@@ -57,6 +57,8 @@ pub struct WatchList {
     follow_all: bool,
     /// Namespaces `--all-netns` could not open, not tried again.
     unopenable: HashSet<Identity>,
+    /// Whether the lack of CAP_SYS_ADMIN was said: it holds for every namespace found later.
+    said_no_admin: bool,
     /// The sampler's namespaces, when it runs: kept in step with `watched`.
     targets: Option<Targets>,
 }
@@ -69,6 +71,7 @@ impl WatchList {
             next_id: 0,
             follow_all,
             unopenable: HashSet::new(),
+            said_no_admin: false,
             targets,
         }
     }
@@ -203,7 +206,7 @@ impl WatchList {
                 }
             }
         }
-        say_failures(failures, warnings);
+        say_failures(failures, &mut self.said_no_admin, warnings);
     }
 
     fn watching(&self, identity: Identity) -> bool {
@@ -321,9 +324,22 @@ fn pod_name(pid: u32, uts: &mut Option<(Identity, String)>) -> Option<String> {
 
 /// Says the namespaces that could not be entered, one line per reason: the first one's whole
 /// error, then how many more failed the same way and their names.
-fn say_failures(failures: Vec<NetnsError>, warnings: &mut Warnings<impl std::io::Write>) {
+/// A refusal to join for want of CAP_SYS_ADMIN is said once for good: every namespace found
+/// later (a container started each minute) would be refused alike, and a line each time is
+/// noise (in collectd, an ERROR each time).
+fn say_failures(
+    failures: Vec<NetnsError>,
+    said_no_admin: &mut bool,
+    warnings: &mut Warnings<impl std::io::Write>,
+) {
+    let no_admin = |e: &NetnsError| {
+        e.step == netns::Step::Join && e.source.raw_os_error() == Some(libc::EPERM)
+    };
     let mut groups: Vec<(Option<i32>, Vec<NetnsError>)> = Vec::new();
     for e in failures {
+        if *said_no_admin && no_admin(&e) {
+            continue;
+        }
         let reason = e.source.raw_os_error();
         match groups
             .iter_mut()
@@ -353,7 +369,12 @@ fn say_failures(failures: Vec<NetnsError>, warnings: &mut Warnings<impl std::io:
                 }
             ));
         }
-        line.push_str(" (not retried)");
+        if no_admin(&group[0]) {
+            *said_no_admin = true;
+            line.push_str(" (not retried; namespaces found later are not entered either)");
+        } else {
+            line.push_str(" (not retried)");
+        }
         warnings.now(&line);
     }
 }
@@ -376,7 +397,7 @@ mod tests {
 
     fn said(failures: Vec<NetnsError>) -> Vec<String> {
         let mut w = Warnings::to(Vec::new());
-        say_failures(failures, &mut w);
+        say_failures(failures, &mut false, &mut w);
         String::from_utf8(w.writer().clone())
             .unwrap()
             .lines()
@@ -398,7 +419,7 @@ mod tests {
             perm.starts_with("W! [acceptq] --all-netns: netns ns0: cannot join /run/docker/netns/ns0:")
                 && perm.contains("needs CAP_SYS_ADMIN")
                 && perm.contains("; 11 more for the same reason: ns1, ns2, ns3, ns4, ns5, ns6, ns7, ns8 and 3 others")
-                && perm.ends_with("(not retried)"),
+                && perm.ends_with("(not retried; namespaces found later are not entered either)"),
             "{perm}"
         );
         assert!(
@@ -411,5 +432,33 @@ mod tests {
         assert!(lines[2].contains("netns gone: cannot open"), "{}", lines[2]);
         assert!(!lines[2].contains("more for the same reason"));
         assert!(said(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn the_lack_of_cap_sys_admin_is_said_once_for_every_later_namespace() {
+        let mut said_no_admin = false;
+        let mut w = Warnings::to(Vec::new());
+        say_failures(
+            vec![failure("a", Step::Join, libc::EPERM)],
+            &mut said_no_admin,
+            &mut w,
+        );
+        say_failures(
+            vec![
+                failure("b", Step::Join, libc::EPERM),
+                failure("odd", Step::Join, libc::EINVAL),
+            ],
+            &mut said_no_admin,
+            &mut w,
+        );
+        let text = String::from_utf8(w.writer().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].contains("netns a: cannot join")
+                && lines[0].ends_with("namespaces found later are not entered either)"),
+            "{text}"
+        );
+        assert!(lines[1].contains("netns odd:"), "{text}");
     }
 }
