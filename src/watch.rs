@@ -139,7 +139,11 @@ impl WatchList {
     /// holds any more is dropped with its state. New ones are opened, except those that failed
     /// before; the failures of one rescan are said in one line per reason.
     fn rescan(&mut self, warnings: &mut Warnings) {
-        let d = netns::discover();
+        self.follow(netns::discover(), warnings);
+    }
+
+    /// Follows the namespaces of one discovery (see [`WatchList::rescan`]).
+    fn follow(&mut self, d: netns::Discovery, warnings: &mut Warnings) {
         if d.hidden > 0 {
             warnings.once(
                 "netns-hidden",
@@ -432,6 +436,41 @@ mod tests {
         assert!(lines[2].contains("netns gone: cannot open"), "{}", lines[2]);
         assert!(!lines[2].contains("more for the same reason"));
         assert!(said(Vec::new()).is_empty());
+    }
+
+    fn discovery(found: Vec<Found>) -> netns::Discovery {
+        netns::Discovery {
+            found,
+            host: None,
+            hidden: 0,
+        }
+    }
+
+    fn found_at(ino: u64, mount: &str) -> Found {
+        Found {
+            identity: (u64::MAX, ino),
+            mounts: vec![PathBuf::from(mount)],
+            pids: Vec::new(),
+            name: format!("ns{ino}"),
+        }
+    }
+
+    #[test]
+    fn a_failure_is_remembered_only_while_its_namespace_lives() {
+        let mut list = WatchList::new(true, None);
+        let mut w = Warnings::default();
+        // A file that is no namespace: opened, then refused by setns (EINVAL, any user).
+        let bad = found_at(77, "/proc/self/status");
+        list.follow(discovery(vec![bad.clone()]), &mut w);
+        assert!(list.unopenable.contains(&bad.identity));
+        // Gone: its inode may be the next namespace's, which must be tried.
+        list.follow(discovery(Vec::new()), &mut w);
+        assert!(list.unopenable.is_empty());
+        // A file vanished before it was opened (a process that ended) is not remembered.
+        let gone = found_at(78, "/nonexistent/acceptq-test/ns");
+        list.follow(discovery(vec![gone.clone()]), &mut w);
+        assert!(!list.unopenable.contains(&gone.identity));
+        assert!(list.watched.is_empty());
     }
 
     #[test]

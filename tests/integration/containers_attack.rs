@@ -1,5 +1,6 @@
-//! `--all-netns` against what container hosts do to it: namespaces freed and their inode given
-//! to the next one made, bind mounts hidden under later mounts.
+//! `--all-netns` against what container hosts do to it: bind mounts hidden under later mounts,
+//! and unmounted while their namespace is watched. (A namespace freed gives its inode to the
+//! next one made: that is tested beside the code, in watch.rs.)
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -10,7 +11,6 @@ use std::time::Duration;
 use crate::support::*;
 
 tests![
-    a_namespace_given_the_inode_of_one_that_failed_is_tried_afresh,
     a_bind_mount_hidden_under_a_later_mount_is_not_taken_for_a_namespace,
     a_watched_namespace_with_a_process_leaves_its_bind_mount_free_to_unmount,
 ];
@@ -19,81 +19,6 @@ fn inode_of(ns: &Netns) -> u64 {
     fs::metadata(Path::new("/run/netns").join(&ns.name))
         .unwrap()
         .ino()
-}
-
-/// acceptq as root without CAP_SYS_ADMIN cannot enter namespace A and says so. A goes; the
-/// kernel gives A's inode to the next namespace made, B. B is a new namespace: acceptq must try
-/// it (and say it cannot enter it), not take it for A and skip it for good.
-fn a_namespace_given_the_inode_of_one_that_failed_is_tried_afresh() {
-    let test = "containers_attack::a_namespace_given_the_inode_of_one_that_failed_is_tried_afresh";
-    if !netns_gate(test) || !skip_unless(have("setpriv"), test, "needs setpriv (util-linux)") {
-        return;
-    }
-    let tmp = TempDir::new("atk-reuse");
-    let err_path = tmp.join("stderr");
-    let child = Command::new("setpriv")
-        .args(["--inh-caps", "-sys_admin", "--bounding-set", "-sys_admin"])
-        .arg(acceptq())
-        .args([
-            "--all-netns",
-            "--interval",
-            "1s",
-            "--no-process",
-            "--format",
-            "json",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let _child = Reaped(child);
-    // Failures of one rescan share a line per reason: the name may be in its list.
-    let said = |name: &str| {
-        fs::read_to_string(&err_path)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.contains("cannot join") && l.contains(name))
-    };
-    // Other tests make namespaces meanwhile and may take the freed inode first: try again.
-    for attempt in 0..3 {
-        let a = Netns::new("atk-a");
-        let inode = inode_of(&a);
-        assert!(
-            wait_for(Duration::from_secs(10), || said(&a.name).then_some(())).is_some(),
-            "A is said: {}",
-            fs::read_to_string(&err_path).unwrap_or_default()
-        );
-        drop(a);
-        // Two reports without A.
-        std::thread::sleep(Duration::from_millis(2500));
-        let mut b = None;
-        let mut others = Vec::new();
-        for _ in 0..200 {
-            let n = Netns::new("atk-b");
-            if inode_of(&n) == inode {
-                b = Some(n);
-                break;
-            }
-            others.push(n);
-            if others.len() > 8 {
-                others.remove(0);
-            }
-        }
-        drop(others);
-        let Some(b) = b else {
-            note!("attempt {attempt}: inode {inode} was not given to any of 200 namespaces");
-            continue;
-        };
-        note!("{} has the inode {inode} of the namespace gone", b.name);
-        assert!(
-            wait_for(Duration::from_secs(10), || said(&b.name).then_some(())).is_some(),
-            "B, a new namespace with A's inode, is tried and said: {}",
-            fs::read_to_string(&err_path).unwrap_or_default()
-        );
-        return;
-    }
-    panic!("the kernel never gave a freed namespace inode to a new namespace here");
 }
 
 /// A namespace bind-mounted in a directory that is mounted over later (a tmpfs on top) stays in
