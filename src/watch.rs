@@ -66,6 +66,9 @@ pub struct WatchList {
 impl WatchList {
     /// An empty list; `targets`: the sampler's list to keep in step, when it runs.
     pub fn new(follow_all: bool, targets: Option<Targets>) -> Self {
+        if follow_all {
+            raise_fd_limit();
+        }
         WatchList {
             watched: Vec::new(),
             next_id: 0,
@@ -144,6 +147,15 @@ impl WatchList {
 
     /// Follows the namespaces of one discovery (see [`WatchList::rescan`]).
     fn follow(&mut self, d: netns::Discovery, warnings: &mut Warnings) {
+        if let Some(e) = &d.incomplete {
+            // Out of file descriptors, dropping every namespace and opening them all again a
+            // report later would lose their deltas and peaks each time: keep the list as it is.
+            warnings.once(
+                "netns-scan-incomplete",
+                format!("--all-netns: cannot look for namespaces ({e}); the namespaces already watched are kept"),
+            );
+            return;
+        }
         if d.hidden > 0 {
             warnings.once(
                 "netns-hidden",
@@ -262,6 +274,23 @@ impl WatchList {
             if let Some(Ok(mut t)) = self.targets.as_ref().map(|t| t.lock()) {
                 t.retain(|x| live.contains(&x.id));
             }
+        }
+    }
+}
+
+/// A watched namespace holds about ten descriptors (its file, sock_diag sockets, `/proc/net`
+/// files): a node's 110 pods outgrow the soft limit of 1024 a systemd service starts with, so
+/// `--all-netns` takes the hard limit, as far as it goes.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }
@@ -443,6 +472,7 @@ mod tests {
             found,
             host: None,
             hidden: 0,
+            incomplete: None,
         }
     }
 
@@ -471,6 +501,12 @@ mod tests {
         list.follow(discovery(vec![gone.clone()]), &mut w);
         assert!(!list.unopenable.contains(&gone.identity));
         assert!(list.watched.is_empty());
+        // A scan that could not read /proc (no file descriptor left) forgets nothing.
+        list.follow(discovery(vec![bad.clone()]), &mut w);
+        let mut blind = discovery(Vec::new());
+        blind.incomplete = Some(io::Error::from_raw_os_error(libc::EMFILE));
+        list.follow(blind, &mut w);
+        assert!(list.unopenable.contains(&bad.identity));
     }
 
     #[test]

@@ -242,6 +242,9 @@ pub struct Discovery {
     pub host: Option<Identity>,
     /// Processes whose namespace could not be read (another user's, without CAP_SYS_PTRACE).
     pub hidden: usize,
+    /// Why the scan is not whole (mountinfo or `/proc` could not be read, as when file
+    /// descriptors run out): what it lacks must not be taken for namespaces gone.
+    pub incomplete: Option<io::Error>,
 }
 
 /// The mount points of the network namespaces bind-mounted in a `/proc/self/mountinfo` text:
@@ -365,7 +368,11 @@ pub fn discover() -> Discovery {
     let ours = std::fs::metadata("/proc/self/ns/net")
         .ok()
         .map(|m| (m.dev(), m.ino()));
-    let mountinfo = std::fs::read("/proc/self/mountinfo").unwrap_or_default();
+    let mut incomplete = None;
+    let mountinfo = std::fs::read("/proc/self/mountinfo").unwrap_or_else(|e| {
+        incomplete = Some(e);
+        Vec::new()
+    });
     for path in nsfs_net_mounts(&mountinfo) {
         // A bind mount under a directory mounted over later is still listed, but its path now
         // names whatever the upper file system has there: only a file on nsfs is a namespace.
@@ -377,7 +384,10 @@ pub fn discover() -> Discovery {
         }
     }
     let mut hidden = 0;
-    if let (Ok(dir), Some((nsfs, _))) = (std::fs::read_dir("/proc"), ours) {
+    let proc_dir = std::fs::read_dir("/proc")
+        .map_err(|e| incomplete = Some(e))
+        .ok();
+    if let (Some(dir), Some((nsfs, _))) = (proc_dir, ours) {
         for e in dir.flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
                 continue;
@@ -412,6 +422,7 @@ pub fn discover() -> Discovery {
         found,
         host,
         hidden,
+        incomplete,
     }
 }
 
