@@ -13,6 +13,7 @@ use crate::support::*;
 tests![
     a_bind_mount_hidden_under_a_later_mount_is_not_taken_for_a_namespace,
     a_watched_namespace_with_a_process_leaves_its_bind_mount_free_to_unmount,
+    out_of_file_descriptors_the_namespaces_watched_are_kept_report_after_report,
 ];
 
 fn inode_of(ns: &Netns) -> u64 {
@@ -124,5 +125,57 @@ fn a_watched_namespace_with_a_process_leaves_its_bind_mount_free_to_unmount() {
         )))
         .is_some(),
         "still reported, by its inode, once its mount is gone"
+    );
+}
+
+/// With too few file descriptors for every namespace, the ones acceptq could open stay watched:
+/// a rescan that cannot read `/proc` (no descriptor left) does not drop them all, to open them
+/// again a report later with their deltas lost.
+fn out_of_file_descriptors_the_namespaces_watched_are_kept_report_after_report() {
+    let test = "containers_attack::out_of_file_descriptors_the_namespaces_watched_are_kept_report_after_report";
+    if !netns_gate(test) || !skip_unless(have("prlimit"), test, "needs prlimit (util-linux)") {
+        return;
+    }
+    let tmp = TempDir::new("atk-fds");
+    let out_path = tmp.join("stdout");
+    let many: Vec<Netns> = (0..20).map(|_| Netns::new("atk-fds")).collect();
+    let child = Command::new("prlimit")
+        .arg("--nofile=120")
+        .arg(acceptq())
+        .args([
+            "--all-netns",
+            "--interval",
+            "1s",
+            "--no-process",
+            "--format",
+            "json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Reaped(child);
+    std::thread::sleep(Duration::from_millis(4500));
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    drop(many);
+    let report = json_lines(&fs::read(&out_path).unwrap());
+    let mut per_report: Vec<(u64, usize)> = Vec::new();
+    for m in report.iter().filter(|m| m["name"] == "acceptq_netns") {
+        let t = m["timestamp"].as_u64().unwrap();
+        match per_report.last_mut() {
+            Some((last, n)) if *last == t => *n += 1,
+            _ => per_report.push((t, 1)),
+        }
+    }
+    note!("namespaces per report: {per_report:?}");
+    assert!(per_report.len() >= 3, "{per_report:?}");
+    assert!(per_report[0].1 > 1, "some namespaces fit: {per_report:?}");
+    // Other tests' namespaces come and go meanwhile; ours stay, so no report falls back to
+    // our own namespace alone.
+    assert!(
+        per_report.iter().all(|r| r.1 > 1),
+        "the namespaces opened stay watched: {per_report:?}"
     );
 }
