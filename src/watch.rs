@@ -57,6 +57,8 @@ pub struct WatchList {
     follow_all: bool,
     /// Namespaces `--all-netns` could not open, not tried again.
     unopenable: HashSet<Identity>,
+    /// Whether the lack of CAP_SYS_ADMIN was said: it holds for every namespace found later.
+    said_no_admin: bool,
     /// The sampler's namespaces, when it runs: kept in step with `watched`.
     targets: Option<Targets>,
 }
@@ -64,11 +66,15 @@ pub struct WatchList {
 impl WatchList {
     /// An empty list; `targets`: the sampler's list to keep in step, when it runs.
     pub fn new(follow_all: bool, targets: Option<Targets>) -> Self {
+        if follow_all {
+            raise_fd_limit();
+        }
         WatchList {
             watched: Vec::new(),
             next_id: 0,
             follow_all,
             unopenable: HashSet::new(),
+            said_no_admin: false,
             targets,
         }
     }
@@ -136,7 +142,20 @@ impl WatchList {
     /// holds any more is dropped with its state. New ones are opened, except those that failed
     /// before; the failures of one rescan are said in one line per reason.
     fn rescan(&mut self, warnings: &mut Warnings) {
-        let d = netns::discover();
+        self.follow(netns::discover(), warnings);
+    }
+
+    /// Follows the namespaces of one discovery (see [`WatchList::rescan`]).
+    fn follow(&mut self, d: netns::Discovery, warnings: &mut Warnings) {
+        if let Some(e) = &d.incomplete {
+            // Out of file descriptors, dropping every namespace and opening them all again a
+            // report later would lose their deltas and peaks each time: keep the list as it is.
+            warnings.once(
+                "netns-scan-incomplete",
+                format!("--all-netns: cannot look for namespaces ({e}); the namespaces already watched are kept"),
+            );
+            return;
+        }
         if d.hidden > 0 {
             warnings.once(
                 "netns-hidden",
@@ -147,6 +166,12 @@ impl WatchList {
             );
         }
         self.forget_gone(&d.found);
+        // A namespace not held open by us is freed when its last holder goes, and the kernel
+        // gives its inode to the next namespace made (seen here within a few creations): a
+        // failure is remembered only while its namespace lives, or a new container would
+        // inherit it and never be watched.
+        self.unopenable
+            .retain(|id| d.found.iter().any(|f| f.identity == *id));
         if self.unopenable.len() > MAX_UNOPENABLE {
             self.unopenable.clear();
         }
@@ -197,7 +222,7 @@ impl WatchList {
                 }
             }
         }
-        say_failures(failures, warnings);
+        say_failures(failures, &mut self.said_no_admin, warnings);
     }
 
     fn watching(&self, identity: Identity) -> bool {
@@ -216,9 +241,15 @@ impl WatchList {
                 source,
             })
         });
-        if let Err(e) = opened {
-            self.unopenable.insert(f.identity);
-            failures.push(e);
+        match opened {
+            // Its last process ended since the scan: nothing to say, and nothing to remember
+            // if it still lives (the next scan tries again).
+            Err(e) if netns::is_gone(&e) => {}
+            Err(e) => {
+                self.unopenable.insert(f.identity);
+                failures.push(e);
+            }
+            Ok(()) => {}
         }
     }
 
@@ -243,6 +274,23 @@ impl WatchList {
             if let Some(Ok(mut t)) = self.targets.as_ref().map(|t| t.lock()) {
                 t.retain(|x| live.contains(&x.id));
             }
+        }
+    }
+}
+
+/// A watched namespace holds about ten descriptors (its file, sock_diag sockets, `/proc/net`
+/// files): a node's 110 pods outgrow the soft limit of 1024 a systemd service starts with, so
+/// `--all-netns` takes the hard limit, as far as it goes.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }
@@ -309,9 +357,22 @@ fn pod_name(pid: u32, uts: &mut Option<(Identity, String)>) -> Option<String> {
 
 /// Says the namespaces that could not be entered, one line per reason: the first one's whole
 /// error, then how many more failed the same way and their names.
-fn say_failures(failures: Vec<NetnsError>, warnings: &mut Warnings<impl std::io::Write>) {
+/// A refusal to join for want of CAP_SYS_ADMIN is said once for good: every namespace found
+/// later (a container started each minute) would be refused alike, and a line each time is
+/// noise (in collectd, an ERROR each time).
+fn say_failures(
+    failures: Vec<NetnsError>,
+    said_no_admin: &mut bool,
+    warnings: &mut Warnings<impl std::io::Write>,
+) {
+    let no_admin = |e: &NetnsError| {
+        e.step == netns::Step::Join && e.source.raw_os_error() == Some(libc::EPERM)
+    };
     let mut groups: Vec<(Option<i32>, Vec<NetnsError>)> = Vec::new();
     for e in failures {
+        if *said_no_admin && no_admin(&e) {
+            continue;
+        }
         let reason = e.source.raw_os_error();
         match groups
             .iter_mut()
@@ -341,7 +402,12 @@ fn say_failures(failures: Vec<NetnsError>, warnings: &mut Warnings<impl std::io:
                 }
             ));
         }
-        line.push_str(" (not retried)");
+        if no_admin(&group[0]) {
+            *said_no_admin = true;
+            line.push_str(" (not retried; namespaces found later are not entered either)");
+        } else {
+            line.push_str(" (not retried)");
+        }
         warnings.now(&line);
     }
 }
@@ -364,7 +430,7 @@ mod tests {
 
     fn said(failures: Vec<NetnsError>) -> Vec<String> {
         let mut w = Warnings::to(Vec::new());
-        say_failures(failures, &mut w);
+        say_failures(failures, &mut false, &mut w);
         String::from_utf8(w.writer().clone())
             .unwrap()
             .lines()
@@ -386,7 +452,7 @@ mod tests {
             perm.starts_with("W! [acceptq] --all-netns: netns ns0: cannot join /run/docker/netns/ns0:")
                 && perm.contains("needs CAP_SYS_ADMIN")
                 && perm.contains("; 11 more for the same reason: ns1, ns2, ns3, ns4, ns5, ns6, ns7, ns8 and 3 others")
-                && perm.ends_with("(not retried)"),
+                && perm.ends_with("(not retried; namespaces found later are not entered either)"),
             "{perm}"
         );
         assert!(
@@ -399,5 +465,75 @@ mod tests {
         assert!(lines[2].contains("netns gone: cannot open"), "{}", lines[2]);
         assert!(!lines[2].contains("more for the same reason"));
         assert!(said(Vec::new()).is_empty());
+    }
+
+    fn discovery(found: Vec<Found>) -> netns::Discovery {
+        netns::Discovery {
+            found,
+            host: None,
+            hidden: 0,
+            incomplete: None,
+        }
+    }
+
+    fn found_at(ino: u64, mount: &str) -> Found {
+        Found {
+            identity: (u64::MAX, ino),
+            mounts: vec![PathBuf::from(mount)],
+            pids: Vec::new(),
+            name: format!("ns{ino}"),
+        }
+    }
+
+    #[test]
+    fn a_failure_is_remembered_only_while_its_namespace_lives() {
+        let mut list = WatchList::new(true, None);
+        let mut w = Warnings::default();
+        // A file that is no namespace: opened, then refused by setns (EINVAL, any user).
+        let bad = found_at(77, "/proc/self/status");
+        list.follow(discovery(vec![bad.clone()]), &mut w);
+        assert!(list.unopenable.contains(&bad.identity));
+        // Gone: its inode may be the next namespace's, which must be tried.
+        list.follow(discovery(Vec::new()), &mut w);
+        assert!(list.unopenable.is_empty());
+        // A file vanished before it was opened (a process that ended) is not remembered.
+        let gone = found_at(78, "/nonexistent/acceptq-test/ns");
+        list.follow(discovery(vec![gone.clone()]), &mut w);
+        assert!(!list.unopenable.contains(&gone.identity));
+        assert!(list.watched.is_empty());
+        // A scan that could not read /proc (no file descriptor left) forgets nothing.
+        list.follow(discovery(vec![bad.clone()]), &mut w);
+        let mut blind = discovery(Vec::new());
+        blind.incomplete = Some(io::Error::from_raw_os_error(libc::EMFILE));
+        list.follow(blind, &mut w);
+        assert!(list.unopenable.contains(&bad.identity));
+    }
+
+    #[test]
+    fn the_lack_of_cap_sys_admin_is_said_once_for_every_later_namespace() {
+        let mut said_no_admin = false;
+        let mut w = Warnings::to(Vec::new());
+        say_failures(
+            vec![failure("a", Step::Join, libc::EPERM)],
+            &mut said_no_admin,
+            &mut w,
+        );
+        say_failures(
+            vec![
+                failure("b", Step::Join, libc::EPERM),
+                failure("odd", Step::Join, libc::EINVAL),
+            ],
+            &mut said_no_admin,
+            &mut w,
+        );
+        let text = String::from_utf8(w.writer().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].contains("netns a: cannot join")
+                && lines[0].ends_with("namespaces found later are not entered either)"),
+            "{text}"
+        );
+        assert!(lines[1].contains("netns odd:"), "{text}");
     }
 }

@@ -5,9 +5,10 @@
 //! - Docker, cgroupfs driver: `/docker/<64 hex>` (also nested, `/docker/<id>/docker/<id>`);
 //! - Docker, systemd driver: `/system.slice/docker-<64 hex>.scope`;
 //! - containerd CRI: `/kubepods.slice/.../cri-containerd-<64 hex>.scope`;
-//! - CRI-O: `/kubepods.slice/.../crio-<64 hex>.scope` (`crio-conmon-…` is its monitor, not the
-//!   container);
-//! - podman: `/machine.slice/libpod-<64 hex>.scope[/container]` (`libpod-conmon-…`: monitor);
+//! - CRI-O: `/kubepods.slice/.../crio-<64 hex>.scope`, cgroupfs driver `/kubepods/.../crio-<64 hex>`
+//!   (`crio-conmon-…` is its monitor, not the container);
+//! - podman: `/machine.slice/libpod-<64 hex>.scope[/container]`, cgroupfs driver
+//!   `/libpod_parent/libpod-<64 hex>` (`libpod-conmon-…`: monitor);
 //! - Kubernetes, cgroupfs driver: `/kubepods/<qos>/pod<uid>/<64 hex>`.
 //!
 //! The unified (v2, `0::`) line is read first, then the v1 lines in order; the first path naming
@@ -49,12 +50,13 @@ pub fn container_of_path(path: &str) -> Option<String> {
 }
 
 fn container_of_component(c: &str) -> Option<String> {
-    let id = match c.strip_suffix(".scope") {
-        Some(scope) => ["docker-", "cri-containerd-", "crio-", "libpod-"]
-            .iter()
-            .find_map(|p| scope.strip_prefix(p))?,
-        None => c,
-    };
+    // The systemd drivers name a scope; CRI-O's and podman's cgroupfs drivers the same words
+    // without `.scope` (`/kubepods/besteffort/pod<uid>/crio-<id>`).
+    let unit = c.strip_suffix(".scope").unwrap_or(c);
+    let id = ["docker-", "cri-containerd-", "crio-", "libpod-"]
+        .iter()
+        .find_map(|p| unit.strip_prefix(p))
+        .unwrap_or(c);
     let full = id.len() == ID_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     full.then(|| id[..SHORT_ID].to_string())
 }
@@ -117,6 +119,12 @@ mod tests {
         let cgroupfs = format!("/kubepods/burstable/pod0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0/{ID}");
         assert_eq!(container(&cgroupfs).as_deref(), Some(SHORT));
         assert!(v2(&cgroupfs).kubernetes);
+        // CRI-O's cgroupfs driver names the container's cgroup without `.scope`; its monitor
+        // beside it names nothing.
+        let crio =
+            format!("/kubepods/besteffort/pod0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0/crio-{ID}");
+        assert_eq!(container(&crio).as_deref(), Some(SHORT));
+        assert_eq!(container(&crio.replace("crio-", "crio-conmon-")), None);
         // A guaranteed pod has no QoS level in its path.
         let guaranteed = format!("/kubepods/pod0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0/{ID}");
         assert_eq!(container(&guaranteed).as_deref(), Some(SHORT));
@@ -134,6 +142,11 @@ mod tests {
         // podman's cgroupns puts the payload one level down.
         assert_eq!(
             container(&format!("/machine.slice/libpod-{ID}.scope/container")).as_deref(),
+            Some(SHORT)
+        );
+        // podman's cgroupfs driver: no scope.
+        assert_eq!(
+            container(&format!("/libpod_parent/libpod-{ID}")).as_deref(),
             Some(SHORT)
         );
         // conmon watches a container from outside it.
@@ -181,7 +194,7 @@ mod tests {
             format!("/docker/{long}"),
             format!("/system.slice/docker-{short}.scope"),
             format!("/system.slice/docker-{ID}.scop"),
-            format!("/system.slice/docker-{ID}"),
+            format!("/system.slice/docker_{ID}.scope"),
             "/docker/zz".repeat(40),
             format!("/docker/{}", "é".repeat(32)),
             "/".repeat(10_000),

@@ -242,6 +242,9 @@ pub struct Discovery {
     pub host: Option<Identity>,
     /// Processes whose namespace could not be read (another user's, without CAP_SYS_PTRACE).
     pub hidden: usize,
+    /// Why the scan is not whole (mountinfo or `/proc` could not be read, as when file
+    /// descriptors run out): what it lacks must not be taken for namespaces gone.
+    pub incomplete: Option<io::Error>,
 }
 
 /// The mount points of the network namespaces bind-mounted in a `/proc/self/mountinfo` text:
@@ -362,17 +365,29 @@ pub fn discover() -> Discovery {
             name: String::new(),
         })
     }
-    let mountinfo = std::fs::read("/proc/self/mountinfo").unwrap_or_default();
-    for path in nsfs_net_mounts(&mountinfo) {
-        if let Ok(m) = std::fs::metadata(&path) {
-            entry(&mut by_id, (m.dev(), m.ino())).mounts.push(path);
-        }
-    }
     let ours = std::fs::metadata("/proc/self/ns/net")
         .ok()
         .map(|m| (m.dev(), m.ino()));
+    let mut incomplete = None;
+    let mountinfo = std::fs::read("/proc/self/mountinfo").unwrap_or_else(|e| {
+        incomplete = Some(e);
+        Vec::new()
+    });
+    for path in nsfs_net_mounts(&mountinfo) {
+        // A bind mount under a directory mounted over later is still listed, but its path now
+        // names whatever the upper file system has there: only a file on nsfs is a namespace.
+        match std::fs::metadata(&path) {
+            Ok(m) if ours.is_some_and(|(nsfs, _)| m.dev() == nsfs) => {
+                entry(&mut by_id, (m.dev(), m.ino())).mounts.push(path);
+            }
+            _ => {}
+        }
+    }
     let mut hidden = 0;
-    if let (Ok(dir), Some((nsfs, _))) = (std::fs::read_dir("/proc"), ours) {
+    let proc_dir = std::fs::read_dir("/proc")
+        .map_err(|e| incomplete = Some(e))
+        .ok();
+    if let (Some(dir), Some((nsfs, _))) = (proc_dir, ours) {
         for e in dir.flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
                 continue;
@@ -407,6 +422,7 @@ pub fn discover() -> Discovery {
         found,
         host,
         hidden,
+        incomplete,
     }
 }
 
@@ -416,15 +432,17 @@ fn net_link_inode(link: &[u8]) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-/// Opens a namespace `--all-netns` found, by its best bind mount, else by one of its processes
-/// (the next one when a process ends first); the error is the first way's.
+/// Opens a namespace `--all-netns` found, by one of its processes (the next one when a process
+/// ends first), else by its best bind mount; the error is the first way's. A file opened
+/// through a bind mount holds that mount: `umount` without `-l` would then fail with "target is
+/// busy" for as long as acceptq watches, so the mount is the last way.
 pub fn open_found(f: &Found) -> Result<Netns, NetnsError> {
     let mut first = None;
-    let ways = f.mounts.iter().cloned().chain(
-        f.pids
-            .iter()
-            .map(|p| PathBuf::from(format!("/proc/{p}/ns/net"))),
-    );
+    let ways = f
+        .pids
+        .iter()
+        .map(|p| PathBuf::from(format!("/proc/{p}/ns/net")))
+        .chain(f.mounts.iter().cloned());
     for path in ways {
         let spec = f.name.clone();
         match open(&spec, path, f.name.clone()) {
@@ -449,7 +467,8 @@ pub fn open_found(f: &Found) -> Result<Netns, NetnsError> {
     }))
 }
 
-fn is_gone(e: &NetnsError) -> bool {
+/// The namespace file vanished: a process that ended, a bind mount removed.
+pub fn is_gone(e: &NetnsError) -> bool {
     e.step == Step::Open && e.source.kind() == io::ErrorKind::NotFound
 }
 

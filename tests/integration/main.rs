@@ -29,6 +29,7 @@ mod check_attack;
 mod churn;
 mod cli;
 mod containers;
+mod containers_attack;
 mod filters;
 mod golden;
 mod listeners;
@@ -60,6 +61,7 @@ fn main() -> std::process::ExitCode {
             churn::trials(),
             cli::trials(),
             containers::trials(),
+            containers_attack::trials(),
             filters::trials(),
             golden::trials(),
             listeners::trials(),
