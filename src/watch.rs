@@ -50,6 +50,9 @@ struct Watched {
     uts: Option<(Identity, String)>,
 }
 
+/// Capability number of CAP_SYS_PTRACE (linux/capability.h).
+const CAP_SYS_PTRACE: u32 = 19;
+
 pub struct WatchList {
     watched: Vec<Watched>,
     next_id: NsId,
@@ -156,12 +159,20 @@ impl WatchList {
             );
             return;
         }
-        if d.hidden > 0 {
+        if let (n, Some((pid, e))) = (d.hidden, &d.hidden_first) {
+            // With CAP_SYS_PTRACE a refusal comes from elsewhere (a security module, or a
+            // process of a user namespace above ours, as pid 1 in some sandboxes): the hint
+            // must not send the operator after a capability already held.
+            let why = if crate::source::netns::have_capability(CAP_SYS_PTRACE) {
+                "refused although we hold CAP_SYS_PTRACE: a security module or a process outside our user namespace"
+            } else {
+                "reading another user's needs CAP_SYS_PTRACE"
+            };
             warnings.once(
                 "netns-hidden",
                 format!(
-                    "--all-netns: cannot read /proc/<pid>/ns/net of {} processes (reading another user's needs CAP_SYS_PTRACE): namespaces held only by them are not watched",
-                    d.hidden
+                    "--all-netns: cannot read /proc/<pid>/ns/net of {n} process{} (pid {pid}: {e}; {why}): namespaces held only by them are not watched",
+                    if n == 1 { "" } else { "es" }
                 ),
             );
         }
@@ -472,6 +483,7 @@ mod tests {
             found,
             host: None,
             hidden: 0,
+            hidden_first: None,
             incomplete: None,
         }
     }

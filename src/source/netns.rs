@@ -242,6 +242,8 @@ pub struct Discovery {
     pub host: Option<Identity>,
     /// Processes whose namespace could not be read (another user's, without CAP_SYS_PTRACE).
     pub hidden: usize,
+    /// The first of them, and why, for the warning.
+    pub hidden_first: Option<(u32, io::Error)>,
     /// Why the scan is not whole (mountinfo or `/proc` could not be read, as when file
     /// descriptors run out): what it lacks must not be taken for namespaces gone.
     pub incomplete: Option<io::Error>,
@@ -384,6 +386,7 @@ pub fn discover() -> Discovery {
         }
     }
     let mut hidden = 0;
+    let mut hidden_first = None;
     let proc_dir = std::fs::read_dir("/proc")
         .map_err(|e| incomplete = Some(e))
         .ok();
@@ -402,7 +405,10 @@ pub fn discover() -> Discovery {
                 }
                 // A process that ended meanwhile is no news.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(_) => hidden += 1,
+                Err(e) => {
+                    hidden += 1;
+                    hidden_first.get_or_insert((pid, e));
+                }
             }
         }
     }
@@ -422,8 +428,24 @@ pub fn discover() -> Discovery {
         found,
         host,
         hidden,
+        hidden_first,
         incomplete,
     }
+}
+
+/// Whether our effective capability set holds capability number `cap` (`CAP_SYS_PTRACE` is
+/// 19), from `/proc/self/status`; false when it cannot be read.
+pub fn have_capability(cap: u32) -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| cap_eff(&s))
+        .is_some_and(|set| cap < 64 && set & (1 << cap) != 0)
+}
+
+/// The `CapEff:` mask of a `/proc/<pid>/status` text.
+fn cap_eff(status: &str) -> Option<u64> {
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
 }
 
 /// The inode in a `/proc/<pid>/ns/net` link's text, `net:[4026531840]`.
@@ -724,5 +746,13 @@ garbage line
             None,
         );
         assert_eq!(got, ["/run/docker/netns/a", "/srv/a"]);
+    }
+
+    #[test]
+    fn the_effective_capability_mask_is_read_from_status() {
+        let status = "Name:\tacceptq\nCapInh:\t0000000000000000\nCapEff:\t0000000000080000\n";
+        assert_eq!(cap_eff(status), Some(1 << 19));
+        assert_eq!(cap_eff("CapEff:\tzz\n"), None);
+        assert_eq!(cap_eff(""), None);
     }
 }
