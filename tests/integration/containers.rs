@@ -5,7 +5,6 @@
 //! no registry is reachable for an image: a real container cannot be relied on in CI.)
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -429,15 +428,11 @@ fn all_netns(format: &str) -> Vec<u8> {
     out.stdout
 }
 
-/// Four namespaces made here (ip netns, a Docker sandbox, a Docker container held only by its
-/// process, a Kubernetes pod with a pause process) and our own: one `--all-netns --once`
-/// report has each listener with its depth, limit, drops, owner (host pid) and tags, and one
-/// acceptq_netns row per namespace whose ListenOverflows is that namespace's own.
-fn every_namespace_is_reported_once_with_its_container_pod_and_kernel_counters() {
-    let test =
-        "containers::every_namespace_is_reported_once_with_its_container_pod_and_kernel_counters";
-    if !netns_gate(test)
-        || !skip_unless(
+/// Whether `test` can make its namespaces, containers and pods here; ignored with the reason
+/// when not.
+fn made_namespaces_gate(test: &str) -> bool {
+    netns_gate(test)
+        && skip_unless(
             have("unshare")
                 && have("nsenter")
                 && have("ss")
@@ -447,7 +442,16 @@ fn every_namespace_is_reported_once_with_its_container_pod_and_kernel_counters()
             test,
             "needs unshare, nsenter (util-linux), ss and a cgroup mount",
         )
-    {
+}
+
+/// Four namespaces made here (ip netns, a Docker sandbox, a Docker container held only by its
+/// process, a Kubernetes pod with a pause process) and our own: one `--all-netns --once`
+/// report has each listener with its depth, limit, drops, owner (host pid) and tags, and one
+/// acceptq_netns row per namespace whose ListenOverflows is that namespace's own.
+fn every_namespace_is_reported_once_with_its_container_pod_and_kernel_counters() {
+    let test =
+        "containers::every_namespace_is_reported_once_with_its_container_pod_and_kernel_counters";
+    if !made_namespaces_gate(test) {
         return;
     }
     let s = setup("all");
@@ -565,18 +569,7 @@ fn every_namespace_is_reported_once_with_its_container_pod_and_kernel_counters()
 /// the old namespace.
 fn a_namespace_gone_or_recreated_between_reports_carries_no_delta() {
     let test = "containers::a_namespace_gone_or_recreated_between_reports_carries_no_delta";
-    if !netns_gate(test)
-        || !skip_unless(
-            have("unshare")
-                && have("nsenter")
-                && have("ss")
-                && cgroup_mount(true, "")
-                    .or(cgroup_mount(false, "name=systemd"))
-                    .is_some(),
-            test,
-            "needs unshare, nsenter (util-linux), ss and a cgroup mount",
-        )
-    {
+    if !made_namespaces_gate(test) {
         return;
     }
     let mut s = setup("gone");
@@ -599,20 +592,7 @@ fn a_namespace_gone_or_recreated_between_reports_carries_no_delta() {
     );
     let mut stdin = aq.0.stdin.take().unwrap();
     let stdout = Lines::new(aq.0.stdout.take().unwrap());
-    let mut report = || -> Vec<Json> {
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
-        let mut rows: Vec<Json> =
-            vec![serde_json::from_str(&stdout.expect(STEP, "a report")).unwrap()];
-        loop {
-            let last_is_netns = rows.last().unwrap()["name"] == "acceptq_netns";
-            match stdout.next(Duration::from_millis(300)) {
-                Some(line) => rows.push(serde_json::from_str(&line).unwrap()),
-                None if last_is_netns => return rows,
-                None => panic!("report stopped mid-way: {rows:?}"),
-            }
-        }
-    };
+    let mut report = || ask_report(&mut stdin, &stdout);
     let has_ns = |r: &[Json], name: &str| {
         r.iter()
             .any(|m| m["name"] == "acceptq_netns" && tag(m, "netns") == Some(name))

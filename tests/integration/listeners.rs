@@ -195,23 +195,7 @@ fn all_netns_follows_namespaces_coming_and_going() {
     );
     let mut stdin = child.0.stdin.take().unwrap();
     let stdout = Lines::new(child.0.stdout.take().unwrap());
-    // With several namespaces a report ends with the acceptq_netns row of the last one. A
-    // report leaves in one write, so a netns row followed by a pause ends it.
-    let report = |stdin: &mut std::process::ChildStdin| -> Vec<Json> {
-        use std::io::Write;
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
-        let mut rows: Vec<Json> =
-            vec![serde_json::from_str(&stdout.expect(STEP, "a report")).unwrap()];
-        loop {
-            let last_is_netns = rows.last().unwrap()["name"] == "acceptq_netns";
-            match stdout.next(Duration::from_millis(300)) {
-                Some(line) => rows.push(serde_json::from_str(&line).unwrap()),
-                None if last_is_netns => return rows,
-                None => panic!("report stopped mid-way: {rows:?}"),
-            }
-        }
-    };
+    let report = |stdin: &mut std::process::ChildStdin| ask_report(stdin, &stdout);
     let first = report(&mut stdin);
     assert!(first
         .iter()

@@ -1,6 +1,10 @@
 //! acceptq's JSON report, read back.
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{ChildStdin, Command};
+use std::time::Duration;
+
+use super::process::{Lines, STEP};
 
 /// One JSON report line, parsed.
 pub type Json = serde_json::Value;
@@ -21,6 +25,23 @@ pub fn json_report(cmd: &mut Command) -> Vec<Json> {
         String::from_utf8_lossy(&out.stderr)
     );
     json_lines(&out.stdout)
+}
+
+/// Asks a `--signal stdin --format json` acceptq for a report (a newline) and reads it back.
+/// With several namespaces a report ends with the acceptq_netns row of the last one; a report
+/// leaves in one write, so a netns row followed by a pause ends it.
+pub fn ask_report(stdin: &mut ChildStdin, stdout: &Lines) -> Vec<Json> {
+    stdin.write_all(b"\n").unwrap();
+    stdin.flush().unwrap();
+    let mut rows: Vec<Json> = vec![serde_json::from_str(&stdout.expect(STEP, "a report")).unwrap()];
+    loop {
+        let last_is_netns = rows.last().unwrap()["name"] == "acceptq_netns";
+        match stdout.next(Duration::from_millis(300)) {
+            Some(line) => rows.push(serde_json::from_str(&line).unwrap()),
+            None if last_is_netns => return rows,
+            None => panic!("report stopped mid-way: {rows:?}"),
+        }
+    }
 }
 
 /// The `acceptq_listener` row for `port` in a JSON report.
