@@ -260,20 +260,6 @@ fn printable(name: &str) -> String {
     out
 }
 
-fn int(m: &Metric, field: &str) -> Option<u64> {
-    match m.field(field)? {
-        Value::Int(v) => Some(v),
-        Value::Float(v) => Some(v as u64),
-    }
-}
-
-fn float(m: &Metric, field: &str) -> Option<f64> {
-    match m.field(field)? {
-        Value::Int(v) => Some(v as f64),
-        Value::Float(v) => Some(v),
-    }
-}
-
 fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
@@ -324,13 +310,13 @@ impl Window {
                 && matches!(id, SocketId::Inode(i) if !self.inodes.contains(&i));
             let l = self.listeners.entry(key).or_default();
             l.last_seen = reading;
-            l.syn_peak = max_opt(l.syn_peak, int(m, "syn_queue_depth"));
-            if let Some(w) = float(m, "queue_wait_max") {
+            l.syn_peak = max_opt(l.syn_peak, m.int("syn_queue_depth"));
+            if let Some(w) = m.float("queue_wait_max") {
                 l.wait_max = Some(l.wait_max.map_or(w, |x| x.max(w)));
             }
             let s = l.sockets.entry(id).or_default();
             s.last_seen = reading;
-            let drops = int(m, "drops");
+            let drops = m.int("drops");
             let before = s.last_drops;
             if drops.is_some() {
                 s.last_drops = drops;
@@ -338,15 +324,15 @@ impl Window {
             // An owner not found in one reading (a /proc race) keeps the name found before.
             if let Some(p) = m.tag("process") {
                 s.process = Some(printable(p));
-                s.pid = int(m, "pid");
+                s.pid = m.int("pid");
             }
-            s.limit = int(m, "queue_limit").or(s.limit);
+            s.limit = m.int("queue_limit").or(s.limit);
             let Some(since) = since else {
-                s.peak = s.peak.max(int(m, "queue_depth").unwrap_or(0));
+                s.peak = s.peak.max(m.int("queue_depth").unwrap_or(0));
                 continue;
             };
-            s.peak = s.peak.max(int(m, "queue_depth_max").unwrap_or(0));
-            if let Some(r) = float(m, "queue_full_ratio") {
+            s.peak = s.peak.max(m.int("queue_depth_max").unwrap_or(0));
+            if let Some(r) = m.float("queue_full_ratio") {
                 s.full_secs += r * since.as_secs_f64();
                 s.measured_secs += since.as_secs_f64();
             }
@@ -358,7 +344,7 @@ impl Window {
                 (Some(b), Some(d)) => Some((d + (1 << 32)).saturating_sub(b)),
                 // Not followed before (filtered out, or its namespace just read): the report's
                 // own delta, kept only for the same socket as in its previous reading.
-                (None, Some(_)) => int(m, "drops_delta"),
+                (None, Some(_)) => m.int("drops_delta"),
             };
             if let Some(d) = gained {
                 s.drops = Some(s.drops.unwrap_or(0) + d);

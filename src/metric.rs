@@ -29,6 +29,22 @@ impl Metric {
     pub fn field(&self, key: &str) -> Option<Value> {
         self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
+
+    /// A field as a whole number (a float one truncated), for readers that compare figures.
+    pub fn int(&self, key: &str) -> Option<u64> {
+        match self.field(key)? {
+            Value::Int(v) => Some(v),
+            Value::Float(v) => Some(v as u64),
+        }
+    }
+
+    /// A field as a float, whichever way it is stored.
+    pub fn float(&self, key: &str) -> Option<f64> {
+        match self.field(key)? {
+            Value::Int(v) => Some(v as f64),
+            Value::Float(v) => Some(v),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use crate::metric::{Metric, Value, LISTENER, NETNS};
+use crate::metric::{Metric, LISTENER, NETNS};
 
 /// How far back the depth history reaches.
 pub const HISTORY_SPAN: Duration = Duration::from_secs(60);
@@ -67,15 +67,16 @@ impl Reading {
         };
         let reading = Reading {
             process: m.tag("process").map(str::to_string),
-            pid: int(m, "pid"),
-            depth: int(m, "queue_depth").unwrap_or(0),
-            limit: int(m, "queue_limit").unwrap_or(0),
-            peak: int(m, "queue_depth_max")
-                .or(int(m, "queue_depth"))
+            pid: m.int("pid"),
+            depth: m.int("queue_depth").unwrap_or(0),
+            limit: m.int("queue_limit").unwrap_or(0),
+            peak: m
+                .int("queue_depth_max")
+                .or(m.int("queue_depth"))
                 .unwrap_or(0),
-            drops_delta: int(m, "drops_delta"),
-            syn: int(m, "syn_queue_depth"),
-            wait: float(m, "queue_wait_max"),
+            drops_delta: m.int("drops_delta"),
+            syn: m.int("syn_queue_depth"),
+            wait: m.float("queue_wait_max"),
         };
         Some((key, reading))
     }
@@ -89,20 +90,6 @@ impl Reading {
     /// The queue is full now or was at its peak.
     pub fn full(&self) -> bool {
         self.peak > self.limit || self.depth > self.limit
-    }
-}
-
-fn int(m: &Metric, name: &str) -> Option<u64> {
-    match m.field(name)? {
-        Value::Int(v) => Some(v),
-        Value::Float(f) => Some(f as u64),
-    }
-}
-
-fn float(m: &Metric, name: &str) -> Option<f64> {
-    match m.field(name)? {
-        Value::Int(v) => Some(v as f64),
-        Value::Float(f) => Some(f),
     }
 }
 
@@ -261,9 +248,9 @@ impl Model {
             if m.name == NETNS {
                 self.namespaces.push(Namespace {
                     name: m.tag("netns").map(str::to_string),
-                    rates: NS_RATES.map(|(_, field)| rate(int(m, field))),
-                    sysctls: NS_SYSCTLS.map(|field| int(m, field)),
-                    omitted: int(m, "listeners_omitted").unwrap_or(0),
+                    rates: NS_RATES.map(|(_, field)| rate(m.int(field))),
+                    sysctls: NS_SYSCTLS.map(|field| m.int(field)),
+                    omitted: m.int("listeners_omitted").unwrap_or(0),
                 });
                 continue;
             }
@@ -358,6 +345,7 @@ impl Model {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::metric::Value;
 
     /// A listener row as the report builds it.
     pub fn listener(port: u16, process: Option<&str>, fields: &[(&'static str, u64)]) -> Metric {
