@@ -160,14 +160,17 @@ impl Reporter {
             warnings,
             _sampler: None,
         };
+        // resolve_namespaces keeps the order of the --netns flags.
+        let given = args.select.netns.iter().map(|s| netns::spec_path(s));
+        let mut given = given.map(Some).chain(std::iter::repeat(None));
         for ns in namespaces {
             let name = ns.name.clone();
-            reporter
-                .namespaces
-                .watch(ns, &mut reporter.warnings)
-                .map_err(|e| {
-                    RunError::Fatal(format!("netns {name}: cannot open its sources: {e}"))
-                })?;
+            let list = &mut reporter.namespaces;
+            match given.next().flatten() {
+                Some(path) => list.watch_given(ns, path, &mut reporter.warnings),
+                None => list.watch(ns, &mut reporter.warnings),
+            }
+            .map_err(|e| RunError::Fatal(format!("netns {name}: cannot open its sources: {e}")))?;
         }
         if let Some(targets) = targets {
             let peaks = reporter.carried.shared_peaks.clone();

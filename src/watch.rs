@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::io;
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use crate::report::NsReading;
 use crate::sampler::{Target, Targets};
@@ -48,6 +49,37 @@ struct Watched {
     tagged_pids: Vec<u32>,
     /// The last UTS namespace read for `pod` and its host name: no new `setns` while it stays.
     uts: Option<(Identity, String)>,
+    /// `--netns`: the path it was opened by, looked at each report (see [`Given`]).
+    given: Option<Given>,
+}
+
+/// A namespace given with `--netns`, by the path it was opened through (`/run/netns/NAME`, or the
+/// path given). `ip netns del` removes that path, a process ending removes its `/proc/PID/ns/net`;
+/// the namespace itself lives on while acceptq (or a process in it) holds it, so it is still read
+/// and reported, but the operator is told once that the name no longer leads to it.
+struct Given {
+    path: PathBuf,
+    /// What the path was found to be at the last report, said once per change.
+    now: PathNow,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PathNow {
+    Same,
+    Gone,
+    Other,
+}
+
+impl PathNow {
+    fn of(path: &Path, identity: Option<Identity>) -> PathNow {
+        match std::fs::metadata(path) {
+            Ok(m) if Some((m.dev(), m.ino())) == identity => PathNow::Same,
+            Ok(_) => PathNow::Other,
+            // Unreadable is not gone: nothing to say.
+            Err(e) if e.kind() != io::ErrorKind::NotFound => PathNow::Same,
+            Err(_) => PathNow::Gone,
+        }
+    }
 }
 
 /// Capability number of CAP_SYS_PTRACE (linux/capability.h).
@@ -97,6 +129,7 @@ impl WatchList {
             tags: NsTags::default(),
             tagged_pids: Vec::new(),
             uts: None,
+            given: None,
         });
         if let Some(targets) = &self.targets {
             match DiagSocket::open(file) {
@@ -114,6 +147,23 @@ impl WatchList {
         Ok(())
     }
 
+    /// Starts watching `ns`, given with `--netns` and opened through `path`.
+    pub fn watch_given(
+        &mut self,
+        ns: Netns,
+        path: PathBuf,
+        warnings: &mut Warnings,
+    ) -> io::Result<()> {
+        self.watch(ns, warnings)?;
+        if let Some(w) = self.watched.last_mut() {
+            w.given = Some(Given {
+                path,
+                now: PathNow::Same,
+            });
+        }
+        Ok(())
+    }
+
     /// Takes one reading of every namespace, after looking for new and gone ones under
     /// `--all-netns`.
     pub fn read(&mut self, opts: &Options, warnings: &mut Warnings) {
@@ -121,6 +171,9 @@ impl WatchList {
             self.rescan(warnings);
         }
         for w in &mut self.watched {
+            if let Some(given) = &mut w.given {
+                say_path_change(&w.src.netns.name, given, w.identity, warnings);
+            }
             w.src.read(opts, warnings, &mut w.snap);
         }
     }
@@ -287,6 +340,31 @@ impl WatchList {
             }
         }
     }
+}
+
+/// Says, once per change, that a `--netns` path no longer leads to the namespace opened through
+/// it (or leads to it again). One `stat` a report.
+fn say_path_change(
+    name: &str,
+    given: &mut Given,
+    identity: Option<Identity>,
+    warnings: &mut Warnings<impl std::io::Write>,
+) {
+    let now = PathNow::of(&given.path, identity);
+    if now == std::mem::replace(&mut given.now, now) {
+        return;
+    }
+    let path = given.path.display();
+    let msg = match now {
+        PathNow::Gone => format!(
+            "netns {name}: {path} is gone (ip netns del, or its process ended): still reporting the namespace opened through it, which lives while acceptq or a process in it holds it; restart acceptq to stop watching it"
+        ),
+        PathNow::Other => format!(
+            "netns {name}: {path} now names another namespace: still reporting the one opened through it at start; restart acceptq to watch the new one"
+        ),
+        PathNow::Same => format!("netns {name}: {path} names the watched namespace again"),
+    };
+    warnings.now(&msg);
 }
 
 /// A watched namespace holds about ten descriptors (its file, sock_diag sockets, `/proc/net`
@@ -519,6 +597,48 @@ mod tests {
         blind.incomplete = Some(io::Error::from_raw_os_error(libc::EMFILE));
         list.follow(blind, &mut w);
         assert!(list.unopenable.contains(&bad.identity));
+    }
+
+    #[test]
+    fn a_netns_path_removed_or_replaced_is_said_once_per_change() {
+        let dir = std::env::temp_dir().join(format!("acceptq-given-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ns");
+        std::fs::write(&path, "").unwrap();
+        let m = std::fs::metadata(&path).unwrap();
+        let identity = Some((m.dev(), m.ino()));
+        // Held open, as acceptq holds its namespace: the inode is not given to the next file.
+        let _held = std::fs::File::open(&path).unwrap();
+        let mut given = Given {
+            path: path.clone(),
+            now: PathNow::Same,
+        };
+        let mut w = Warnings::to(Vec::new());
+        let mut step = |w: &mut Warnings<Vec<u8>>| say_path_change("x", &mut given, identity, w);
+        step(&mut w);
+        std::fs::remove_file(&path).unwrap();
+        step(&mut w);
+        step(&mut w);
+        // Another file at the name: a new inode.
+        std::fs::write(dir.join("other"), "").unwrap();
+        std::fs::rename(dir.join("other"), &path).unwrap();
+        step(&mut w);
+        step(&mut w);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let text = String::from_utf8(w.writer().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let p = path.display();
+        assert!(
+            lines[0].starts_with(&format!("W! [acceptq] netns x: {p} is gone (ip netns del")),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with(&format!(
+                "W! [acceptq] netns x: {p} now names another namespace"
+            )),
+            "{text}"
+        );
     }
 
     #[test]

@@ -102,6 +102,15 @@ pub fn resolve(spec: &OsStr) -> Result<Netns, NetnsError> {
     }
 }
 
+/// The file `--netns NAME|PATH` opens: `/run/netns/NAME`, or the path itself.
+pub fn spec_path(spec: &OsStr) -> PathBuf {
+    if is_path(spec) {
+        PathBuf::from(spec)
+    } else {
+        Path::new(NAMED_DIR).join(spec)
+    }
+}
+
 fn is_path(spec: &OsStr) -> bool {
     spec.as_bytes().contains(&b'/')
 }
