@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::os::fd::RawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 const STDOUT: RawFd = 1;
@@ -275,7 +275,16 @@ impl Wake {
 static STOP_PIPE: AtomicI32 = AtomicI32::new(-1);
 static STOP_WRITE: AtomicI32 = AtomicI32::new(-1);
 
+/// Until the first report is begun nothing has been written: a stop then ends the process at
+/// once, with status 0, even one blocked opening a `--netns` or `--output` path, which a
+/// signal caught to wake [`wait`] would leave blocked.
+static STARTING: AtomicBool = AtomicBool::new(false);
+
 extern "C" fn on_stop_signal(_: libc::c_int) {
+    if STARTING.load(Ordering::SeqCst) {
+        // SAFETY: _exit is async-signal-safe; nothing of ours is half written.
+        unsafe { libc::_exit(0) };
+    }
     let fd = STOP_WRITE.load(Ordering::Relaxed);
     // SAFETY: write(2) is async-signal-safe; a full pipe already says "stop".
     unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) };
@@ -293,6 +302,7 @@ pub fn stop_on_signals() -> io::Result<()> {
     }
     STOP_PIPE.store(fds[0], Ordering::Relaxed);
     STOP_WRITE.store(fds[1], Ordering::Relaxed);
+    STARTING.store(true, Ordering::SeqCst);
     for sig in [libc::SIGTERM, libc::SIGINT] {
         // SAFETY: a zeroed sigaction with a plain handler, no flags, an empty mask.
         let rc = unsafe {
@@ -306,6 +316,19 @@ pub fn stop_on_signals() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The run is started: from now on a stop signal ends it between reports (see [`wait`]).
+/// Returns whether one came as this was called (earlier ones ended the process).
+pub fn started() -> bool {
+    STARTING.store(false, Ordering::SeqCst);
+    let mut fd = libc::pollfd {
+        fd: STOP_PIPE.load(Ordering::Relaxed),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd (poll skips a negative fd), for the duration of the call.
+    unsafe { libc::poll(&mut fd, 1, 0) > 0 && fd.revents & libc::POLLIN != 0 }
 }
 
 /// Waits until `input` is readable, stdout hangs up (when `watch_stdout`), or `limit` passes

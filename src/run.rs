@@ -11,13 +11,19 @@ use crate::reporter::Reporter;
 pub use crate::reporter::RunError;
 
 pub fn run(args: Args) -> Result<(), RunError> {
+    // First: a stop asked while the namespaces are being opened ends the run with status 0
+    // too, not by the signal's default action.
+    let signals = output::stop_on_signals();
     let mut reporter = Reporter::new(&args)?;
-    if let Err(e) = output::stop_on_signals() {
+    if let Err(e) = signals {
         // Without it SIGTERM still ends us, only not between reports.
         reporter.warn_once(
             "signals",
             format!("SIGTERM and SIGINT keep their default action: {e}"),
         );
+    }
+    if output::started() {
+        return Ok(());
     }
     if args.once {
         if let Some(window) = args.window {
