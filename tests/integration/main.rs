@@ -30,6 +30,7 @@ mod churn;
 mod cli;
 mod containers;
 mod containers_attack;
+mod faults;
 mod filters;
 mod golden;
 mod listeners;
@@ -63,6 +64,7 @@ fn main() -> std::process::ExitCode {
             cli::trials(),
             containers::trials(),
             containers_attack::trials(),
+            faults::trials(),
             filters::trials(),
             golden::trials(),
             listeners::trials(),
