@@ -302,7 +302,6 @@ pub fn stop_on_signals() -> io::Result<()> {
     }
     STOP_PIPE.store(fds[0], Ordering::Relaxed);
     STOP_WRITE.store(fds[1], Ordering::Relaxed);
-    STARTING.store(true, Ordering::SeqCst);
     for sig in [libc::SIGTERM, libc::SIGINT] {
         // SAFETY: a zeroed sigaction with a plain handler, no flags, an empty mask.
         let rc = unsafe {
@@ -316,6 +315,13 @@ pub fn stop_on_signals() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// [`stop_on_signals`] for a run that has written nothing yet: until [`started`], a stop
+/// ends the process at once with status 0.
+pub fn stop_on_signals_while_starting() -> io::Result<()> {
+    STARTING.store(true, Ordering::SeqCst);
+    stop_on_signals()
 }
 
 /// The run is started: from now on a stop signal ends it between reports (see [`wait`]).

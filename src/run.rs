@@ -13,7 +13,7 @@ pub use crate::reporter::RunError;
 pub fn run(args: Args) -> Result<(), RunError> {
     // First: a stop asked while the namespaces are being opened ends the run with status 0
     // too, not by the signal's default action.
-    let signals = output::stop_on_signals();
+    let signals = output::stop_on_signals_while_starting();
     let mut reporter = Reporter::new(&args)?;
     if let Err(e) = signals {
         // Without it SIGTERM still ends us, only not between reports.
