@@ -76,17 +76,11 @@ fn stdout_closed_after_the_first_line_of_a_long_report_exits_0_saying_nothing() 
     }
     let (ns, _h, ports) = many_listeners("stdoutgone", 1000);
     let tmp = TempDir::new("stdoutgone");
-    for args in [
-        &["--interval", "1s"][..],
-        &["--interval", "1s", "--format", "influx"][..],
-    ] {
-        let mut cmd = ns.cmd(acceptq(), args);
-        cmd.args(["--no-process"]);
-        if !args.contains(&"influx") {
-            cmd.args(["--format", "json"]);
-        }
+    for format in ["json", "influx"] {
+        let args = ["--interval", "1s", "--no-process", "--format", format];
         let mut child = Reaped(
-            cmd.stdin(Stdio::null())
+            ns.cmd(acceptq(), &args)
+                .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(tmp.file("stderr"))
                 .spawn()
@@ -518,25 +512,29 @@ fn a_namespace_whose_last_process_exits_leaves_all_netns_reporting_the_rest() {
         .is_some(),
         "the namespace's process did not end"
     );
-    reports.until("without the namespace", |r| ns_rows(r, &name).is_empty());
+    // Matched by its listener, not its name alone: the kernel may give the freed inode, and
+    // so the name `ino-<inode>`, to a namespace made next (another test's).
+    let held_there = |r: &[Json]| {
+        r.iter()
+            .any(|m| port_of(m) == Some(hport) && m["tags"]["netns"] == name.as_str())
+    };
+    reports.until("without the namespace", |r| !held_there(r));
     for _ in 0..3 {
         let r = reports.next();
-        assert!(ns_rows(&r, &name).is_empty(), "{name} came back: {r:?}");
+        assert!(!held_there(&r), "{name} came back with its listener");
         assert!(
             ns_rows(&r, &stays.name)
                 .iter()
                 .any(|m| port_of(m) == Some(sport)),
-            "the rest lost a listener: {r:?}"
+            "the rest lost a listener: {:?}",
+            ns_rows(&r, &stays.name)
         );
     }
     assert!(child.0.try_wait().unwrap().is_none(), "acceptq ended");
     drop(child);
     let err = stderr_of(&tmp);
     note!("namespace {name} gone; stderr: {err}");
-    assert!(
-        !err.contains("E! ") && !err.contains("panicked") && !err.contains(&name),
-        "{err}"
-    );
+    assert!(!err.contains("E! ") && !err.contains("panicked"), "{err}");
 }
 
 /// A listener closed and opened again on its port between two reports is another socket: its
@@ -631,7 +629,7 @@ fn namespace_counters_lower_after_a_namespace_is_replaced_at_its_name_carry_no_d
     let ns_row_of = |r: &[Json]| -> Json {
         r.iter()
             .find(|m| m["name"] == "acceptq_netns" && m["tags"]["netns"] == name.as_str())
-            .unwrap_or_else(|| panic!("no row for {name}: {r:?}"))
+            .unwrap_or_else(|| panic!("no acceptq_netns row for {name} among {} rows", r.len()))
             .clone()
     };
     ask_report(&mut stdin, &stdout);

@@ -340,6 +340,7 @@ fn a_syn_flood_leaves_the_waits_measured_and_a_quiet_fast_open_port_timed() {
     // tcp_child_ehash_entries asks for it (nsenter: `ip netns exec` would hide the new name in
     // its own mount namespace). Every dump on the host walks the shared hash, and the request
     // sockets outlive the test by their SYN-ACK timers: other tests must not walk them.
+    let _flood = one_flood_at_a_time();
     let parent = Netns::new("waitflood0");
     parent.sysctl("net.ipv4.tcp_child_ehash_entries", "65536");
     let ns = Netns {

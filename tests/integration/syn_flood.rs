@@ -169,6 +169,7 @@ fn a_syn_flood_with_and_without_syncookies_keeps_reports_on_time_and_counters_ex
     {
         return;
     }
+    let _flood = one_flood_at_a_time();
     let tmp = TempDir::new("synflood");
     let ns = Netns::new("synflood");
     run_ok(&mut ns.cmd("ip", &["addr", "add", "127.0.0.2/32", "dev", "lo"]));

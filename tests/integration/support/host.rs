@@ -7,6 +7,15 @@ use std::process::Command;
 use super::harness::skip_unless;
 use super::tempdir::TempDir;
 
+/// Held by a test while it floods: SYN floods run one at a time, as each measures times that a
+/// second flood on the same few CPUs would stretch.
+pub static FLOOD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`FLOOD`], whatever a failed holder left it in.
+pub fn one_flood_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    FLOOD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub fn acceptq() -> &'static str {
     env!("CARGO_BIN_EXE_acceptq")
 }
