@@ -15,6 +15,7 @@ tests![
     ambient_capabilities_are_cleared_and_the_process_made_undumpable,
     paths_the_user_names_are_opened_with_the_users_own_rights,
     nobody_cannot_trace_or_inspect_acceptq_while_it_holds_capabilities,
+    root_keeps_only_what_its_flags_use_and_its_own_file_rights,
 ];
 
 const SYS_ADMIN: u64 = 1 << 21;
@@ -405,4 +406,70 @@ except OSError as e:
         // Still working: a report after the probe.
         assert!(run.report().iter().any(|l| l.contains("acceptq_netns")));
     }
+}
+
+fn root_keeps_only_what_its_flags_use_and_its_own_file_rights() {
+    let test = "capabilities::root_keeps_only_what_its_flags_use_and_its_own_file_rights";
+    if !netns_gate(test) || !nobody_gate(test) {
+        return;
+    }
+    let ns = Netns::new("caps-root");
+    // A listener of nobody's: root names its process only with CAP_DAC_READ_SEARCH and
+    // CAP_SYS_PTRACE, raised from the permitted set.
+    let hold = "import socket, time\n\
+                s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4)\n\
+                print(s.getsockname()[1], flush=True); time.sleep(120)";
+    let mut cmd = ns.cmd("setpriv", &AS_NOBODY);
+    cmd.args([SYSTEM_PYTHON, "-c", hold]).stdout(Stdio::piped());
+    let mut holder = Reaped(cmd.spawn().unwrap());
+    let holder_out = Lines::new(holder.0.stdout.take().unwrap());
+    let port = holder_out.expect(STEP, "the holder's port");
+
+    let mut run = Running::start(ns.cmd(acceptq(), &[]), &["--port", &port]);
+    let rows = run.report();
+    assert!(
+        rows.iter()
+            .any(|l| l.contains(&format!("\"port\":\"{port}\""))
+                && l.contains("\"process\":\"python3\"")),
+        "{rows:?}"
+    );
+    assert_holds_only(
+        run.pid(),
+        SYS_PTRACE | DAC_READ_SEARCH,
+        "root, default flags",
+    );
+    drop(run);
+    let mut run = Running::start(ns.cmd(acceptq(), &[]), &["--no-process"]);
+    run.report();
+    assert_holds_only(run.pid(), 0, "root, --no-process");
+    drop(run);
+
+    // Root's own file access for the paths it names: a folder of nobody's that only nobody
+    // may enter, and the namespace file of nobody's process.
+    let tmp = TempDir::new("caps-root");
+    let private = tmp.join("nobodys");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    run_ok(Command::new("chown").arg("nobody").arg(&private));
+    let target = private.join("x.prom");
+    let ns_path = format!("/proc/{}/ns/net", holder.0.id());
+    let out = Command::new(acceptq())
+        .args([
+            "--once",
+            "--no-process",
+            "--format",
+            "prometheus",
+            "--output",
+        ])
+        .arg(&target)
+        .args(["--netns", &ns_path, "--port", &port])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let written = std::fs::read_to_string(&target).unwrap();
+    assert!(
+        written.contains(&format!("port=\"{port}\"")),
+        "the namespace of nobody's process, through its /proc path: {written}"
+    );
 }
