@@ -101,7 +101,8 @@ inside() {
     reports=$(grep -c '^acceptq_netns' "$out/reports" || true)
     echo "acceptq: exit status $status, $reports namespace rows reported," \
         "$(wc -l <"$out/stderr") stderr lines" >&2
-    sort "$out/stderr" | uniq -c | sort -rn | head -5 | sed 's/^/  /' >&2
+    # sed reads to the end: head would leave sort to die of SIGPIPE, failing the pipeline.
+    sort "$out/stderr" | uniq -c | sort -rn | sed -n '1,5s/^/  /p' >&2
     [ "$status" = 0 ] || { echo "soak: acceptq exited with $status on SIGTERM" >&2; exit 1; }
     [ "$reports" -gt 0 ] || { echo "soak: acceptq reported nothing" >&2; exit 1; }
 
