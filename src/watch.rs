@@ -12,6 +12,7 @@ use crate::sampler::{Target, Targets};
 use crate::snapshot::NetnsSnapshot;
 use crate::source::cgroup;
 use crate::source::netns::{self, Found, Identity, Netns, NetnsError};
+use crate::source::snmp::PassiveOpens;
 use crate::source::sock_diag::DiagSocket;
 use crate::source::{NsSources, Options};
 use crate::state::NsId;
@@ -99,10 +100,20 @@ impl WatchList {
             uts: None,
         });
         if let Some(targets) = &self.targets {
-            match DiagSocket::open(file) {
+            match DiagSocket::open(file.clone()) {
                 Ok(sock) => {
+                    let target = match gate_counter(file.as_deref()) {
+                        Ok(p) => Target::new(id, name, sock).gated(p),
+                        Err(e) => {
+                            warnings.once(
+                                &format!("sampler-gate-{name}"),
+                                format!("sampler: netns {name}: cannot read Tcp PassiveOpens of /proc/net/snmp ({e}); every sample dumps its listeners"),
+                            );
+                            Target::new(id, name, sock)
+                        }
+                    };
                     if let Ok(mut t) = targets.lock() {
-                        t.push(Target::new(id, name, sock));
+                        t.push(target);
                     }
                 }
                 Err(e) => warnings.once(
@@ -287,6 +298,14 @@ impl WatchList {
             }
         }
     }
+}
+
+/// The sampler's `/proc/net/snmp` of the namespace `ns` (`None`: ours), opened there once and
+/// read once to know the counter is there.
+fn gate_counter(ns: Option<&std::fs::File>) -> io::Result<PassiveOpens> {
+    let mut p = netns::run_in(ns, PassiveOpens::open)??;
+    p.read()?;
+    Ok(p)
 }
 
 /// A watched namespace holds about ten descriptors (its file, sock_diag sockets, `/proc/net`
