@@ -41,6 +41,7 @@ mod reuseport;
 mod rows;
 mod run_modes_input;
 mod sampler_cost;
+mod sampler_gate;
 mod syn_queue;
 mod top;
 mod top_attack;
@@ -73,6 +74,7 @@ fn main() -> std::process::ExitCode {
             rows::trials(),
             run_modes_input::trials(),
             sampler_cost::trials(),
+            sampler_gate::trials(),
             syn_queue::trials(),
             top::trials(),
             top_attack::trials(),
