@@ -79,9 +79,16 @@ const MEASURED: usize = 50;
 const ROUNDS: usize = 5;
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// Raises the soft fd limit to the hard one (allowed to any user), then opens up to
-/// [`LISTENERS`] listeners, leaving room for the other tests of this binary.
+/// Opens up to [`LISTENERS`] listeners (see [`room`]).
 fn listeners() -> Vec<TcpListener> {
+    (0..room())
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0"))
+        .collect()
+}
+
+/// Raises the soft fd limit to the hard one (allowed to any user) and returns how many
+/// listeners a test may open, up to [`LISTENERS`], leaving room for the other tests here.
+fn room() -> usize {
     // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
     let soft = unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
@@ -103,9 +110,7 @@ fn listeners() -> Vec<TcpListener> {
     // Two of these tests may run at once next to others: each takes at most a third.
     let n = LISTENERS.min(soft / 3);
     assert!(n >= 100, "fd limit {soft} is too low for this test");
-    (0..n)
-        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0"))
-        .collect()
+    n
 }
 
 /// The set of sockets in the last dump, cheaply and without allocating: (count, inode sum).
@@ -231,7 +236,7 @@ fn a_sample_the_gate_lets_pass_allocates_nothing() {
     }
     let ns = Netns::new("gatecost");
     let file = Arc::new(File::open(format!("/run/netns/{}", ns.name)).expect("netns file"));
-    let n = listeners().len();
+    let n = room();
     let held: Vec<TcpListener> = run_in(Some(&file), || {
         (0..n)
             .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0"))
@@ -254,20 +259,30 @@ fn a_sample_the_gate_lets_pass_allocates_nothing() {
     }
     assert_eq!(records.len(), held.len(), "the dumps saw our listeners");
     let dumps = targets[0].dumps;
-    assert!(dumps <= 3, "{dumps} dumps of a namespace where nothing happens");
+    assert!(
+        dumps <= 3,
+        "{dumps} dumps of a namespace where nothing happens"
+    );
     // A round in which one sample dumped is measured again: the fingerprint is the dump count.
     let (made, _) = steady_allocations("sample_once let pass", || {
         sample_once(&mut targets, &mut records, &peaks);
         (targets[0].dumps as usize, 0)
     });
-    assert_eq!(targets[0].dumps, dumps, "the gate let every measured sample pass");
+    assert_eq!(
+        targets[0].dumps, dumps,
+        "the gate let every measured sample pass"
+    );
     assert_eq!(
         made, 0,
         "{MEASURED} samples the gate let pass allocated {made} times"
     );
     // Each counted as a sample in which no queue of the namespace was full.
     let p = peaks.lock().unwrap();
-    assert!(p.rounds(0) as usize > MEASURED, "{} samples counted", p.rounds(0));
+    assert!(
+        p.rounds(0) as usize > MEASURED,
+        "{} samples counted",
+        p.rounds(0)
+    );
     assert_eq!(p.tracked(), 0);
     drop(held);
 }

@@ -56,10 +56,7 @@ fn a_burst_right_after_skipped_samples_is_caught_as_the_peak() {
     let report = live.report();
     let f = fields(&report, port);
     assert_eq!(int(&f["queue_depth"]), 0, "{f}");
-    assert!(
-        int(&f["queue_depth_max"]) >= 36,
-        "the burst must show: {f}"
-    );
+    assert!(int(&f["queue_depth_max"]) >= 36, "the burst must show: {f}");
     let (status, stderr) = live.finish();
     assert!(status.success(), "{stderr}");
     let (samples, dumps) = counts(&stderr);
@@ -70,13 +67,16 @@ fn a_burst_right_after_skipped_samples_is_caught_as_the_peak() {
 }
 
 fn a_queue_full_with_no_new_arrivals_counts_as_full_in_every_sample() {
-    if !netns_gate("sampler_gate::a_queue_full_with_no_new_arrivals_counts_as_full_in_every_sample") {
+    if !netns_gate("sampler_gate::a_queue_full_with_no_new_arrivals_counts_as_full_in_every_sample")
+    {
         return;
     }
     // listen(4) holds 5: exactly 5 clients fill it, and none is left to retry a SYN.
     let (ns, _d, _, port) = queued_listener("gatefull", 4, 5, false);
     assert!(
-        wait_for(Duration::from_secs(5), || (queued(&ns, port) == 5).then_some(())).is_some(),
+        wait_for(Duration::from_secs(5), || (queued(&ns, port) == 5)
+            .then_some(()))
+        .is_some(),
         "5 connections queued"
     );
     let mut live = Live::start_env(&ns, &["--sample", "100ms"], &[DEBUG]);
@@ -101,7 +101,9 @@ fn a_listener_listening_again_with_a_smaller_backlog_is_right_at_the_next_report
     }
     let (ns, mut d, id, port) = queued_listener("gaterelisten", 16, 5, false);
     assert!(
-        wait_for(Duration::from_secs(5), || (queued(&ns, port) == 5).then_some(())).is_some(),
+        wait_for(Duration::from_secs(5), || (queued(&ns, port) == 5)
+            .then_some(()))
+        .is_some(),
         "5 connections queued"
     );
     let mut live = Live::start_env(&ns, &["--sample", "100ms"], &[DEBUG]);
