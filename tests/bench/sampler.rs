@@ -7,9 +7,9 @@
 //!   busy listener in the first.
 //!
 //! The baseline is what the dumps the gate let through cost when done bare: the same LISTEN
-//! dump of the same namespaces, 100 ms apart (cold, as the sampler runs it), on a thread of
-//! ours measured alone right after, times the share of samples that dumped (acceptq says its
-//! counts at exit under `ACCEPTQ_DEBUG_SAMPLER`).
+//! dump of the same namespaces every 100 ms (cold, as the sampler runs it) on a thread of ours
+//! that does nothing else, during the same window, its on-CPU time wake-ups included, times the
+//! share of samples that dumped (acceptq says its counts at exit under `ACCEPTQ_DEBUG_SAMPLER`).
 //!
 //! Targets: idle 1 000 listeners < 0.1 % of one core; busy within 1.2x of the baseline; 10 and
 //! 50 idle namespaces < 0.5 %.
@@ -34,8 +34,6 @@ const BUSY_EVERY: Duration = Duration::from_millis(20);
 const TARGET_IDLE_PCT: f64 = 0.1;
 const TARGET_BUSY_RATIO: f64 = 1.2;
 const TARGET_MANY_PCT: f64 = 0.5;
-/// Bare dumps timed for the baseline, 100 ms apart.
-const BASELINE_DUMPS: usize = 40;
 /// Cold reads of /proc/net/snmp timed, 100 ms apart.
 const CHECK_READS: usize = 40;
 
@@ -291,9 +289,11 @@ fn sampler_ns(pid: u32) -> Result<u64, String> {
     Err(format!("acceptq {pid} has no sampler thread"))
 }
 
-/// Per sample, the on-CPU time of one bare LISTEN dump of every namespace (the families that
-/// have listeners), taken [`BASELINE_DUMPS`] times 100 ms apart on this thread.
-fn bare_dump_cost(socks: &mut [DiagSocket]) -> Result<Duration, String> {
+/// Per sample, the on-CPU time of a thread that only dumps every namespace bare (no
+/// extension, the families that have listeners) every 100 ms for `window`, wake-ups included,
+/// as the sampler thread's own time includes them. Run on the calling thread, while acceptq
+/// samples the same namespaces: both see the machine as it is then.
+fn bare_dump_cost(socks: &mut [DiagSocket], window: Duration) -> Result<Duration, String> {
     let mut records: Vec<Record> = Vec::with_capacity(4096);
     let mut families = Vec::new();
     for s in socks.iter_mut() {
@@ -306,10 +306,13 @@ fn bare_dump_cost(socks: &mut [DiagSocket]) -> Result<Duration, String> {
         }
         families.push(has);
     }
-    let mut spent = 0u64;
-    for _ in 0..BASELINE_DUMPS {
-        std::thread::sleep(SAMPLE_EVERY);
-        let t0 = own_thread_ns();
+    // Half a period away from acceptq's samples, roughly: the two walks do not warm each other.
+    std::thread::sleep(SAMPLE_EVERY / 2);
+    let end = Instant::now() + window;
+    let mut next = Instant::now();
+    let mut ticks = 0u64;
+    let t0 = own_thread_ns();
+    while Instant::now() < end {
         for (s, has) in socks.iter_mut().zip(&families) {
             records.clear();
             for (f, yes) in FAMILIES.into_iter().zip(has) {
@@ -319,9 +322,12 @@ fn bare_dump_cost(socks: &mut [DiagSocket]) -> Result<Duration, String> {
                 }
             }
         }
-        spent += own_thread_ns() - t0;
+        ticks += 1;
+        next += SAMPLE_EVERY;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
-    Ok(Duration::from_nanos(spent / BASELINE_DUMPS as u64))
+    let spent = own_thread_ns() - t0;
+    Ok(Duration::from_nanos(spent / ticks.max(1)))
 }
 
 /// The gate's own check, cold and warm: one read of /proc/net/snmp and its parse.
@@ -352,12 +358,13 @@ struct Run {
 
 /// Runs `acceptq --signal stdin --sample 100ms FLAGS` for `window` after a second of start-up,
 /// and returns its sampler thread's share of one core and its counts.
-fn run_acceptq(
+fn run_acceptq<T>(
     acceptq: &str,
     flags: &[String],
     window: Duration,
     rows: usize,
-) -> Result<Run, String> {
+    during: impl FnOnce(Duration) -> T,
+) -> Result<(Run, T), String> {
     let mut child = Command::new(acceptq)
         .args(["--signal", "stdin", "--sample", "100ms"])
         .args(flags)
@@ -385,7 +392,7 @@ fn run_acceptq(
     std::thread::sleep(Duration::from_secs(1));
     let pid = child.id();
     let (n0, t0) = (sampler_ns(pid)?, Instant::now());
-    std::thread::sleep(window);
+    let meanwhile = during(window);
     let (n1, t1) = (sampler_ns(pid)?, Instant::now());
     let mut clean_exit = true;
     let mut stdin = child.stdin.take().unwrap();
@@ -422,12 +429,13 @@ fn run_acceptq(
             eprintln!("{line}");
         }
     }
-    Ok(Run {
+    let run = Run {
         pct: (n1 - n0) as f64 / 1e9 / (t1 - t0).as_secs_f64() * 100.0,
         samples,
         dumps,
         clean_exit,
-    })
+    };
+    Ok((run, meanwhile))
 }
 
 /// `D! [acceptq] sampler: netns NAME: S samples, D dumps (gated)` → (S, D).
@@ -449,10 +457,12 @@ fn measure_one(
     rows: usize,
     clean: &mut bool,
 ) -> Result<Row, String> {
-    let run = run_acceptq(acceptq, &ns.flags(), window, rows)?;
-    *clean &= run.clean_exit;
     let mut socks = ns.sockets()?;
-    let per_sample = bare_dump_cost(&mut socks)?.as_secs_f64();
+    let (run, bare) = run_acceptq(acceptq, &ns.flags(), window, rows, |w| {
+        bare_dump_cost(&mut socks, w)
+    })?;
+    *clean &= run.clean_exit;
+    let per_sample = bare?.as_secs_f64();
     let ungated_pct = per_sample / SAMPLE_EVERY.as_secs_f64() * 100.0;
     let share = if run.samples == 0 {
         1.0
