@@ -44,6 +44,8 @@ pub struct Gate {
     /// The last dump covered every family, found every queue empty and was trusted, and the
     /// counter has not moved since.
     settled: bool,
+    /// The last dump found every queue it saw empty.
+    was_empty: bool,
 }
 
 impl Gate {
@@ -52,22 +54,30 @@ impl Gate {
         self.settled && self.trusts(now)
     }
 
-    /// A dump at `now` can settle the gate: the counter was read and has not moved for a
-    /// period. Such a dump must cover every family.
+    /// A dump at `now` would be trusted: the counter was read and has not moved for a period.
     pub fn trusts(&self, now: Option<u64>) -> bool {
         now.is_some() && now == self.last
+    }
+
+    /// A dump at `now` may settle the gate, so must cover every family: trusted, and the queues
+    /// were empty at the last dump (a queue that stays busy does not cost a walk of an empty
+    /// family every sample).
+    pub fn wants_whole(&self, now: Option<u64>) -> bool {
+        self.trusts(now) && self.was_empty
     }
 
     /// After a dump at `now` that covered every family (`whole`) or not, and found every
     /// accept queue empty or not.
     pub fn dumped(&mut self, now: Option<u64>, whole: bool, all_empty: bool) {
         self.settled = whole && all_empty && self.trusts(now);
+        self.was_empty = all_empty;
         self.last = now;
     }
 
     /// After a dump that failed.
     pub fn failed(&mut self, now: Option<u64>) {
         self.settled = false;
+        self.was_empty = false;
         self.last = now;
     }
 }
@@ -228,7 +238,7 @@ fn sample_target(t: &mut Target, records: &mut Vec<Record>) -> Result<Sampled, D
         return Ok(Sampled::Skipped);
     }
     records.clear();
-    let whole = t.since_whole >= FULL_EVERY || t.gate.trusts(now);
+    let whole = t.since_whole >= FULL_EVERY || t.gate.wants_whole(now);
     t.since_whole = if whole { 1 } else { t.since_whole + 1 };
     t.dumps += 1;
     for (i, family) in FAMILIES.into_iter().enumerate() {
@@ -293,7 +303,7 @@ mod tests {
         assert!(!g.may_skip(Some(5)), "never dumped");
         g.dumped(Some(5), true, true);
         assert!(!g.may_skip(Some(5)), "first reading: not trusted yet");
-        assert!(g.trusts(Some(5)));
+        assert!(g.wants_whole(Some(5)));
         g.dumped(Some(5), true, true);
         assert!(g.may_skip(Some(5)));
         assert!(!g.may_skip(Some(6)), "a child was created");
@@ -304,9 +314,12 @@ mod tests {
         assert!(!g.may_skip(Some(9)));
         g.dumped(Some(9), true, true);
         assert!(g.may_skip(Some(9)));
-        // A queue not empty at the dump: no skip while it lasts, counter still or not.
+        // A queue not empty at the dump: no skip while it lasts, counter still or not, and no
+        // whole dump asked until one finds every queue empty again.
         g.dumped(Some(9), true, false);
-        assert!(!g.may_skip(Some(9)));
+        assert!(!g.may_skip(Some(9)) && !g.wants_whole(Some(9)));
+        g.dumped(Some(9), false, true);
+        assert!(!g.may_skip(Some(9)) && g.wants_whole(Some(9)));
         // A dump that left a family out proves nothing for that family.
         g.dumped(Some(9), false, true);
         assert!(!g.may_skip(Some(9)));
