@@ -6,6 +6,9 @@
 //! report. It asks for no extension (depth and limit are in the message header), touches no
 //! `/proc/<pid>`, and reuses its sockets, record buffer and table slots: in steady state a
 //! sample allocates nothing.
+//!
+//! A dump walks the kernel's whole listening hash, whatever the namespace holds, so a quiet
+//! namespace is not dumped at all: see [`Gate`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,8 +16,71 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::source::inet_diag::{Record, FAMILIES, STATE_LISTEN};
+use crate::source::snmp::PassiveOpens;
 use crate::source::sock_diag::{DiagError, DiagSocket};
 use crate::state::{NsId, Peaks};
+
+/// When set (to anything but empty or `0`), the sampler says at exit how many samples of each
+/// namespace it took and how many of them dumped.
+pub const DEBUG_ENV: &str = "ACCEPTQ_DEBUG_SAMPLER";
+
+/// Decides whether a namespace's sample may skip its dump, from `Tcp: PassiveOpens`.
+///
+/// Between two samples an accept queue grows only by a child the kernel counts in PassiveOpens
+/// (a handshake, a SYN cookie's ACK, a Fast Open SYN), or by a connection migrated from the
+/// accept queue of a closing SO_REUSEPORT socket, which needs a queue that already held one.
+/// So once a dump found every queue empty and PassiveOpens has not moved since, every queue is
+/// still empty: nothing can have peaked and nothing is full. That also covers a listener
+/// `listen()`ed again with a smaller backlog (an empty queue is never full), and a counter that
+/// went backwards or wrapped (a namespace recreated): any change is a move.
+///
+/// The kernel counts a child just before it queues it. A dump taken right after a move could
+/// miss a child counted before the reading, so only a dump taken with the counter unchanged
+/// since the sample before (a whole period later) is trusted: after a move, two dumps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gate {
+    /// PassiveOpens at the previous sample; `None`: not read.
+    last: Option<u64>,
+    /// The last dump covered every family, found every queue empty and was trusted, and the
+    /// counter has not moved since.
+    settled: bool,
+    /// The last dump found every queue it saw empty.
+    was_empty: bool,
+}
+
+impl Gate {
+    /// A sample that read `now` (`None`: unreadable) may leave the namespace undumped.
+    pub fn may_skip(&self, now: Option<u64>) -> bool {
+        self.settled && self.trusts(now)
+    }
+
+    /// A dump at `now` would be trusted: the counter was read and has not moved for a period.
+    pub fn trusts(&self, now: Option<u64>) -> bool {
+        now.is_some() && now == self.last
+    }
+
+    /// A dump at `now` may settle the gate, so must cover every family: trusted, and the queues
+    /// were empty at the last dump (a queue that stays busy does not cost a walk of an empty
+    /// family every sample).
+    pub fn wants_whole(&self, now: Option<u64>) -> bool {
+        self.trusts(now) && self.was_empty
+    }
+
+    /// After a dump at `now` that covered every family (`whole`) or not, and found every
+    /// accept queue empty or not.
+    pub fn dumped(&mut self, now: Option<u64>, whole: bool, all_empty: bool) {
+        self.settled = whole && all_empty && self.trusts(now);
+        self.was_empty = all_empty;
+        self.last = now;
+    }
+
+    /// After a dump that failed.
+    pub fn failed(&mut self, now: Option<u64>) {
+        self.settled = false;
+        self.was_empty = false;
+        self.last = now;
+    }
+}
 
 /// One namespace the sampler watches: its stable id (the key of its peaks), its name for
 /// warnings, and the sampler's own sock_diag socket there.
@@ -22,14 +88,21 @@ pub struct Target {
     pub id: NsId,
     pub name: String,
     pub sock: DiagSocket,
+    /// `/proc/net/snmp` of the namespace, opened there; `None`: no gate, every sample dumps.
+    pub passive_opens: Option<PassiveOpens>,
+    pub gate: Gate,
     /// The last sample of this namespace failed (and that was said).
     pub failing: bool,
     /// Per address family: no listener in the last complete sample. Such a family is dumped
     /// only every [`FULL_EVERY`] samples: each dump walks the kernel's whole listening hash,
     /// listeners or not (measured: 0.03-0.06 ms of a 0.65 ms sample with 1 000 listeners).
     pub empty: [bool; 2],
+    /// Samples since the last dump of every family.
+    pub since_whole: u64,
     /// Samples taken of this namespace.
     pub samples: u64,
+    /// Samples of this namespace that dumped (the others the gate let pass).
+    pub dumps: u64,
     /// A failure to say, waiting for the report thread: it says it through its own warnings,
     /// which go where the format wants them (stderr, or collectd notifications). One at most:
     /// said once per failure streak.
@@ -37,21 +110,33 @@ pub struct Target {
 }
 
 impl Target {
+    /// A target without a gate: every sample dumps.
     pub fn new(id: NsId, name: String, sock: DiagSocket) -> Self {
         Target {
             id,
             name,
             sock,
+            passive_opens: None,
+            gate: Gate::default(),
             failing: false,
             empty: [false; 2],
+            since_whole: FULL_EVERY,
             samples: 0,
+            dumps: 0,
             news: None,
         }
     }
+
+    /// The same, skipping the dump of samples in which no queue can have changed.
+    pub fn gated(mut self, passive_opens: PassiveOpens) -> Self {
+        self.passive_opens = Some(passive_opens);
+        self
+    }
 }
 
-/// Every this many samples all families are dumped, so a first IPv6 (or IPv4) listener is
-/// sampled within a second at the default period.
+/// Every this many samples all families are dumped (at the first dump after, when the gate let
+/// the sample pass), so a first IPv6 (or IPv4) listener is sampled within a second of its
+/// first connection at the default period.
 pub const FULL_EVERY: u64 = 10;
 
 /// The sampler's namespaces; the report thread adds and removes entries when `--all-netns`
@@ -61,6 +146,8 @@ pub type Targets = Arc<Mutex<Vec<Target>>>;
 pub struct Sampler {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Kept to say the counts at exit under [`DEBUG_ENV`].
+    targets: Targets,
 }
 
 impl Sampler {
@@ -72,6 +159,7 @@ impl Sampler {
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let sampled = targets.clone();
         let thread = std::thread::Builder::new()
             .name("acceptq-sampler".into())
             .spawn(move || {
@@ -87,7 +175,7 @@ impl Sampler {
                     while next <= now {
                         next += every;
                     }
-                    let Ok(mut targets) = targets.lock() else {
+                    let Ok(mut targets) = sampled.lock() else {
                         return;
                     };
                     sample_once(&mut targets, &mut records, &peaks);
@@ -96,6 +184,7 @@ impl Sampler {
         Ok(Sampler {
             stop,
             thread: Some(thread),
+            targets,
         })
     }
 }
@@ -107,50 +196,142 @@ impl Drop for Sampler {
             t.thread().unpark();
             let _ = t.join();
         }
+        if std::env::var_os(DEBUG_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+            if let Ok(targets) = self.targets.lock() {
+                for t in targets.iter() {
+                    eprintln!("D! [acceptq] {}", counts(t));
+                }
+            }
+        }
     }
 }
 
-/// Dumps the listeners of one namespace into `records`, skipping families known to be empty
-/// except on every [`FULL_EVERY`]th sample.
-fn sample_target(t: &mut Target, records: &mut Vec<Record>) -> Result<(), DiagError> {
-    records.clear();
-    let full = t.samples % FULL_EVERY == 0;
+/// What [`DEBUG_ENV`] says of one namespace.
+fn counts(t: &Target) -> String {
+    let gate = match t.passive_opens {
+        Some(_) => "gated",
+        None => "no gate",
+    };
+    format!(
+        "sampler: netns {}: {} samples, {} dumps ({gate})",
+        t.name, t.samples, t.dumps
+    )
+}
+
+/// What one sample of a namespace did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sampled {
+    /// `records` hold its listeners.
+    Dumped,
+    /// The gate proved every queue still empty: nothing to record but the sample itself.
+    Skipped,
+}
+
+/// Samples one namespace: reads its PassiveOpens and, unless the gate lets it pass, dumps its
+/// listeners into `records`, skipping families known to be empty except every [`FULL_EVERY`]
+/// samples and whenever the dump could settle the gate.
+fn sample_target(t: &mut Target, records: &mut Vec<Record>) -> Result<Sampled, DiagError> {
     t.samples += 1;
+    let now = t.passive_opens.as_mut().and_then(|p| p.read().ok());
+    if t.gate.may_skip(now) {
+        t.since_whole = t.since_whole.saturating_add(1);
+        return Ok(Sampled::Skipped);
+    }
+    records.clear();
+    let whole = t.since_whole >= FULL_EVERY || t.gate.wants_whole(now);
+    t.since_whole = if whole { 1 } else { t.since_whole + 1 };
+    t.dumps += 1;
     for (i, family) in FAMILIES.into_iter().enumerate() {
-        if t.empty[i] && !full {
+        if t.empty[i] && !whole {
             continue;
         }
         let before = records.len();
-        t.sock.append_family(family, STATE_LISTEN, false, records)?;
+        if let Err(e) = t.sock.append_family(family, STATE_LISTEN, false, records) {
+            t.gate.failed(now);
+            return Err(e);
+        }
         t.empty[i] = records.len() == before;
     }
-    Ok(())
+    let all_empty = records.iter().all(|r| r.rqueue == 0);
+    t.gate.dumped(now, whole, all_empty);
+    Ok(Sampled::Dumped)
 }
 
-/// One sample of every namespace: dump outside the peaks lock, record under it.
+/// One sample of every namespace: dump outside the peaks lock, record under it. A namespace
+/// the gate let pass counts one sample in which none of its queues was full, with no work per
+/// listener: its peaks stand.
 pub fn sample_once(targets: &mut [Target], records: &mut Vec<Record>, peaks: &Mutex<Peaks>) {
     let mut first = true;
     for t in targets.iter_mut() {
-        if let Err(e) = sample_target(t, records) {
-            // Said once per failure streak, and nothing formatted while it lasts.
-            if !t.failing {
-                t.failing = true;
-                t.news = Some(format!(
-                    "sampler: netns {}: {e}; peaks come from reports only until it recovers",
-                    t.name
-                ));
+        let sampled = match sample_target(t, records) {
+            Ok(s) => s,
+            Err(e) => {
+                // Said once per failure streak, and nothing formatted while it lasts.
+                if !t.failing {
+                    t.failing = true;
+                    t.news = Some(format!(
+                        "sampler: netns {}: {e}; peaks come from reports only until it recovers",
+                        t.name
+                    ));
+                }
+                continue;
             }
-            continue;
-        }
+        };
         t.failing = false;
         let Ok(mut p) = peaks.lock() else { return };
+        p.count_round(t.id);
+        if sampled == Sampled::Skipped {
+            continue;
+        }
         if first {
             p.begin_sample();
             first = false;
         }
-        p.count_round(t.id);
         for r in records.iter() {
             p.observe(t.id, r.endpoint(), r.inode, r.rqueue, Some(r.wqueue));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_skips_only_after_a_trusted_whole_dump_of_empty_queues() {
+        let mut g = Gate::default();
+        assert!(!g.may_skip(Some(5)), "never dumped");
+        g.dumped(Some(5), true, true);
+        assert!(!g.may_skip(Some(5)), "first reading: not trusted yet");
+        assert!(g.wants_whole(Some(5)));
+        g.dumped(Some(5), true, true);
+        assert!(g.may_skip(Some(5)));
+        assert!(!g.may_skip(Some(6)), "a child was created");
+        assert!(!g.may_skip(Some(4)), "backwards: a namespace recreated");
+        assert!(!g.may_skip(None), "unreadable");
+        // A move: the dump right after it is not trusted, the next one is.
+        g.dumped(Some(9), true, true);
+        assert!(!g.may_skip(Some(9)));
+        g.dumped(Some(9), true, true);
+        assert!(g.may_skip(Some(9)));
+        // A queue not empty at the dump: no skip while it lasts, counter still or not, and no
+        // whole dump asked until one finds every queue empty again.
+        g.dumped(Some(9), true, false);
+        assert!(!g.may_skip(Some(9)) && !g.wants_whole(Some(9)));
+        g.dumped(Some(9), false, true);
+        assert!(!g.may_skip(Some(9)) && g.wants_whole(Some(9)));
+        // A dump that left a family out proves nothing for that family.
+        g.dumped(Some(9), false, true);
+        assert!(!g.may_skip(Some(9)));
+        g.dumped(Some(9), true, true);
+        assert!(g.may_skip(Some(9)));
+        g.failed(Some(9));
+        assert!(!g.may_skip(Some(9)));
+        // Without the counter: never.
+        let mut blind = Gate::default();
+        for _ in 0..3 {
+            blind.dumped(None, true, true);
+            assert!(!blind.may_skip(None));
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::sampler::{Target, Targets};
 use crate::snapshot::NetnsSnapshot;
 use crate::source::cgroup;
 use crate::source::netns::{self, Found, Identity, Netns, NetnsError};
+use crate::source::snmp::PassiveOpens;
 use crate::source::sock_diag::DiagSocket;
 use crate::source::{NsSources, Options};
 use crate::state::NsId;
@@ -132,10 +133,20 @@ impl WatchList {
             given: None,
         });
         if let Some(targets) = &self.targets {
-            match DiagSocket::open(file) {
+            match DiagSocket::open(file.clone()) {
                 Ok(sock) => {
+                    let target = match gate_counter(file.as_deref()) {
+                        Ok(p) => Target::new(id, name, sock).gated(p),
+                        Err(e) => {
+                            warnings.once(
+                                &format!("sampler-gate-{name}"),
+                                format!("sampler: netns {name}: cannot read Tcp PassiveOpens of /proc/net/snmp ({e}); every sample dumps its listeners"),
+                            );
+                            Target::new(id, name, sock)
+                        }
+                    };
                     if let Ok(mut t) = targets.lock() {
-                        t.push(Target::new(id, name, sock));
+                        t.push(target);
                     }
                 }
                 Err(e) => warnings.once(
@@ -365,6 +376,14 @@ fn say_path_change(
         PathNow::Same => format!("netns {name}: {path} names the watched namespace again"),
     };
     warnings.now(&msg);
+}
+
+/// The sampler's `/proc/net/snmp` of the namespace `ns` (`None`: ours), opened there once and
+/// read once to know the counter is there.
+fn gate_counter(ns: Option<&std::fs::File>) -> io::Result<PassiveOpens> {
+    let mut p = netns::run_in(ns, PassiveOpens::open)??;
+    p.read()?;
+    Ok(p)
 }
 
 /// A watched namespace holds about ten descriptors (its file, sock_diag sockets, `/proc/net`

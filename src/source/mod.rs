@@ -7,6 +7,7 @@ pub mod netns;
 pub mod netstat;
 pub mod owners;
 pub mod proc_tcp;
+pub mod snmp;
 pub mod sock_diag;
 pub mod sysctl;
 

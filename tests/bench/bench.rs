@@ -4,12 +4,12 @@
 //!     acceptq-bench ACCEPTQ_BINARY EXPECTED_LISTENERS SAMPLER_SECONDS
 //!
 //! Prints one table and exits 1 when a target is missed:
-//! - the sampler (`--sample 100ms`) costs less than 0.5 % of one core;
+//! - the sampler's targets (see sampler.rs);
 //! - one LISTEN dump (either kind) is not slower than a whole `ss -ltn` run;
 //! - the accept-queue children dump (one listener with a non-empty queue, port-filtered) finds
 //!   its queued connections and costs no more than the SYN-queue dump plus 1 ms.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -33,7 +33,7 @@ const EHASH_ITERATIONS: usize = 200;
 const QUEUED: usize = 5;
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
-const TARGET_SAMPLER_PCT: f64 = 0.5;
+mod sampler;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -300,7 +300,7 @@ fn run(acceptq: &str, expected: usize, sampler_window: Duration) -> Result<bool,
     drop(waiting);
 
     // --- sampler CPU at 100 ms ---------------------------------------------------------------
-    let cpu = sampler_cpu(acceptq, sampler_window, expected)?;
+    let cpu = sampler::measure(acceptq, sampler_window, expected)?;
 
     // --- table -------------------------------------------------------------------------------
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
@@ -434,13 +434,7 @@ fn run(acceptq: &str, expected: usize, sampler_window: Duration) -> Result<bool,
     cpu.print();
     println!();
 
-    checks.push((
-        format!(
-            "sampler CPU at 100 ms < {TARGET_SAMPLER_PCT} % of one core (utime+stime): {:.3} %",
-            cpu.process_pct
-        ),
-        cpu.process_pct < TARGET_SAMPLER_PCT,
-    ));
+    checks.extend(cpu.checks());
     checks.push((
         format!(
             "LISTEN dump with SKMEMINFO ({}) not slower than ss -ltn ({})",
@@ -535,189 +529,5 @@ fn run_once(acceptq: &str, args: &[&str]) -> Result<Once, String> {
         median: times[ONCE_RUNS / 2],
         p90: times[ONCE_RUNS * 9 / 10],
         rss_kib,
-    })
-}
-
-/// CPU of one process over a window: ticks from /proc/PID/stat, ns from every task's schedstat.
-#[derive(Clone, Copy, Default)]
-struct Cpu {
-    utime: u64,
-    stime: u64,
-    /// Sum of every task's on-CPU ns (schedstat), and the sampler thread's alone.
-    run_ns: u64,
-    sampler: Option<(u64, u64, u64)>,
-}
-
-fn read_cpu(pid: u32) -> Result<Cpu, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
-    let (utime, stime) = stat_times(&stat).ok_or("bad /proc/PID/stat")?;
-    let mut cpu = Cpu {
-        utime,
-        stime,
-        ..Cpu::default()
-    };
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| e.to_string())? {
-        let dir = task.map_err(|e| e.to_string())?.path();
-        let ns: u64 = std::fs::read_to_string(dir.join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
-            .unwrap_or(0);
-        cpu.run_ns += ns;
-        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        if comm.trim() == "acceptq-sampler" {
-            let st = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
-            if let Some((u, s)) = stat_times(&st) {
-                cpu.sampler = Some((u, s, ns));
-            }
-        }
-    }
-    Ok(cpu)
-}
-
-/// utime and stime (fields 14 and 15) of a /proc stat line, in clock ticks.
-fn stat_times(stat: &str) -> Option<(u64, u64)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some((f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?))
-}
-
-struct CpuResult {
-    window: Duration,
-    ticks_per_s: f64,
-    process_pct: f64,
-    process_user_ticks: u64,
-    process_sys_ticks: u64,
-    schedstat_pct: f64,
-    sampler_thread: Option<(u64, u64, u64)>,
-    idle_pct: f64,
-    clean_exit: bool,
-}
-
-impl CpuResult {
-    fn print(&self) {
-        let secs = self.window.as_secs_f64();
-        let samples = secs / SAMPLE_EVERY.as_secs_f64();
-        println!(
-            "sampler CPU: `acceptq --signal stdin --sample 100ms`, idle between reports, over {secs:.1} s (~{samples:.0} samples)"
-        );
-        println!();
-        println!("| process / thread | utime | stime | share of one core | per sample |");
-        println!("|---|---|---|---|---|");
-        let per = |s: f64| format!("{:.0} µs", s / samples * 1e6);
-        let user = self.process_user_ticks as f64 / self.ticks_per_s;
-        let sys = self.process_sys_ticks as f64 / self.ticks_per_s;
-        println!(
-            "| whole process, utime+stime (/proc/PID/stat, {} ticks/s) | {:.2} s | {:.2} s | **{:.3} %** | {} |",
-            self.ticks_per_s,
-            user,
-            sys,
-            self.process_pct,
-            per(user + sys)
-        );
-        println!(
-            "| whole process, on-CPU time (schedstat, ns) | | | {:.3} % | {} |",
-            self.schedstat_pct,
-            per(self.schedstat_pct / 100.0 * secs)
-        );
-        if let Some((u, s, ns)) = self.sampler_thread {
-            println!(
-                "| sampler thread only | {:.2} s | {:.2} s | {:.3} % | {} |",
-                u as f64 / self.ticks_per_s,
-                s as f64 / self.ticks_per_s,
-                ns as f64 / 1e9 / secs * 100.0,
-                per(ns as f64 / 1e9)
-            );
-        }
-        println!(
-            "| control: same with `--sample 0` (schedstat) | | | {:.3} % | |",
-            self.idle_pct
-        );
-    }
-}
-
-fn sampler_cpu(acceptq: &str, window: Duration, expected: usize) -> Result<CpuResult, String> {
-    let spawn = |sample: &str| {
-        Command::new(acceptq)
-            .args(["--signal", "stdin", "--sample", sample])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("{acceptq}: {e}"))
-    };
-    let mut sampled = spawn("100ms")?;
-    let mut control = spawn("0")?;
-    let mut drains = Vec::new();
-    for child in [&mut sampled, &mut control] {
-        let out = child.stdout.take().unwrap();
-        drains.push(std::thread::spawn(move || {
-            BufReader::new(out)
-                .lines()
-                .map_while(Result::ok)
-                .filter(|l| l.starts_with("acceptq_listener"))
-                .count()
-        }));
-    }
-    // Let both start up (the sampler's tables grow in the first samples).
-    std::thread::sleep(Duration::from_millis(1000));
-    let (p0, c0, t0) = (
-        read_cpu(sampled.id())?,
-        read_cpu(control.id())?,
-        Instant::now(),
-    );
-    std::thread::sleep(window);
-    let (p1, c1, t1) = (
-        read_cpu(sampled.id())?,
-        read_cpu(control.id())?,
-        Instant::now(),
-    );
-    let secs = (t1 - t0).as_secs_f64();
-    // One report each, then EOF: both must exit 0 promptly.
-    let mut clean_exit = true;
-    for child in [&mut sampled, &mut control] {
-        let mut stdin = child.stdin.take().unwrap();
-        clean_exit &= stdin.write_all(b"\n").is_ok();
-        drop(stdin);
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for child in [&mut sampled, &mut control] {
-        loop {
-            match child.try_wait() {
-                Ok(Some(st)) => {
-                    clean_exit &= st.success();
-                    break;
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    clean_exit = false;
-                    break;
-                }
-            }
-        }
-    }
-    for d in drains {
-        clean_exit &= d.join().unwrap_or(0) >= expected;
-    }
-    // SAFETY: sysconf has no preconditions.
-    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let du = p1.utime - p0.utime;
-    let ds = p1.stime - p0.stime;
-    Ok(CpuResult {
-        window: t1 - t0,
-        ticks_per_s,
-        process_pct: (du + ds) as f64 / ticks_per_s / secs * 100.0,
-        process_user_ticks: du,
-        process_sys_ticks: ds,
-        schedstat_pct: (p1.run_ns - p0.run_ns) as f64 / 1e9 / secs * 100.0,
-        sampler_thread: match (p0.sampler, p1.sampler) {
-            (Some(a), Some(b)) => Some((b.0 - a.0, b.1 - a.1, b.2 - a.2)),
-            _ => None,
-        },
-        idle_pct: (c1.run_ns - c0.run_ns) as f64 / 1e9 / secs * 100.0,
-        clean_exit,
     })
 }

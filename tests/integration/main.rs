@@ -43,6 +43,7 @@ mod reuseport;
 mod rows;
 mod run_modes_input;
 mod sampler_cost;
+mod sampler_gate;
 mod syn_flood;
 mod syn_queue;
 mod top;
@@ -79,6 +80,7 @@ fn main() -> std::process::ExitCode {
             run_modes_input::trials(),
             sampler_cost::trials(),
             syn_flood::trials(),
+            sampler_gate::trials(),
             syn_queue::trials(),
             top::trials(),
             top_attack::trials(),

@@ -1,6 +1,7 @@
 //! The sampler's steady state allocates nothing: a counting allocator, ~1 000 listeners of our
 //! own on 127.0.0.1, and the same sample / report-time dump the binary runs. Needs no root and
-//! no namespace: it reads the namespace the test runs in.
+//! no namespace: it reads the namespace the test runs in; but for a sample the gate lets pass,
+//! which needs a namespace where no queue holds a connection (the other tests here fill some).
 //!
 //! The `#[global_allocator]` below serves the whole integration-test binary, so it is a thin
 //! wrapper over `System` that only bumps a per-thread counter; each test measures its own thread.
@@ -10,19 +11,23 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use acceptq::sampler::{sample_once, Target};
 use acceptq::snapshot::Endpoint;
 use acceptq::source::inet_diag::{Record, STATE_LISTEN};
+use acceptq::source::netns::run_in;
+use acceptq::source::snmp::PassiveOpens;
 use acceptq::source::sock_diag::DiagSocket;
 use acceptq::state::Peaks;
 
-use crate::support::{note, tests};
+use crate::support::{netns_gate, note, tests, Netns};
 
 tests![
     a_sample_allocates_nothing_in_steady_state,
+    a_sample_the_gate_lets_pass_allocates_nothing,
     the_report_dump_with_meminfo_allocates_nothing_after_warm_up
 ];
 
@@ -74,9 +79,16 @@ const MEASURED: usize = 50;
 const ROUNDS: usize = 5;
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// Raises the soft fd limit to the hard one (allowed to any user), then opens up to
-/// [`LISTENERS`] listeners, leaving room for the other tests of this binary.
+/// Opens up to [`LISTENERS`] listeners (see [`room`]).
 fn listeners() -> Vec<TcpListener> {
+    (0..room())
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0"))
+        .collect()
+}
+
+/// Raises the soft fd limit to the hard one (allowed to any user) and returns how many
+/// listeners a test may open, up to [`LISTENERS`], leaving room for the other tests here.
+fn room() -> usize {
     // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
     let soft = unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
@@ -98,9 +110,7 @@ fn listeners() -> Vec<TcpListener> {
     // Two of these tests may run at once next to others: each takes at most a third.
     let n = LISTENERS.min(soft / 3);
     assert!(n >= 100, "fd limit {soft} is too low for this test");
-    (0..n)
-        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0"))
-        .collect()
+    n
 }
 
 /// The set of sockets in the last dump, cheaply and without allocating: (count, inode sum).
@@ -218,6 +228,63 @@ fn a_sample_allocates_nothing_in_steady_state() {
         assert_eq!(p.socket_max(0, r.inode), u32::from(busy.contains(&r.port)));
         assert_eq!(p.full_ratio(0, r.inode), Some(0.0));
     }
+}
+
+fn a_sample_the_gate_lets_pass_allocates_nothing() {
+    if !netns_gate("sampler_cost::a_sample_the_gate_lets_pass_allocates_nothing") {
+        return;
+    }
+    let ns = Netns::new("gatecost");
+    let file = Arc::new(File::open(format!("/run/netns/{}", ns.name)).expect("netns file"));
+    let n = room();
+    let held: Vec<TcpListener> = run_in(Some(&file), || {
+        (0..n)
+            .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0"))
+            .collect()
+    })
+    .expect("join the namespace");
+    let counter = run_in(Some(&file), PassiveOpens::open)
+        .expect("join the namespace")
+        .expect("open /proc/net/snmp");
+    let sock = DiagSocket::open(Some(file.clone())).expect("open sock_diag");
+    let mut targets = vec![Target::new(0, "gate".to_string(), sock).gated(counter)];
+    let mut records: Vec<Record> = Vec::new();
+    let peaks = Mutex::new(Peaks::default());
+    let mut taken = Peaks::default();
+    for _ in 0..2 {
+        for _ in 0..WARM_UP {
+            sample_once(&mut targets, &mut records, &peaks);
+        }
+        peaks.lock().unwrap().take_into(&mut taken);
+    }
+    assert_eq!(records.len(), held.len(), "the dumps saw our listeners");
+    let dumps = targets[0].dumps;
+    assert!(
+        dumps <= 3,
+        "{dumps} dumps of a namespace where nothing happens"
+    );
+    // A round in which one sample dumped is measured again: the fingerprint is the dump count.
+    let (made, _) = steady_allocations("sample_once let pass", || {
+        sample_once(&mut targets, &mut records, &peaks);
+        (targets[0].dumps as usize, 0)
+    });
+    assert_eq!(
+        targets[0].dumps, dumps,
+        "the gate let every measured sample pass"
+    );
+    assert_eq!(
+        made, 0,
+        "{MEASURED} samples the gate let pass allocated {made} times"
+    );
+    // Each counted as a sample in which no queue of the namespace was full.
+    let p = peaks.lock().unwrap();
+    assert!(
+        p.rounds(0) as usize > MEASURED,
+        "{} samples counted",
+        p.rounds(0)
+    );
+    assert_eq!(p.tracked(), 0);
+    drop(held);
 }
 
 fn the_report_dump_with_meminfo_allocates_nothing_after_warm_up() {

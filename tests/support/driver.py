@@ -68,6 +68,10 @@ def main():
                     accepted.append(conn)
                     n += 1
                 reply("ok %d" % n)
+            elif cmd == "backlog":
+                # listen() again on a listening socket: only its backlog changes.
+                listeners[int(args[0])].listen(int(args[1]))
+                reply("ok")
             elif cmd == "close":
                 listeners.pop(int(args[0])).close()
                 reply("ok")

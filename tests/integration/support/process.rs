@@ -293,10 +293,16 @@ pub struct Live {
 
 impl Live {
     pub fn start(ns: &Netns, extra: &[&str]) -> Live {
+        Live::start_env(ns, extra, &[])
+    }
+
+    /// [`Live::start`] with `env` added to acceptq's environment.
+    pub fn start_env(ns: &Netns, extra: &[&str], env: &[(&str, &str)]) -> Live {
         let mut args = vec!["--signal", "stdin", "--format", "json"];
         args.extend_from_slice(extra);
         let mut child = ns
             .cmd(acceptq(), &args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
