@@ -63,12 +63,14 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        // A `*` is always the wildcard, also where the text holds a `*`: taken as a literal
+        // there, it would leave no star to fall back on.
+        if pi < p.len() && p[pi] == '*' {
             star = Some((pi, ti));
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some((sp, st)) = star {
             pi = sp + 1;
             ti = st + 1;
@@ -95,6 +97,15 @@ mod tests {
         assert!(!glob("ngi", "nginx"));
         assert!(!glob("*y", "nginx"));
         assert!(glob("::*", "::1"));
+    }
+
+    #[test]
+    fn a_star_stays_a_wildcard_where_the_text_has_a_star() {
+        // Found by fuzzing: the star was matched as a literal `*` and then nothing was left.
+        assert!(glob("*", "*x"));
+        assert!(glob("**", "**\u{17}*"));
+        assert!(glob("a*", "a*b"));
+        assert!(!glob("*b", "*x"));
     }
 
     #[test]
