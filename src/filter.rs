@@ -150,3 +150,38 @@ mod tests {
         assert!(!on("*%v0", None));
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Shell-style matching written the obvious way, recursing over both strings.
+    fn model(p: &[char], t: &[char]) -> bool {
+        match (p.first(), t.first()) {
+            (None, _) => t.is_empty(),
+            (Some('*'), _) => model(&p[1..], t) || (!t.is_empty() && model(p, &t[1..])),
+            (Some(_), None) => false,
+            (Some(&c), Some(&d)) => (c == '?' || c == d) && model(&p[1..], &t[1..]),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop_config(1024))]
+
+        /// Over a small alphabet holding the wildcards themselves, where matches are frequent.
+        #[test]
+        fn glob_agrees_with_the_model(pattern in "[ab*?.]{0,8}", text in "[ab*?.]{0,12}") {
+            let p: Vec<char> = pattern.chars().collect();
+            let t: Vec<char> = text.chars().collect();
+            prop_assert_eq!(glob(&pattern, &text), model(&p, &t));
+        }
+
+        #[test]
+        fn glob_never_panics(pattern in any::<String>(), text in any::<String>()) {
+            let _ = glob(&pattern, &text);
+            prop_assert!(glob(&pattern.replace(['*', '?'], ""), &pattern.replace(['*', '?'], "")));
+        }
+    }
+}

@@ -18,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
                     .lines()
                     .filter(|l| l.starts_with("TcpExt:"))
                     .any(|l| l.split_whitespace().any(|w| w == counter.kernel));
-                assert!(named, "{} = {v} without its name in the text", counter.kernel);
+                assert!(
+                    named,
+                    "{} = {v} without its name in the text",
+                    counter.kernel
+                );
             }
         }
     }

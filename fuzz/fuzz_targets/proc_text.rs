@@ -25,7 +25,9 @@ fn unescape(text: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        let hex = b.get(i + 2..i + 4).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = b
+            .get(i + 2..i + 4)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match hex.filter(|_| b[i] == b'\\' && b[i + 1] == b'x') {
             Some(h) if h.bytes().all(|c| c.is_ascii_hexdigit()) => {
                 out.push(u8::from_str_radix(h, 16).unwrap());

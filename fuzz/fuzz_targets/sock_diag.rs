@@ -174,9 +174,8 @@ fuzz_target!(|input: Input| {
             // Cut short: an error, or the records before the cut, each whole and right.
             let at = usize::from(cut) % (whole + 1);
             let mut got = Vec::new();
-            let step = decode_datagram(&datagram[..at], seq, with_attributes, &mut |r| {
-                got.push(*r)
-            });
+            let step =
+                decode_datagram(&datagram[..at], seq, with_attributes, &mut |r| got.push(*r));
             assert!(got.len() <= want.len() && got[..] == want[..got.len()]);
             if step == Ok(Step::Done) {
                 assert!(done && got == want);
