@@ -561,3 +561,49 @@ mod tests {
         assert!(Args::try_parse_from(["acceptq", "--no-process", "--process", "x"]).is_err());
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::prop_config(512))]
+
+        #[test]
+        fn any_text_is_refused_or_a_duration_within_a_day(s in any::<String>()) {
+            if let Ok(d) = parse_duration(&s) {
+                prop_assert!(d <= MAX_DURATION);
+            }
+            for parse in [parse_interval, parse_window, parse_sample] {
+                if let Ok(d) = parse(&s) {
+                    prop_assert_eq!(parse_duration(&s), Ok(d));
+                }
+            }
+        }
+
+        #[test]
+        fn durations_in_each_unit_read_as_written(n in 0u64..=86_400_000) {
+            prop_assert_eq!(parse_duration(&format!("{n}ms")), Ok(Duration::from_millis(n)));
+            let secs = n / 1000;
+            prop_assert_eq!(parse_duration(&format!("{secs}s")), Ok(Duration::from_secs(secs)));
+            prop_assert_eq!(parse_duration(&format!("{secs}")), Ok(Duration::from_secs(secs)));
+            let mins = n / 60_000;
+            prop_assert_eq!(parse_duration(&format!("{mins}m")), Ok(Duration::from_secs(mins * 60)));
+        }
+
+        #[test]
+        fn a_shown_duration_reads_back_as_itself(ms in 0u64..=86_400_000) {
+            let d = Duration::from_millis(ms);
+            prop_assert_eq!(parse_duration(&show_duration(d)), Ok(d));
+        }
+
+        #[test]
+        fn past_a_day_or_negative_is_refused(n in 86_400_001u64..u64::MAX / 2) {
+            let (long, negative) = (format!("{n}ms"), format!("-{n}ms"));
+            prop_assert!(parse_duration(&long).is_err());
+            prop_assert!(parse_duration(&negative).is_err());
+        }
+    }
+}

@@ -63,12 +63,14 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        // A `*` is always the wildcard, also where the text holds a `*`: taken as a literal
+        // there, it would leave no star to fall back on.
+        if pi < p.len() && p[pi] == '*' {
             star = Some((pi, ti));
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some((sp, st)) = star {
             pi = sp + 1;
             ti = st + 1;
@@ -95,6 +97,15 @@ mod tests {
         assert!(!glob("ngi", "nginx"));
         assert!(!glob("*y", "nginx"));
         assert!(glob("::*", "::1"));
+    }
+
+    #[test]
+    fn a_star_stays_a_wildcard_where_the_text_has_a_star() {
+        // Found by fuzzing: the star was matched as a literal `*` and then nothing was left.
+        assert!(glob("*", "*x"));
+        assert!(glob("**", "**\u{17}*"));
+        assert!(glob("a*", "a*b"));
+        assert!(!glob("*b", "*x"));
     }
 
     #[test]
@@ -137,5 +148,40 @@ mod tests {
         assert!(on("*%v0", Some("v0")));
         assert!(!on("fe80::1%v0", Some("v2")));
         assert!(!on("*%v0", None));
+    }
+}
+
+#[cfg(test)]
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Shell-style matching written the obvious way, recursing over both strings.
+    fn model(p: &[char], t: &[char]) -> bool {
+        match (p.first(), t.first()) {
+            (None, _) => t.is_empty(),
+            (Some('*'), _) => model(&p[1..], t) || (!t.is_empty() && model(p, &t[1..])),
+            (Some(_), None) => false,
+            (Some(&c), Some(&d)) => (c == '?' || c == d) && model(&p[1..], &t[1..]),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop_config(1024))]
+
+        /// Over a small alphabet holding the wildcards themselves, where matches are frequent.
+        #[test]
+        fn glob_agrees_with_the_model(pattern in "[ab*?.]{0,8}", text in "[ab*?.]{0,12}") {
+            let p: Vec<char> = pattern.chars().collect();
+            let t: Vec<char> = text.chars().collect();
+            prop_assert_eq!(glob(&pattern, &text), model(&p, &t));
+        }
+
+        #[test]
+        fn glob_never_panics(pattern in any::<String>(), text in any::<String>()) {
+            let _ = glob(&pattern, &text);
+            prop_assert!(glob(&pattern.replace(['*', '?'], ""), &pattern.replace(['*', '?'], "")));
+        }
     }
 }

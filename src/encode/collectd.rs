@@ -711,3 +711,114 @@ pub(crate) mod tests {
         assert!(parse_putval("PUTVAL h/p-a/gauge interval=10 N:1").is_ok());
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use proptest::prelude::*;
+
+    use super::tests::{parse_putnotif, parse_putval};
+    use super::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a.:_\\-/\" \n\\\\é0-9]{0,12}",
+            any::<String>(),
+            "[a-z]{60,140}"
+        ]
+    }
+
+    fn listener(tags: Vec<(&'static str, String)>, depth: u64, ratio: f64) -> Metric {
+        Metric {
+            name: LISTENER,
+            tags,
+            fields: vec![
+                ("queue_depth", Value::Int(depth)),
+                ("queue_full_ratio", Value::Float(ratio)),
+            ],
+            timestamp: 1_700_000_000_500_000_000,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop_config(384))]
+
+        /// Any tag and host text gives lines collectd's exec plugin takes, with the values as
+        /// written.
+        #[test]
+        fn any_tags_give_lines_collectd_parses_with_their_values(
+            tags in (text(), text(), text(), text(), text(), text(), text()),
+            host in text(),
+            depth in any::<u64>(),
+            ratio in any::<f64>().prop_filter("finite", |f| f.is_finite()),
+        ) {
+            let (address, port, netns, pod, container, interface, socket) = tags;
+            let m = listener(vec![
+                ("address", address),
+                ("port", port),
+                ("netns", netns),
+                ("pod", pod),
+                ("container", container),
+                ("interface", interface),
+                ("socket", socket),
+            ], depth, ratio);
+            let mut out = Vec::new();
+            Collectd::new(&host, Duration::from_secs(10)).encode(&[m], &mut out);
+            let text = String::from_utf8(out).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            prop_assert_eq!(lines.len(), 2, "{}", text);
+            let mut values = Vec::new();
+            for l in lines {
+                let p = parse_putval(l).map_err(|e| TestCaseError::fail(format!("{e}: {l}")))?;
+                prop_assert_eq!(&p.plugin, PLUGIN);
+                values.push(p.value);
+            }
+            prop_assert_eq!(&values[0], &depth.to_string());
+            prop_assert_eq!(values[1].parse::<f64>().ok(), Some(ratio));
+        }
+
+        /// Two listeners that differ in one tag never share an identifier.
+        #[test]
+        fn listeners_differing_in_one_tag_keep_distinct_instances(
+            key in proptest::sample::select(vec!["address", "port", "netns", "pod", "container", "interface", "socket"]),
+            a in text(),
+            b in text(),
+        ) {
+            prop_assume!(a != b);
+            let with = |v: &str| {
+                let mut tags: Vec<(&'static str, String)> = vec![
+                    ("address", "10.0.0.1".into()),
+                    ("port", "80".into()),
+                    ("netns", "n".into()),
+                    ("pod", "p".into()),
+                ];
+                tags.retain(|(k, _)| *k != key);
+                tags.push((key, v.to_string()));
+                plugin_instance(&listener(tags, 0, 0.0))
+            };
+            prop_assert_ne!(with(&a), with(&b));
+        }
+
+        /// A notification's message comes back as written, control characters as spaces, or
+        /// cut on a character boundary with `...` when longer than collectd keeps. (collectd
+        /// refuses an empty message; acceptq's warnings always say something.)
+        #[test]
+        fn any_message_comes_back_from_putnotif(message in any::<String>().prop_filter("empty", |m| !m.is_empty()), long in "[a\"\\\\é日]{200,300}") {
+            for message in [message, long] {
+                let mut out = Vec::new();
+                putnotif("h", "warning", Duration::from_secs(1), &message, &mut out);
+                let line = String::from_utf8(out).unwrap();
+                prop_assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
+                let options = parse_putnotif(line.trim_end()).map_err(|e| TestCaseError::fail(format!("{e}: {line}")))?;
+                let got = &options.last().unwrap().1;
+                prop_assert_eq!(&options.last().unwrap().0, "message");
+                let clean: String = message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+                if clean.len() <= MAX_MESSAGE {
+                    prop_assert_eq!(got, &clean);
+                } else {
+                    prop_assert!(got.len() <= MAX_MESSAGE && got.ends_with("..."));
+                    prop_assert!(clean.starts_with(got.strip_suffix("...").unwrap()));
+                }
+            }
+        }
+    }
+}

@@ -92,3 +92,52 @@ mod tests {
         assert_eq!(v["timestamp"], 1_700_000_000_000_000_001i64);
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The text of field `name`'s number in a JSON line whose fields are numbers, read with
+    /// Rust's own (exact) float parser: serde_json's default one may be a unit off in the last
+    /// place, which is the reader's doing, not the writer's.
+    fn number_text<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+        let fields = &line[line.find("\"fields\":{")?..];
+        let key = format!("\"{name}\":");
+        let start = fields.find(&key)? + key.len();
+        let rest = &fields[start..];
+        Some(&rest[..rest.find([',', '}'])?])
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop_config(512))]
+
+        #[test]
+        fn any_tag_and_field_round_trips(process in any::<String>(), user in any::<String>(), depth in any::<u64>(), ratio in any::<f64>()) {
+            let m = Metric {
+                name: "acceptq_listener",
+                tags: vec![("process", process.clone())],
+                fields: vec![("queue_depth", Value::Int(depth)), ("queue_full_ratio", Value::Float(ratio))],
+                timestamp: -5,
+            };
+            let mut out = Vec::new();
+            JsonLines::new(vec![("site".into(), user.clone())]).encode(&[m], &mut out);
+            let text = String::from_utf8(out).unwrap();
+            prop_assert!(text.ends_with('\n') && text.matches('\n').count() == 1, "{:?}", text);
+            let v: Json = serde_json::from_str(&text).unwrap();
+            // An empty value is left out, as in every format.
+            let tag = |k: &str| v["tags"].get(k).and_then(Json::as_str).map(String::from);
+            prop_assert_eq!(tag("process"), (!process.is_empty()).then_some(process));
+            prop_assert_eq!(tag("site"), (!user.is_empty()).then_some(user));
+            prop_assert_eq!(v["fields"]["queue_depth"].as_u64(), Some(depth));
+            if ratio.is_finite() {
+                let t = number_text(&text, "queue_full_ratio").unwrap();
+                prop_assert_eq!(t.parse::<f64>().ok(), Some(ratio), "{}", t);
+            } else {
+                prop_assert!(v["fields"].get("queue_full_ratio").is_none());
+            }
+            prop_assert_eq!(v["timestamp"].as_i64(), Some(-5));
+        }
+    }
+}

@@ -212,3 +212,126 @@ mod tests {
         assert!(!text.contains("delta"));
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::metric::{field_spec, LISTENER};
+
+    type Sample = (String, Vec<(String, String)>, f64);
+
+    /// A strict reader of the text format 0.0.4: `# HELP`/`# TYPE` comments, and samples
+    /// `name{label="value",...} value` with only `\\`, `\"` and `\n` escaped in a value, one
+    /// space before the number, nothing after it.
+    fn parse_exposition(text: &str) -> Result<Vec<Sample>, String> {
+        let name_ok = |n: &str, colon: bool| {
+            !n.is_empty()
+                && n.chars().enumerate().all(|(i, c)| {
+                    c.is_ascii_alphabetic()
+                        || c == '_'
+                        || (colon && c == ':')
+                        || (i > 0 && c.is_ascii_digit())
+                })
+        };
+        let body = text.strip_suffix('\n').ok_or("no final newline")?;
+        let mut samples = Vec::new();
+        for line in body.split('\n') {
+            if let Some(comment) = line.strip_prefix("# ") {
+                let mut words = comment.splitn(3, ' ');
+                match (words.next(), words.next(), words.next()) {
+                    (Some("HELP"), Some(n), Some(_)) if name_ok(n, true) => {}
+                    (Some("TYPE"), Some(n), Some("counter" | "gauge")) if name_ok(n, true) => {}
+                    _ => return Err(format!("bad comment {line:?}")),
+                }
+                continue;
+            }
+            let end = line.find(['{', ' ']).ok_or(format!("no value: {line:?}"))?;
+            let (name, mut rest) = line.split_at(end);
+            if !name_ok(name, true) {
+                return Err(format!("bad name {name:?}"));
+            }
+            let mut labels = Vec::new();
+            if let Some(mut r) = rest.strip_prefix('{') {
+                loop {
+                    let eq = r.find('=').ok_or("label without =")?;
+                    let key = &r[..eq];
+                    if !name_ok(key, false) {
+                        return Err(format!("bad label name {key:?}"));
+                    }
+                    let mut chars = r[eq + 1..]
+                        .strip_prefix('"')
+                        .ok_or("unquoted label")?
+                        .chars();
+                    let mut value = String::new();
+                    loop {
+                        match chars.next().ok_or("unterminated label value")? {
+                            '"' => break,
+                            '\\' => match chars.next() {
+                                Some('\\') => value.push('\\'),
+                                Some('"') => value.push('"'),
+                                Some('n') => value.push('\n'),
+                                other => return Err(format!("bad escape {other:?}")),
+                            },
+                            c => value.push(c),
+                        }
+                    }
+                    labels.push((key.to_string(), value));
+                    r = chars.as_str();
+                    if let Some(more) = r.strip_prefix(',') {
+                        r = more;
+                    } else {
+                        rest = r.strip_prefix('}').ok_or("labels not closed")?;
+                        break;
+                    }
+                }
+            }
+            let value = rest.strip_prefix(' ').ok_or("no space before the value")?;
+            let value: f64 = value.parse().map_err(|_| format!("bad value {value:?}"))?;
+            samples.push((name.to_string(), labels, value));
+        }
+        Ok(samples)
+    }
+
+    fn finite() -> impl Strategy<Value = f64> {
+        any::<f64>().prop_filter("finite", |f| f.is_finite())
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop_config(512))]
+
+        /// Any label text and value comes back through a strict reader of the format.
+        #[test]
+        fn any_label_and_value_round_trips(process in any::<String>(), netns in "[a\\\\\"\n{},= é]{0,10}", user in "[a-z\\\\\"\n}]{1,6}", depth in any::<u64>(), ratio in finite()) {
+            let m = Metric {
+                name: LISTENER,
+                tags: vec![("process", process.clone()), ("netns", netns.clone())],
+                fields: vec![("queue_depth", Value::Int(depth)), ("queue_full_ratio", Value::Float(ratio))],
+                timestamp: 1,
+            };
+            let mut out = Vec::new();
+            Prometheus::new(vec![("site".into(), user.clone())]).encode(&[m], &mut out);
+            let text = String::from_utf8(out).unwrap();
+            let samples = parse_exposition(&text).map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
+            let mut labels: Vec<(String, String)> = [("process", process), ("netns", netns), ("site", user)]
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            labels.sort();
+            let want: Vec<Sample> = vec![
+                (family(LISTENER, field_spec(LISTENER, "queue_depth").unwrap()), labels.clone(), depth as f64),
+                (family(LISTENER, field_spec(LISTENER, "queue_full_ratio").unwrap()), labels, ratio),
+            ];
+            let mut got = samples;
+            for s in &mut got {
+                s.1.sort();
+            }
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut want = want;
+            want.sort_by(|a, b| a.0.cmp(&b.0));
+            prop_assert_eq!(got, want);
+        }
+    }
+}

@@ -225,3 +225,39 @@ mod tests {
         assert!(!is_infra("nginx") && !is_infra("pause2") && !is_infra(""));
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::prop_config(512))]
+
+        #[test]
+        fn any_text_names_no_container_or_one_it_holds(text in "([0-9]{1,2}:[a-z=,]{0,8}:|/|docker-|crio-|libpod-|cri-containerd-|[0-9a-f]{8,64}|\\.scope|kubepods|\n){0,12}") {
+            let p = placement(&text);
+            if let Some(id) = p.container {
+                prop_assert_eq!(id.len(), SHORT_ID);
+                prop_assert!(id.bytes().all(|b| b.is_ascii_hexdigit()) && text.contains(&id));
+            }
+            prop_assert!(!p.kubernetes || text.contains("kubepods"));
+        }
+
+        #[test]
+        fn any_bytes_never_panic(text in any::<String>()) {
+            let _ = placement(&text);
+        }
+
+        #[test]
+        fn each_runtime_layout_gives_the_id(id in "[0-9a-f]{64}", prefix in proptest::sample::select(vec!["docker-", "cri-containerd-", "crio-", "libpod-", ""]), scope in any::<bool>()) {
+            let unit = if scope && !prefix.is_empty() { format!("{prefix}{id}.scope") } else { format!("{prefix}{id}") };
+            let p = placement(&format!("0::/some.slice/{unit}\n"));
+            prop_assert_eq!(p.container.as_deref(), Some(&id[..SHORT_ID]));
+            // One hex digit short is no id.
+            let short = format!("0::/some.slice/{prefix}{}\n", &id[1..]);
+            prop_assert_eq!(placement(&short).container, None);
+        }
+    }
+}

@@ -994,3 +994,175 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use proptest::prelude::*;
+
+    use super::fixtures::*;
+    use super::*;
+
+    /// One record as the kernel lays it out and the Record it must decode to.
+    #[derive(Clone, Debug)]
+    struct Case {
+        v6: bool,
+        addr: [u8; 16],
+        port: u16,
+        state: u8,
+        rqueue: u32,
+        wqueue: u32,
+        inode: u32,
+        meminfo_words: usize,
+        drops: u32,
+        stale: bool,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        (
+            (any::<bool>(), any::<[u8; 16]>(), any::<u16>(), any::<u8>()),
+            (any::<u32>(), any::<u32>(), any::<u32>()),
+            (0usize..12, any::<u32>(), proptest::bool::weighted(0.2)),
+        )
+            .prop_map(
+                |(
+                    (v6, addr, port, state),
+                    (rqueue, wqueue, inode),
+                    (meminfo_words, drops, stale),
+                )| Case {
+                    v6,
+                    addr,
+                    port,
+                    state,
+                    rqueue,
+                    wqueue,
+                    inode,
+                    meminfo_words,
+                    drops,
+                    stale,
+                },
+            )
+    }
+
+    /// A dump of `cases` under `seq` (stale ones under another), then `NLMSG_DONE` if `done`,
+    /// and the records it must give.
+    fn dump(cases: &[Case], seq: u32, done: bool) -> (Vec<u8>, Vec<Record>) {
+        let mut d = Vec::new();
+        let mut want = Vec::new();
+        for c in cases {
+            let family = if c.v6 { AF_INET6 } else { AF_INET };
+            let addr = if c.v6 { &c.addr[..] } else { &c.addr[..4] };
+            let body = inet_diag_msg(
+                family,
+                c.state,
+                addr,
+                c.port,
+                c.rqueue,
+                c.wqueue,
+                c.inode,
+                c.meminfo_words,
+                c.drops,
+            );
+            let msg_seq = if c.stale { seq.wrapping_add(1) } else { seq };
+            message(&mut d, SOCK_DIAG_BY_FAMILY, 2, msg_seq, &body);
+            if c.stale {
+                continue;
+            }
+            want.push(Record {
+                family,
+                state: c.state,
+                addr: if c.v6 {
+                    IpAddr::from(c.addr)
+                } else {
+                    IpAddr::from([c.addr[0], c.addr[1], c.addr[2], c.addr[3]])
+                },
+                port: c.port,
+                ifindex: 0,
+                inode: c.inode,
+                rqueue: c.rqueue,
+                wqueue: c.wqueue,
+                drops: (c.meminfo_words > SK_MEMINFO_DROPS).then_some(c.drops),
+                tcp_info: None,
+            });
+        }
+        if done {
+            message(&mut d, NLMSG_DONE, 2, seq, &0i32.to_ne_bytes());
+        }
+        (d, want)
+    }
+
+    fn decode(d: &[u8], seq: u32) -> (Result<Step, DecodeError>, Vec<Record>) {
+        let mut got = Vec::new();
+        let step = decode_datagram(d, seq, true, &mut |r| got.push(*r));
+        (step, got)
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop_config(64))]
+
+        #[test]
+        fn any_bytes_give_an_error_or_whole_records(bytes in proptest::collection::vec(any::<u8>(), 0..600), seq in 0u32..3, attrs in any::<bool>()) {
+            let mut n = 0;
+            let _ = decode_datagram(&bytes, seq, attrs, &mut |_| n += 1);
+            // Every record needs a netlink header and a whole inet_diag_msg.
+            prop_assert!(n <= bytes.len() / (16 + INET_DIAG_MSG_LEN));
+            let _ = decode_record(&bytes, attrs);
+            let _ = TcpInfo::parse(&bytes);
+        }
+
+        #[test]
+        fn a_dump_decodes_to_its_records(cases in proptest::collection::vec(case(), 0..6), seq in any::<u32>(), done in any::<bool>()) {
+            let (d, want) = dump(&cases, seq, done);
+            let (step, got) = decode(&d, seq);
+            prop_assert_eq!(step, Ok(if done { Step::Done } else { Step::More }));
+            prop_assert_eq!(got, want);
+        }
+
+        /// Cut at every offset: an error, or the records before the cut, each whole and right.
+        #[test]
+        fn a_dump_cut_at_every_offset_gives_an_error_or_the_records_before_the_cut(cases in proptest::collection::vec(case(), 1..4), seq in any::<u32>()) {
+            let (d, want) = dump(&cases, seq, true);
+            for cut in 0..d.len() {
+                let (step, got) = decode(&d[..cut], seq);
+                prop_assert!(got.len() <= want.len() && got[..] == want[..got.len()], "cut at {}", cut);
+                prop_assert_ne!(step, Ok(Step::Done), "cut at {} before NLMSG_DONE", cut);
+            }
+        }
+
+        /// Any one byte changed to any value: no panic, no record without its bytes, and a
+        /// record the change did not reach is decoded as it was.
+        #[test]
+        fn a_dump_corrupted_at_every_offset_never_panics(cases in proptest::collection::vec(case(), 1..3), seq in any::<u32>(), mask in 1u8..=255) {
+            let (d, want) = dump(&cases, seq, true);
+            for at in 0..d.len() {
+                let mut bad = d.clone();
+                bad[at] ^= mask;
+                let (_, got) = decode(&bad, seq);
+                prop_assert!(got.len() <= d.len() / (16 + INET_DIAG_MSG_LEN));
+                // Messages before the changed byte are untouched.
+                let before = dump_prefix_records(&d, at, seq);
+                prop_assert!(got.len() >= before, "changed at {}: {} of {} records", at, got.len(), before);
+                prop_assert_eq!(&got[..before], &want[..before]);
+            }
+        }
+    }
+
+    /// How many of our records lie wholly before byte `at` of the dump `d`.
+    fn dump_prefix_records(d: &[u8], at: usize, seq: u32) -> usize {
+        let mut n = 0;
+        let mut i = 0;
+        while i + 16 <= d.len() {
+            let len = u32::from_ne_bytes(d[i..i + 4].try_into().unwrap()) as usize;
+            let end = i + ((len + 3) & !3);
+            if end > at {
+                break;
+            }
+            let kind = u16::from_ne_bytes([d[i + 4], d[i + 5]]);
+            let s = u32::from_ne_bytes(d[i + 8..i + 12].try_into().unwrap());
+            if kind == SOCK_DIAG_BY_FAMILY && s == seq {
+                n += 1;
+            }
+            i = end;
+        }
+        n
+    }
+}

@@ -764,3 +764,81 @@ garbage line
         assert_eq!(got, ["/run/docker/netns/a", "/srv/a"]);
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use std::os::unix::ffi::OsStrExt;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A path as the kernel writes it in mountinfo: space, tab, newline and `\` as `\NNN`.
+    fn escaped_path(path: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &b in path {
+            if matches!(b, b' ' | b'\t' | b'\n' | b'\\') {
+                out.extend_from_slice(format!("\\{b:03o}").as_bytes());
+            } else {
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    fn line(path: &[u8], fstype: &str, root: &str, optional: usize) -> Vec<u8> {
+        let mut l = format!("412 30 0:4 {root} ").into_bytes();
+        l.extend_from_slice(&escaped_path(path));
+        l.extend_from_slice(b" rw,nosuid");
+        for i in 0..optional {
+            l.extend_from_slice(format!(" shared:{i}").as_bytes());
+        }
+        l.extend_from_slice(format!(" - {fstype} nsfs rw\n").as_bytes());
+        l
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop_config(256))]
+
+        #[test]
+        fn any_bytes_give_mount_points_each_once(bytes in proptest::collection::vec(prop_oneof![any::<u8>(), Just(b' '), Just(b'\n'), Just(b'-'), Just(b'\\')], 0..300)) {
+            let mounts = nsfs_net_mounts(&bytes);
+            for (i, m) in mounts.iter().enumerate() {
+                prop_assert!(!mounts[..i].contains(m));
+            }
+        }
+
+        /// Any path bytes (but NUL, which no path holds) come back as they were, other
+        /// namespace kinds and file systems are not taken, and a path mounted twice is one.
+        #[test]
+        fn network_namespace_mounts_read_back_exactly(paths in proptest::collection::vec(proptest::collection::vec(1u8..=255, 1..20), 1..5), optional in 0usize..3) {
+            let mut text = Vec::new();
+            for p in &paths {
+                text.extend_from_slice(&line(p, "nsfs", "net:[4026532000]", optional));
+                text.extend_from_slice(&line(p, "nsfs", "uts:[4026532001]", optional));
+                text.extend_from_slice(&line(p, "tmpfs", "net:[4026532000]", optional));
+            }
+            let mut want: Vec<PathBuf> = Vec::new();
+            for p in &paths {
+                let p = PathBuf::from(OsStr::from_bytes(p));
+                want.retain(|w| *w != p);
+                want.push(p);
+            }
+            prop_assert_eq!(nsfs_net_mounts(&text), want);
+        }
+
+        #[test]
+        fn a_namespace_link_gives_its_inode_or_none(ino in any::<u64>(), junk in proptest::collection::vec(any::<u8>(), 0..12)) {
+            prop_assert_eq!(net_link_inode(format!("net:[{ino}]").as_bytes()), Some(ino));
+            if net_link_inode(&junk).is_some() {
+                prop_assert!(junk.starts_with(b"net:[") && junk.ends_with(b"]"));
+            }
+        }
+
+        #[test]
+        fn the_capability_mask_is_read_or_none(mask in any::<u64>(), text in any::<String>()) {
+            prop_assert_eq!(cap_eff(&format!("Name:\tx\nCapEff:\t{mask:016x}\n")), Some(mask));
+            let _ = cap_eff(&text);
+        }
+    }
+}

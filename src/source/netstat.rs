@@ -220,3 +220,94 @@ mod tests {
         assert_eq!(t.get("ListenOverflows"), Some(u64::MAX));
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A TcpExt header and value line pair from `(name, value)` columns, between other sections
+    /// as /proc/net/netstat has them.
+    fn netstat_text(columns: &[(String, u64)]) -> String {
+        let names: String = columns.iter().map(|(n, _)| format!(" {n}")).collect();
+        let values: String = columns.iter().map(|(_, v)| format!(" {v}")).collect();
+        format!("TcpExt:{names}\nTcpExt:{values}\nIpExt: InNoRoutes\nIpExt: 0\n")
+    }
+
+    /// Column names: ours, and others in the kernel's shape.
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(COUNTERS.map(|c| c.kernel).to_vec()).prop_map(String::from),
+            "[A-Z][A-Za-z0-9]{0,20}",
+        ]
+    }
+
+    /// What the parser must give: the value of each of our counters, the last column of a name
+    /// given twice winning as it does in the parser's walk.
+    fn model(columns: &[(String, u64)]) -> HashMap<&'static str, u64> {
+        let mut want = HashMap::new();
+        for (n, v) in columns {
+            if let Some(c) = COUNTERS.iter().find(|c| c.kernel == n) {
+                want.insert(c.kernel, *v);
+            }
+        }
+        want
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop_config(256))]
+
+        #[test]
+        fn any_text_gives_an_error_or_values_named_in_it(text in "(TcpExt:|IpExt:| |[A-Za-z0-9]{1,12}|-|\n){0,40}") {
+            if let Ok(t) = parse(&text) {
+                for (c, v) in t.iter() {
+                    if let Some(v) = v {
+                        prop_assert!(text.contains(c.kernel) && text.contains(&v.to_string()));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn any_bytes_never_panic(text in any::<String>()) {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn parses_as_the_model_says(columns in proptest::collection::vec((name(), any::<u64>()), 0..30)) {
+            let t = parse(&netstat_text(&columns)).unwrap();
+            let want = model(&columns);
+            for c in COUNTERS {
+                prop_assert_eq!(t.get(c.kernel), want.get(c.kernel).copied(), "{}", c.kernel);
+            }
+        }
+
+        /// Cut at any byte: an error, or our counters as written. The one cut that cannot be
+        /// told from a whole file is inside the last value of an unterminated value line, where
+        /// a shorter number stands (the kernel writes whole lines, and the file is read to its
+        /// end); whole lines are never misread.
+        #[test]
+        fn a_cut_file_is_an_error_or_its_values(columns in proptest::collection::vec((name(), any::<u64>()), 1..12)) {
+            let text = netstat_text(&columns);
+            let want = model(&columns);
+            let last_name = &columns.last().unwrap().0;
+            for cut in (0..text.len()).filter(|i| text.is_char_boundary(*i)) {
+                let Ok(t) = parse(&text[..cut]) else { continue };
+                let whole_lines = text[..cut].ends_with('\n');
+                for c in COUNTERS {
+                    let (got, want) = (t.get(c.kernel), want.get(c.kernel).copied());
+                    if got == want {
+                        continue;
+                    }
+                    let shortened = !whole_lines
+                        && c.kernel == last_name
+                        && got.zip(want).is_some_and(|(g, w)| w.to_string().starts_with(&g.to_string()));
+                    prop_assert!(shortened, "cut at {} gave {} = {:?}, not {:?}", cut, c.kernel, got, want);
+                }
+            }
+        }
+    }
+}

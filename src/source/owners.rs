@@ -515,3 +515,57 @@ mod tests {
         assert_eq!(found.fd, fd, "where it was found, for the cheap re-check");
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A name written by [`comm_text`] read back: `\xHH` is the byte HH, anything else itself.
+    fn read_back(text: &str) -> Vec<u8> {
+        let b = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            let hex = b
+                .get(i + 2..i + 4)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+            match hex {
+                Some(h) if b[i] == b'\\' && b[i + 1] == b'x' => {
+                    out.push(u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap());
+                    i += 4;
+                }
+                _ => {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop_config(512))]
+
+        #[test]
+        fn any_process_name_reads_back_as_its_bytes(bytes in proptest::collection::vec(prop_oneof![any::<u8>(), Just(b'\\'), Just(b'x'), Just(b'a')], 0..16)) {
+            prop_assert_eq!(read_back(&comm_text(&bytes)), bytes);
+        }
+
+        #[test]
+        fn a_unit_is_a_service_or_scope_named_in_the_text(text in "([0-9]{1,2}:(name=systemd)?:|/|[a-z@.-]{1,10}|\\.service|\\.scope|\n){0,12}") {
+            if let Some(unit) = unit_from_cgroup(&text) {
+                prop_assert!(unit.ends_with(".service") || unit.ends_with(".scope"));
+                prop_assert!(!unit.contains('/') && text.contains(&unit));
+            }
+        }
+
+        #[test]
+        fn a_unit_path_gives_its_innermost_unit(slices in proptest::collection::vec("[a-z]{1,8}\\.slice", 0..3), unit in "[a-z][a-z0-9@-]{0,12}\\.(service|scope)", below in proptest::collection::vec("[a-z]{1,8}", 0..2)) {
+            let path = format!("/{}/{unit}/{}", slices.join("/"), below.join("/"));
+            prop_assert_eq!(unit_from_cgroup(&format!("0::{path}\n")), Some(unit.clone()));
+            prop_assert_eq!(unit_from_cgroup(&format!("1:name=systemd:{path}\n0::/\n")), Some(unit));
+        }
+    }
+}

@@ -68,3 +68,57 @@ mod tests {
         assert!(sockets.iter().all(|s| s.port != 0));
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use std::io::Cursor;
+
+    use procfs::ExplicitSystemInfo;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+
+    fn entries(text: &[u8]) -> Result<TcpNetEntries, String> {
+        let info = ExplicitSystemInfo {
+            boot_time_secs: 0,
+            ticks_per_second: 100,
+            page_size: 4096,
+            is_little_endian: cfg!(target_endian = "little"),
+        };
+        TcpNetEntries::from_buf_read(Cursor::new(text), &info).map_err(|e| e.to_string())
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop_config(256))]
+
+        /// The table procfs parses for the fallback source: any text is an error or entries,
+        /// never a panic that would take the report down.
+        #[test]
+        fn any_table_text_is_an_error_or_entries(rows in proptest::collection::vec("( |[0-9A-F]{1,8}|:|[0-9]{1,6}|\n)", 0..60)) {
+            let text = format!("{HEADER}{}", rows.concat());
+            let _ = entries(text.as_bytes());
+        }
+
+        #[test]
+        fn any_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = entries(&bytes);
+        }
+
+        /// A listener row as the kernel writes it gives its port, depth and inode back.
+        #[test]
+        fn a_listener_row_reads_back(port in 1u16.., depth in any::<u32>(), inode in any::<u32>(), cut in 0usize..160) {
+            let row = format!(
+                "   0: 0100007F:{port:04X} 00000000:0000 0A 00000000:{depth:08X} 00:00000000 00000000  1000        0 {inode} 1 0000000000000000 100 0 0 10 0\n"
+            );
+            let text = format!("{HEADER}{row}");
+            let e = entries(text.as_bytes()).unwrap();
+            prop_assert_eq!(e.0.len(), 1);
+            prop_assert_eq!(&e.0[0].state, &TcpState::Listen);
+            prop_assert_eq!(e.0[0].local_address.port(), port);
+            prop_assert_eq!((e.0[0].rx_queue, e.0[0].inode), (depth, u64::from(inode)));
+            let _ = entries(&text.as_bytes()[..cut.min(text.len())]);
+        }
+    }
+}

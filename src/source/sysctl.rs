@@ -126,3 +126,34 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::prop_config(256))]
+
+        #[test]
+        fn a_value_as_the_kernel_writes_it_is_read_exactly(v in any::<u64>()) {
+            prop_assert_eq!(parse(&format!("{v}\n")), Some(v));
+        }
+
+        #[test]
+        fn any_text_is_none_or_the_number_it_holds(text in any::<String>()) {
+            if let Some(v) = parse(&text) {
+                prop_assert_eq!(text.trim().parse::<u64>().ok(), Some(v));
+            }
+        }
+
+        #[test]
+        fn junk_around_a_value_is_refused(v in any::<u64>(), junk in "[!-/:-~]{1,4}") {
+            prop_assert_eq!(parse(&format!("{v}{junk}\n")), None);
+            let before = format!("{junk}{v}\n");
+            // `+` is the one prefix a u64 parse accepts: the same value.
+            prop_assert!(parse(&before).is_none() || junk == "+");
+        }
+    }
+}
