@@ -2,7 +2,7 @@
 //! bytes a kernel, a container runtime's fake /proc or a broken mount could hand over.
 #![no_main]
 
-use acceptq::source::{netstat, sysctl};
+use acceptq::source::{netstat, snmp, sysctl};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -29,6 +29,16 @@ fuzz_target!(|data: &[u8]| {
     if let Some(v) = sysctl::parse(text) {
         assert_eq!(text.trim().parse::<u64>().ok(), Some(v));
     }
-    // The /proc/net/snmp parser (the `Tcp:` and `TcpExt`-style pairs of the SYN-flood
-    // counters) goes here once it is on main: `snmp::parse(text)` under the same checks.
+    // /proc/net/snmp's PassiveOpens, read without allocating: a value given is the one under its
+    // name in the first `Tcp:` value line, never invented.
+    if let Some(v) = snmp::passive_opens(data) {
+        let mut tcp = text.split('\n').filter(|l| l.starts_with("Tcp:"));
+        let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
+        let at = names[4..]
+            .split_ascii_whitespace()
+            .position(|w| w == "PassiveOpens")
+            .unwrap();
+        let want = values[4..].split_ascii_whitespace().nth(at).unwrap();
+        assert_eq!(want.parse::<u64>().ok(), Some(v));
+    }
 });

@@ -182,3 +182,55 @@ mod tests {
         std::fs::remove_file(&dir).unwrap();
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The `Tcp:` names and values of `(name, value)` columns, between the sections that
+    /// /proc/net/snmp has around it.
+    fn snmp_text(columns: &[(String, u64)]) -> String {
+        let names: String = columns.iter().map(|(n, _)| format!(" {n}")).collect();
+        let values: String = columns.iter().map(|(_, v)| format!(" {v}")).collect();
+        format!("Ip: Forwarding\nIp: 1\nTcp:{names}\nTcp:{values}\nUdp: InDatagrams\nUdp: 0\n")
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![Just("PassiveOpens".to_string()), "[A-Z][A-Za-z]{0,12}"]
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop_config(256))]
+
+        #[test]
+        fn passive_opens_is_the_first_column_so_named(
+            columns in proptest::collection::vec((name(), any::<u64>()), 0..20)
+        ) {
+            let want = columns.iter().find(|(n, _)| n == "PassiveOpens").map(|(_, v)| *v);
+            prop_assert_eq!(passive_opens(snmp_text(&columns).as_bytes()), want);
+        }
+
+        #[test]
+        fn any_bytes_give_a_value_or_none_never_a_panic(text in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = passive_opens(&text);
+        }
+
+        #[test]
+        fn a_file_cut_anywhere_gives_the_whole_value_or_none_or_a_prefix_of_it(
+            columns in proptest::collection::vec((name(), any::<u64>()), 1..12),
+            cut in any::<proptest::sample::Index>(),
+        ) {
+            let text = snmp_text(&columns);
+            let whole = passive_opens(text.as_bytes());
+            let cut = &text.as_bytes()[..cut.index(text.len() + 1)];
+            // The kernel writes whole lines and one read takes the file, so a cut only happens
+            // on a broken source; a cut inside the value gives its leading digits.
+            if let Some(got) = passive_opens(cut) {
+                let whole = whole.expect("a cut file cannot name a column the whole does not");
+                prop_assert!(whole.to_string().starts_with(&got.to_string()), "{} from {}", got, whole);
+            }
+        }
+    }
+}
