@@ -69,7 +69,21 @@ impl Sink {
                 ),
             )
         };
-        let (tmp, _) = create_temp(&target).map_err(fail)?;
+        self.check_held(&target, fail, || ())
+    }
+
+    /// Creates and removes a temp file by `target` with SIGTERM and SIGINT held off meanwhile:
+    /// one while starting ends the process at once, which would leave that file behind in the
+    /// operator's directory. `between` runs while the file exists (a test stops there).
+    fn check_held(
+        &self,
+        target: &Path,
+        fail: impl Fn(io::Error) -> io::Error,
+        between: impl FnOnce(),
+    ) -> io::Result<()> {
+        let _held = HeldStops::new();
+        let (tmp, _) = create_temp(target).map_err(&fail)?;
+        between();
         fs::remove_file(&tmp).map_err(fail)
     }
 
@@ -271,6 +285,33 @@ impl Wake {
     }
 }
 
+/// SIGTERM and SIGINT blocked on this thread until dropped; one that came meanwhile is then
+/// handled. (acceptq is one thread while it starts, so no other thread takes it instead.)
+struct HeldStops(libc::sigset_t);
+
+impl HeldStops {
+    fn new() -> HeldStops {
+        // SAFETY: sigset_t is plain data, filled by sigemptyset/sigaddset; pthread_sigmask
+        // reads one live set and writes the other.
+        unsafe {
+            let mut stops: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut stops);
+            libc::sigaddset(&mut stops, libc::SIGTERM);
+            libc::sigaddset(&mut stops, libc::SIGINT);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &stops, &mut old);
+            HeldStops(old)
+        }
+    }
+}
+
+impl Drop for HeldStops {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new`, a live set.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
+}
+
 /// Read end of the self-pipe the stop signals write to; -1 until [`stop_on_signals`].
 static STOP_PIPE: AtomicI32 = AtomicI32::new(-1);
 static STOP_WRITE: AtomicI32 = AtomicI32::new(-1);
@@ -433,6 +474,49 @@ mod tests {
             })
             .count();
         assert_eq!(leftovers, 0, "the check leaves no file behind");
+    }
+
+    /// SIGTERM landing while the check's temp file exists, in a run still starting: the run
+    /// ends with status 0 and the operator's directory is as it was.
+    #[test]
+    fn a_stop_during_the_output_check_leaves_no_temp_file() {
+        let dir = Scratch::new("check-stop");
+        let target = dir.0.join("x.prom");
+        // In a child: the stop ends the process.
+        // SAFETY: the child only creates and removes a file, then exits with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let code = match stop_on_signals_while_starting() {
+                Ok(()) => {
+                    let sink = Sink::file(&target);
+                    let _ = sink.check_held(
+                        &target,
+                        |e| e,
+                        || {
+                            // SAFETY: raise sends to this, the child's only thread.
+                            unsafe { libc::raise(libc::SIGTERM) };
+                        },
+                    );
+                    // Not reached: the stop, held until the file was gone, ended the process.
+                    3
+                }
+                Err(_) => 4,
+            };
+            // SAFETY: ends the forked child without running the test harness's exit.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status), "status {status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), 0);
+        let left: Vec<_> = fs::read_dir(&dir.0)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 
     /// A fresh folder under the temp dir, removed at the end of the test.
