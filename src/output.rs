@@ -220,40 +220,89 @@ fn create_temp(target: &Path) -> io::Result<(PathBuf, File)> {
 /// stdout stops at EAGAIN without saying how much went out, leaving half a line for the next
 /// report to continue. Here a started report is finished: on EAGAIN it waits until the pipe
 /// has room, as a blocking write would.
+///
+/// A stop (SIGTERM, SIGINT) interrupts a write that a stalled reader blocks: the rest of the
+/// report then gets [`STOP_GRACE`] to go out, in writes a pipe with room takes without
+/// blocking, and past it the run ends (see [`stop_requested`]) rather than wait for a reader
+/// that may never read again.
 fn write_whole(mut buf: &[u8]) -> io::Result<()> {
+    let mut grace: Option<Instant> = None;
     while !buf.is_empty() {
+        let mut len = buf.len();
+        if let Some(until) = grace {
+            wait_writable(Some(until))?;
+            len = len.min(libc::PIPE_BUF);
+        }
         // SAFETY: writes from a live slice to fd 1, which the process keeps open throughout.
-        let n = unsafe { libc::write(STDOUT, buf.as_ptr().cast(), buf.len()) };
+        let n = unsafe { libc::write(STDOUT, buf.as_ptr().cast(), len) };
         if let Ok(n) = usize::try_from(n) {
             buf = &buf[n..];
-            continue;
+        } else {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => {}
+                // With a grace running, the wait above comes first.
+                io::ErrorKind::WouldBlock if grace.is_none() => wait_writable(None)?,
+                io::ErrorKind::WouldBlock => {}
+                _ => return Err(e),
+            }
         }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::Interrupted => {}
-            io::ErrorKind::WouldBlock => wait_writable()?,
-            _ => return Err(e),
+        // Checked only once the write returned short: a report that goes out in one write
+        // costs nothing more.
+        if grace.is_none() && !buf.is_empty() && stop_requested() {
+            grace = Some(Instant::now() + STOP_GRACE);
         }
     }
     Ok(())
 }
 
-fn wait_writable() -> io::Result<()> {
+/// How long the rest of a report may take to go out to a slow reader once a stop came.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// Waits until stdout takes more bytes: without `until`, for as long as it takes unless a stop
+/// comes (then returns, to be asked again with a limit); with it, until then at most, after
+/// which the error says the run was stopped.
+fn wait_writable(until: Option<Instant>) -> io::Result<()> {
     loop {
-        let mut fd = libc::pollfd {
-            fd: STDOUT,
-            events: libc::POLLOUT,
-            revents: 0,
+        let timeout = match until {
+            None => -1,
+            Some(t) => {
+                let left = t.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Interrupted,
+                        "stopped while the reader was not reading",
+                    ));
+                }
+                i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+            }
         };
-        // SAFETY: one valid pollfd, for the duration of the call.
-        if unsafe { libc::poll(&mut fd, 1, -1) } < 0 {
+        let mut fds = [
+            libc::pollfd {
+                fd: STDOUT,
+                events: libc::POLLOUT,
+                revents: 0,
+            },
+            libc::pollfd {
+                // poll skips a negative fd: once stopping, the pipe says nothing new.
+                fd: match until {
+                    None => STOP_PIPE.load(Ordering::Relaxed),
+                    Some(_) => -1,
+                },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: a valid array of pollfds, for the duration of the call.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) } < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
         }
-        if fd.revents & libc::POLLOUT != 0 {
+        let fd = fds[0];
+        if fd.revents & libc::POLLOUT != 0 || fds[1].revents & libc::POLLIN != 0 {
             return Ok(());
         }
         if fd.revents & HANGUP != 0 {
@@ -369,6 +418,12 @@ pub fn stop_on_signals_while_starting() -> io::Result<()> {
 /// Returns whether one came as this was called (earlier ones ended the process).
 pub fn started() -> bool {
     STARTING.store(false, Ordering::SeqCst);
+    stop_requested()
+}
+
+/// Whether SIGTERM or SIGINT came since [`stop_on_signals`]; nothing is taken from the pipe,
+/// so [`wait`] still sees it. A write that failed because of it ends the run quietly.
+pub fn stop_requested() -> bool {
     let mut fd = libc::pollfd {
         fd: STOP_PIPE.load(Ordering::Relaxed),
         events: libc::POLLIN,
