@@ -1,6 +1,7 @@
 //! acceptq: per-listener TCP accept-queue depth, limit, peaks and drops, read from the kernel
 //! (netlink sock_diag, /proc) and written for Telegraf, collectd, InfluxDB and Prometheus.
 
+pub mod caps;
 pub mod check;
 pub mod cli;
 pub mod encode;

@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use acceptq::caps::{self, Needs};
 use acceptq::cli::{Args, Command};
 use acceptq::run::{run, RunError};
 use acceptq::warn;
@@ -22,6 +23,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let needs = match &args.command {
+        Some(Command::Check(check)) => Needs::of(&check.select, false),
+        Some(Command::Top(top)) => Needs::of(&top.select, false),
+        None => Needs::of(&args.select, args.output.is_some()),
+    };
+    if let Err(e) = caps::limit(&needs) {
+        warn::error(&e);
+        return ExitCode::FAILURE;
+    }
     match args.command {
         Some(Command::Check(check)) => return acceptq::check::main(&check),
         Some(Command::Top(top)) => return acceptq::top::main(&top),

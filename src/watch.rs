@@ -433,9 +433,11 @@ fn tags_of(pids: &[u32], uts: &mut Option<(Identity, String)>) -> NsTags {
 
 /// The host name of `pid`'s UTS namespace, joined only when it is not the one read last.
 fn pod_name(pid: u32, uts: &mut Option<(Identity, String)>) -> Option<String> {
-    let now = std::fs::metadata(format!("/proc/{pid}/ns/uts"))
-        .ok()
-        .map(|m| (m.dev(), m.ino()))?;
+    let now = crate::caps::with(crate::caps::PROC, || {
+        std::fs::metadata(format!("/proc/{pid}/ns/uts"))
+    })
+    .ok()
+    .map(|m| (m.dev(), m.ino()))?;
     if uts.as_ref().map_or(true, |(id, _)| *id != now) {
         *uts = netns::uts_hostname(pid).ok();
     }

@@ -14,6 +14,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::caps;
+
 /// A namespace being watched: its name (the `netns` tag) and, for any namespace other than the
 /// one acceptq runs in, an open handle to it.
 ///
@@ -97,7 +99,7 @@ impl std::error::Error for NetnsError {}
 /// any bytes, as `--all-netns` finds them.
 pub fn resolve(spec: &OsStr) -> Result<Netns, NetnsError> {
     if is_path(spec) {
-        open(&escaped(spec), PathBuf::from(spec), spec_tag(spec))
+        open(&escaped(spec), PathBuf::from(spec), spec_tag(spec), 0)
     } else {
         resolve_named(spec)
     }
@@ -132,10 +134,14 @@ pub fn resolve_named(name: &OsStr) -> Result<Netns, NetnsError> {
         &escaped(name),
         Path::new(NAMED_DIR).join(name),
         named_tag(name),
+        0,
     )
 }
 
-fn open(spec: &str, path: PathBuf, name: String) -> Result<Netns, NetnsError> {
+/// Opens the namespace file `path` with the capabilities `raise` added: none for a path the
+/// user named, which is opened with the user's own rights (a capability must not answer for a
+/// file its user could not read, nor tell whether it exists); [`caps::PROC`] for one found.
+fn open(spec: &str, path: PathBuf, name: String, raise: u64) -> Result<Netns, NetnsError> {
     let err = |step| {
         let path = path.clone();
         move |source| NetnsError {
@@ -146,7 +152,7 @@ fn open(spec: &str, path: PathBuf, name: String) -> Result<Netns, NetnsError> {
             source,
         }
     };
-    let file = open_nsfs(&path).map_err(|(step, e)| err(step)(e))?;
+    let file = caps::with(raise, || open_nsfs(&path)).map_err(|(step, e)| err(step)(e))?;
     // Proves it is a namespace we may join before the first report needs it.
     run_in(Some(&file), || ()).map_err(err(Step::Join))?;
     Ok(Netns {
@@ -170,6 +176,9 @@ fn open_nsfs(path: &Path) -> Result<File, (Step, io::Error)> {
         .open(path)
         .map_err(|e| (Step::Open, e))?;
     if !on_nsfs(&probe) {
+        // What opening it would have said first: a file the caller may not read is refused as
+        // unreadable, which tells no more than `open` does.
+        readable(path).map_err(|e| (Step::Open, e))?;
         return Err(not_a_namespace());
     }
     // Non-blocking too: the path may have been replaced by a FIFO since it was looked at.
@@ -183,6 +192,17 @@ fn open_nsfs(path: &Path) -> Result<File, (Step, io::Error)> {
         return Err(not_a_namespace());
     }
     Ok(file)
+}
+
+/// Whether the caller's effective ids may read `path`, asked without opening it.
+fn readable(path: &Path) -> io::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: faccessat reads a valid NUL-terminated path.
+    match unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::R_OK, libc::AT_EACCESS) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
 }
 
 fn on_nsfs(file: &File) -> bool {
@@ -403,8 +423,13 @@ pub fn found_names(found: &mut [Found], host: Option<Identity>) {
 }
 
 /// Finds every network namespace: the nsfs bind mounts of our mount namespace, and the
-/// namespace of every process, joined by identity and named ([`found_names`]).
+/// namespace of every process, joined by identity and named ([`found_names`]). Other users'
+/// `/proc/<pid>/ns/net` and bind mounts in private folders are read with [`caps::PROC`].
 pub fn discover() -> Discovery {
+    caps::with(caps::PROC, discover_now)
+}
+
+fn discover_now() -> Discovery {
     use std::collections::BTreeMap;
     let mut by_id: BTreeMap<Identity, Found> = BTreeMap::new();
     fn entry(by_id: &mut BTreeMap<Identity, Found>, id: Identity) -> &mut Found {
@@ -481,19 +506,10 @@ pub fn discover() -> Discovery {
     }
 }
 
-/// Whether our effective capability set holds capability number `cap` (`CAP_SYS_PTRACE` is
-/// 19), from `/proc/self/status`; false when it cannot be read.
+/// Whether we hold capability number `cap` (`CAP_SYS_PTRACE` is 19): in the permitted set,
+/// from which it is raised around the calls that use it.
 pub fn have_capability(cap: u32) -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| cap_eff(&s))
-        .is_some_and(|set| cap < 64 && set & (1 << cap) != 0)
-}
-
-/// The `CapEff:` mask of a `/proc/<pid>/status` text.
-fn cap_eff(status: &str) -> Option<u64> {
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-    u64::from_str_radix(hex.trim(), 16).ok()
+    cap < 64 && caps::held(cap)
 }
 
 /// The inode in a `/proc/<pid>/ns/net` link's text, `net:[4026531840]`.
@@ -515,7 +531,7 @@ pub fn open_found(f: &Found) -> Result<Netns, NetnsError> {
         .chain(f.mounts.iter().cloned());
     for path in ways {
         let spec = f.name.clone();
-        match open(&spec, path, f.name.clone()) {
+        match open(&spec, path, f.name.clone(), caps::PROC) {
             Ok(ns) if identity_of(&ns) == Some(f.identity) => return Ok(ns),
             // A process gone and its pid taken by another: not this namespace.
             Ok(_) => continue,
@@ -545,15 +561,12 @@ pub fn is_gone(e: &NetnsError) -> bool {
 /// The host name in the UTS namespace of `pid` (a pod's name, as the kubelet sets it), read by
 /// joining it on a short-lived thread (needs CAP_SYS_ADMIN); with the namespace's identity.
 pub fn uts_hostname(pid: u32) -> io::Result<(Identity, String)> {
-    let file = File::open(format!("/proc/{pid}/ns/uts"))?;
+    let file = caps::with(caps::PROC, || File::open(format!("/proc/{pid}/ns/uts")))?;
     let m = file.metadata()?;
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                // SAFETY: setns on a valid fd we own; it changes only this short-lived thread.
-                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWUTS) } != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                join(&file, libc::CLONE_NEWUTS)?;
                 // The sysctl answers for the reading thread's UTS namespace.
                 let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
                 Ok(((m.dev(), m.ino()), name.trim_end_matches('\n').to_string()))
@@ -563,6 +576,17 @@ pub fn uts_hostname(pid: u32) -> io::Result<(Identity, String)> {
     })
 }
 
+/// Moves the calling thread into the namespace `ns` of kind `kind`, with CAP_SYS_ADMIN raised
+/// for that call only: what runs there afterwards has the thread's usual capabilities.
+fn join(ns: &File, kind: libc::c_int) -> io::Result<()> {
+    let _raised = caps::raise(caps::JOIN);
+    // SAFETY: setns on a valid fd the caller owns; it changes only this short-lived thread.
+    if unsafe { libc::setns(ns.as_raw_fd(), kind) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Runs `f` with the calling context in namespace `ns` (`None`: ours, on this thread).
 pub fn run_in<T: Send>(ns: Option<&File>, f: impl FnOnce() -> T + Send) -> io::Result<T> {
     let Some(ns) = ns else { return Ok(f()) };
@@ -570,10 +594,7 @@ pub fn run_in<T: Send>(ns: Option<&File>, f: impl FnOnce() -> T + Send) -> io::R
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                // SAFETY: setns on a valid fd we own; it changes only this short-lived thread.
-                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                join(ns, libc::CLONE_NEWNET)?;
                 Ok(f())
             })
             .join()
@@ -839,13 +860,5 @@ garbage line
             None,
         );
         assert_eq!(got, ["/run/docker/netns/a", "/srv/a"]);
-    }
-
-    #[test]
-    fn the_effective_capability_mask_is_read_from_status() {
-        let status = "Name:\tacceptq\nCapInh:\t0000000000000000\nCapEff:\t0000000000080000\n";
-        assert_eq!(cap_eff(status), Some(1 << 19));
-        assert_eq!(cap_eff("CapEff:\tzz\n"), None);
-        assert_eq!(cap_eff(""), None);
     }
 }

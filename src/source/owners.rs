@@ -162,8 +162,10 @@ pub fn comm_text(bytes: &[u8]) -> String {
 /// Whether fd `fd` of `pid` is still the socket `inode`: one `readlink`, no walk. A closed fd,
 /// a reused fd number or a gone process all say no.
 fn holds(pid: i32, fd: i32, inode: u32) -> bool {
-    std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
-        .is_ok_and(|target| is_socket_link(target.as_os_str().as_encoded_bytes(), inode))
+    crate::caps::with(crate::caps::PROC, || {
+        std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+    })
+    .is_ok_and(|target| is_socket_link(target.as_os_str().as_encoded_bytes(), inode))
 }
 
 /// `socket:[inode]`, the text of an fd link to a socket.
@@ -177,8 +179,13 @@ fn is_socket_link(target: &[u8], inode: u32) -> bool {
 /// Walks `/proc` for the owners of `wanted`. When several processes share a socket (a forking
 /// server's master and workers), the lowest pid wins: usually the master, and stable. pid 1
 /// loses to any other holder: with socket activation systemd keeps the listening fd too, and the
-/// service is what the operator is looking for.
+/// service is what the operator is looking for. Other users' fds are read with
+/// [`caps::PROC`](crate::caps::PROC) raised.
 pub fn scan_proc(wanted: &HashSet<u32>) -> Scan {
+    crate::caps::with(crate::caps::PROC, || scan_proc_now(wanted))
+}
+
+fn scan_proc_now(wanted: &HashSet<u32>) -> Scan {
     let mut scan = Scan::default();
     let Ok(procs) = procfs::process::all_processes() else {
         return scan;

@@ -24,6 +24,7 @@ mod agents;
 mod alerts;
 mod alerts_attack;
 mod attribution;
+mod capabilities;
 mod check;
 mod check_attack;
 mod churn;
@@ -59,6 +60,7 @@ fn main() -> std::process::ExitCode {
             alerts::trials(),
             alerts_attack::trials(),
             attribution::trials(),
+            capabilities::trials(),
             check::trials(),
             check_attack::trials(),
             churn::trials(),
