@@ -69,7 +69,21 @@ impl Sink {
                 ),
             )
         };
-        let (tmp, _) = create_temp(&target).map_err(fail)?;
+        self.check_held(&target, fail, || ())
+    }
+
+    /// Creates and removes a temp file by `target` with SIGTERM and SIGINT held off meanwhile:
+    /// one while starting ends the process at once, which would leave that file behind in the
+    /// operator's directory. `between` runs while the file exists (a test stops there).
+    fn check_held(
+        &self,
+        target: &Path,
+        fail: impl Fn(io::Error) -> io::Error,
+        between: impl FnOnce(),
+    ) -> io::Result<()> {
+        let _held = HeldStops::new();
+        let (tmp, _) = create_temp(target).map_err(&fail)?;
+        between();
         fs::remove_file(&tmp).map_err(fail)
     }
 
@@ -206,40 +220,89 @@ fn create_temp(target: &Path) -> io::Result<(PathBuf, File)> {
 /// stdout stops at EAGAIN without saying how much went out, leaving half a line for the next
 /// report to continue. Here a started report is finished: on EAGAIN it waits until the pipe
 /// has room, as a blocking write would.
+///
+/// A stop (SIGTERM, SIGINT) interrupts a write that a stalled reader blocks: the rest of the
+/// report then gets [`STOP_GRACE`] to go out, in writes a pipe with room takes without
+/// blocking, and past it the run ends (see [`stop_requested`]) rather than wait for a reader
+/// that may never read again.
 fn write_whole(mut buf: &[u8]) -> io::Result<()> {
+    let mut grace: Option<Instant> = None;
     while !buf.is_empty() {
+        let mut len = buf.len();
+        if let Some(until) = grace {
+            wait_writable(Some(until))?;
+            len = len.min(libc::PIPE_BUF);
+        }
         // SAFETY: writes from a live slice to fd 1, which the process keeps open throughout.
-        let n = unsafe { libc::write(STDOUT, buf.as_ptr().cast(), buf.len()) };
+        let n = unsafe { libc::write(STDOUT, buf.as_ptr().cast(), len) };
         if let Ok(n) = usize::try_from(n) {
             buf = &buf[n..];
-            continue;
+        } else {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => {}
+                // With a grace running, the wait above comes first.
+                io::ErrorKind::WouldBlock if grace.is_none() => wait_writable(None)?,
+                io::ErrorKind::WouldBlock => {}
+                _ => return Err(e),
+            }
         }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::Interrupted => {}
-            io::ErrorKind::WouldBlock => wait_writable()?,
-            _ => return Err(e),
+        // Checked only once the write returned short: a report that goes out in one write
+        // costs nothing more.
+        if grace.is_none() && !buf.is_empty() && stop_requested() {
+            grace = Some(Instant::now() + STOP_GRACE);
         }
     }
     Ok(())
 }
 
-fn wait_writable() -> io::Result<()> {
+/// How long the rest of a report may take to go out to a slow reader once a stop came.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// Waits until stdout takes more bytes: without `until`, for as long as it takes unless a stop
+/// comes (then returns, to be asked again with a limit); with it, until then at most, after
+/// which the error says the run was stopped.
+fn wait_writable(until: Option<Instant>) -> io::Result<()> {
     loop {
-        let mut fd = libc::pollfd {
-            fd: STDOUT,
-            events: libc::POLLOUT,
-            revents: 0,
+        let timeout = match until {
+            None => -1,
+            Some(t) => {
+                let left = t.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Interrupted,
+                        "stopped while the reader was not reading",
+                    ));
+                }
+                i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+            }
         };
-        // SAFETY: one valid pollfd, for the duration of the call.
-        if unsafe { libc::poll(&mut fd, 1, -1) } < 0 {
+        let mut fds = [
+            libc::pollfd {
+                fd: STDOUT,
+                events: libc::POLLOUT,
+                revents: 0,
+            },
+            libc::pollfd {
+                // poll skips a negative fd: once stopping, the pipe says nothing new.
+                fd: match until {
+                    None => STOP_PIPE.load(Ordering::Relaxed),
+                    Some(_) => -1,
+                },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: a valid array of pollfds, for the duration of the call.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) } < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
         }
-        if fd.revents & libc::POLLOUT != 0 {
+        let fd = fds[0];
+        if fd.revents & libc::POLLOUT != 0 || fds[1].revents & libc::POLLIN != 0 {
             return Ok(());
         }
         if fd.revents & HANGUP != 0 {
@@ -268,6 +331,33 @@ impl Wake {
     /// Whether the run is to end quietly: stdout gone, or asked to stop.
     pub fn ends_run(self) -> bool {
         matches!(self, Wake::StdoutGone | Wake::Stopped)
+    }
+}
+
+/// SIGTERM and SIGINT blocked on this thread until dropped; one that came meanwhile is then
+/// handled. (acceptq is one thread while it starts, so no other thread takes it instead.)
+struct HeldStops(libc::sigset_t);
+
+impl HeldStops {
+    fn new() -> HeldStops {
+        // SAFETY: sigset_t is plain data, filled by sigemptyset/sigaddset; pthread_sigmask
+        // reads one live set and writes the other.
+        unsafe {
+            let mut stops: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut stops);
+            libc::sigaddset(&mut stops, libc::SIGTERM);
+            libc::sigaddset(&mut stops, libc::SIGINT);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &stops, &mut old);
+            HeldStops(old)
+        }
+    }
+}
+
+impl Drop for HeldStops {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new`, a live set.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
     }
 }
 
@@ -328,6 +418,12 @@ pub fn stop_on_signals_while_starting() -> io::Result<()> {
 /// Returns whether one came as this was called (earlier ones ended the process).
 pub fn started() -> bool {
     STARTING.store(false, Ordering::SeqCst);
+    stop_requested()
+}
+
+/// Whether SIGTERM or SIGINT came since [`stop_on_signals`]; nothing is taken from the pipe,
+/// so [`wait`] still sees it. A write that failed because of it ends the run quietly.
+pub fn stop_requested() -> bool {
     let mut fd = libc::pollfd {
         fd: STOP_PIPE.load(Ordering::Relaxed),
         events: libc::POLLIN,
@@ -433,6 +529,49 @@ mod tests {
             })
             .count();
         assert_eq!(leftovers, 0, "the check leaves no file behind");
+    }
+
+    /// SIGTERM landing while the check's temp file exists, in a run still starting: the run
+    /// ends with status 0 and the operator's directory is as it was.
+    #[test]
+    fn a_stop_during_the_output_check_leaves_no_temp_file() {
+        let dir = Scratch::new("check-stop");
+        let target = dir.0.join("x.prom");
+        // In a child: the stop ends the process.
+        // SAFETY: the child only creates and removes a file, then exits with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let code = match stop_on_signals_while_starting() {
+                Ok(()) => {
+                    let sink = Sink::file(&target);
+                    let _ = sink.check_held(
+                        &target,
+                        |e| e,
+                        || {
+                            // SAFETY: raise sends to this, the child's only thread.
+                            unsafe { libc::raise(libc::SIGTERM) };
+                        },
+                    );
+                    // Not reached: the stop, held until the file was gone, ended the process.
+                    3
+                }
+                Err(_) => 4,
+            };
+            // SAFETY: ends the forked child without running the test harness's exit.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status), "status {status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), 0);
+        let left: Vec<_> = fs::read_dir(&dir.0)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 
     /// A fresh folder under the temp dir, removed at the end of the test.

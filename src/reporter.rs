@@ -371,6 +371,8 @@ impl Reporter {
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+            // A stop that came while the reader was not reading: ending was asked for.
+            Err(_) if output::stop_requested() => Ok(false),
             // The first report proves the output works (and is the only one of --once).
             Err(e) if out.written == 1 => Err(RunError::Fatal(e.to_string())),
             Err(e) => {

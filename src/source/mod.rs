@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::filter::Filter;
 use crate::snapshot::{Endpoint, NetnsSnapshot, Socket};
@@ -23,10 +23,10 @@ use crate::warn::Warnings;
 use ifname::IfNames;
 use inet_diag::{LocalPorts, Record, STATE_LISTEN, STATE_NEW_SYN_RECV};
 use netns::Netns;
-use sock_diag::{DiagSocket, Dumped};
+use sock_diag::{CpuCap, DiagSocket, Dumped};
 
-/// Under a SYN flood the request-socket dump could run long; past this the count is dropped
-/// for that report rather than delaying it.
+/// Under a SYN flood the request-socket dump could run long; past this much CPU time (see
+/// [`CpuCap`]) the count is dropped for that report rather than delaying it.
 const SYN_DUMP_CAP: Duration = Duration::from_millis(250);
 /// The accept-queue children dump walks the same established hash; past this it is dropped for
 /// that report too.
@@ -258,8 +258,8 @@ impl NsSources {
     ) -> Option<HashMap<Endpoint, u32>> {
         let diag = self.diag.as_mut()?;
         let mut counts: HashMap<Endpoint, u32> = HashMap::new();
-        let deadline = Instant::now() + SYN_DUMP_CAP;
-        match diag.dump(STATE_NEW_SYN_RECV, false, Some(deadline), &mut |r| {
+        let cap = CpuCap::start(SYN_DUMP_CAP);
+        match diag.dump(STATE_NEW_SYN_RECV, false, Some(cap), &mut |r| {
             *counts.entry(r.endpoint()).or_insert(0) += 1;
         }) {
             Ok(()) => Some(counts),
@@ -354,12 +354,12 @@ impl NsSources {
             return false;
         };
         self.local_ports.set(&self.ports);
-        let deadline = Instant::now() + QUEUE_WAIT_DUMP_CAP;
+        let cap = CpuCap::start(QUEUE_WAIT_DUMP_CAP);
         let result = diag.dump_children(
             &self.asked,
             &self.local_ports,
             inet_diag::STATES_ESTABLISHED_CHILD,
-            Some(deadline),
+            Some(cap),
             &mut |d| waits.take(d),
         );
         if waits.short_info {
@@ -394,12 +394,12 @@ impl NsSources {
         };
         self.local_ports.set(&self.ports);
         waits.families_done.clear();
-        let deadline = Instant::now() + self.fast_open_cap;
+        let cap = CpuCap::start(self.fast_open_cap);
         let result = diag.dump_children(
             &self.asked,
             &self.local_ports,
             inet_diag::STATE_SYN_RECV,
-            Some(deadline),
+            Some(cap),
             &mut |d| waits.take(d),
         );
         if let Err(e) = result {

@@ -10,6 +10,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -151,13 +152,65 @@ fn open(spec: &str, path: PathBuf, name: String, raise: u64) -> Result<Netns, Ne
             source,
         }
     };
-    let file = caps::with(raise, || File::open(&path)).map_err(err(Step::Open))?;
+    let file = caps::with(raise, || open_nsfs(&path)).map_err(|(step, e)| err(step)(e))?;
     // Proves it is a namespace we may join before the first report needs it.
     run_in(Some(&file), || ()).map_err(err(Step::Join))?;
     Ok(Netns {
         name,
         file: Some(Arc::new(file)),
     })
+}
+
+/// `statfs`' `f_type` of nsfs, the file system of namespace files (linux/magic.h).
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// Opens `path` for `setns` only when it is a file on nsfs. It is looked at first through
+/// `O_PATH`, which opens nothing: a FIFO with no writer would block `open` forever, and a
+/// device's own open (a watchdog's, a tape's) must not run for a mistyped `--netns`. Anything
+/// else is refused as `setns` refuses a file that is no namespace, with EINVAL at the join step.
+fn open_nsfs(path: &Path) -> Result<File, (Step, io::Error)> {
+    let not_a_namespace = || (Step::Join, io::Error::from_raw_os_error(libc::EINVAL));
+    let probe = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(path)
+        .map_err(|e| (Step::Open, e))?;
+    if !on_nsfs(&probe) {
+        // What opening it would have said first: a file the caller may not read is refused as
+        // unreadable, which tells no more than `open` does.
+        readable(path).map_err(|e| (Step::Open, e))?;
+        return Err(not_a_namespace());
+    }
+    // Non-blocking too: the path may have been replaced by a FIFO since it was looked at.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| (Step::Open, e))?;
+    let id = |f: &File| f.metadata().ok().map(|m| (m.dev(), m.ino()));
+    if id(&file).is_none() || id(&file) != id(&probe) {
+        return Err(not_a_namespace());
+    }
+    Ok(file)
+}
+
+/// Whether the caller's effective ids may read `path`, asked without opening it.
+fn readable(path: &Path) -> io::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: faccessat reads a valid NUL-terminated path.
+    match unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::R_OK, libc::AT_EACCESS) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+fn on_nsfs(file: &File) -> bool {
+    // SAFETY: statfs is plain data; fstatfs fills it from a valid fd (O_PATH ones included).
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::fstatfs(file.as_raw_fd(), &mut st) == 0 && st.f_type as i64 == NSFS_MAGIC
+    }
 }
 
 /// The `netns` tag of `ip netns`' namespace `name`: the name itself, except for `default`, which
@@ -553,6 +606,51 @@ pub fn run_in<T: Send>(ns: Option<&File>, f: impl FnOnce() -> T + Send) -> io::R
 mod tests {
     use super::*;
     use std::ffi::OsStr;
+
+    /// `--netns PATH` of a file that is no namespace fails at once, saying so, whatever it is.
+    #[test]
+    fn a_fifo_device_or_directory_as_netns_is_refused_at_once() {
+        let dir = std::env::temp_dir().join(format!("acceptq-netns-kinds-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo reads a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        std::fs::write(dir.join("file"), b"not a namespace").unwrap();
+        let paths = [
+            fifo,
+            dir.join("file"),
+            dir.clone(),
+            PathBuf::from("/dev/zero"),
+        ];
+        for path in paths {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let p = path.clone();
+            // On a thread: an open that blocks must fail the test, not hang it.
+            std::thread::spawn(move || {
+                tx.send(
+                    resolve(p.as_os_str())
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                )
+            });
+            let got = rx.recv_timeout(std::time::Duration::from_secs(5));
+            let shown = path.display().to_string();
+            match got {
+                Ok(Err(msg)) => assert_eq!(
+                    msg,
+                    format!("--netns {shown}: {shown} is not a network namespace")
+                ),
+                Ok(Ok(())) => panic!("{shown} was taken for a namespace"),
+                Err(_) => panic!("--netns {shown} still opening after 5 s"),
+            }
+        }
+        // The real thing passes the check (joining it is another matter: CAP_SYS_ADMIN).
+        assert!(open_nsfs(Path::new("/proc/self/ns/net")).is_ok());
+        assert!(open_nsfs(Path::new("/proc/self/ns/uts")).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn tag(bytes: &[u8]) -> String {
         named_tag(OsStr::from_bytes(bytes))

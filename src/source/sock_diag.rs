@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
 
@@ -23,7 +23,7 @@ const RETRIES: usize = 3;
 pub enum DiagError {
     Io(io::Error),
     Decode(DecodeError),
-    /// The caller's deadline passed mid-dump; the socket was left with a dump in flight and must
+    /// The caller's CPU cap was spent mid-dump; the socket was left with a dump in flight and must
     /// be replaced, which the next dump does.
     Deadline {
         records: usize,
@@ -44,6 +44,45 @@ impl std::fmt::Display for DiagError {
 }
 
 impl std::error::Error for DiagError {}
+
+/// A bound on the CPU time one dump may cost the thread that makes it: the kernel does a dump's
+/// work in that thread's `send` and `recv` calls, so under a SYN flood the cost shows here. Not
+/// wall time, which also counts the time a loaded host's scheduler kept the thread waiting: that
+/// cut dumps of a few records, even before their first datagram, losing the whole count without
+/// making the report any earlier. A stalled dump is bounded by the receive timeout instead.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuCap {
+    start: Duration,
+    limit: Duration,
+}
+
+impl CpuCap {
+    /// A cap of `limit` of this thread's CPU time from now; it holds only on this thread.
+    pub fn start(limit: Duration) -> CpuCap {
+        CpuCap {
+            start: thread_cpu_time(),
+            limit,
+        }
+    }
+
+    fn spent(&self) -> bool {
+        thread_cpu_time().saturating_sub(self.start) >= self.limit
+    }
+}
+
+/// CPU time the calling thread has used, user and system; zero if the clock cannot be read,
+/// which leaves a cap never spent rather than every dump cut.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills a live timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
 
 /// What one dump asks for.
 #[derive(Clone, Copy)]
@@ -155,12 +194,12 @@ impl DiagSocket {
     }
 
     /// Dumps TCP sockets in `states`, IPv4 then IPv6, calling `on_record` for each without
-    /// storing them. Past `deadline` the dump is abandoned and the socket replaced next time.
+    /// storing them. Once `cap` is spent the dump is abandoned and the socket replaced next time.
     pub fn dump(
         &mut self,
         states: u32,
         with_meminfo: bool,
-        deadline: Option<Instant>,
+        cap: Option<CpuCap>,
         on_record: &mut dyn FnMut(&Record),
     ) -> Result<(), DiagError> {
         if self.poisoned {
@@ -172,20 +211,20 @@ impl DiagSocket {
                 states,
                 with_meminfo,
             };
-            self.dump_family(family, request, deadline, &mut records, on_record)?;
+            self.dump_family(family, request, cap, &mut records, on_record)?;
         }
         Ok(())
     }
 
     /// Dumps the sockets of `families` in `states` on the local `ports`, with their
     /// `tcp_info`, as [`Self::dump`], saying when each family is complete: a caller cut short
-    /// by `deadline` can keep what the families before the cut found.
+    /// by `cap` can keep what the families before the cut found.
     pub fn dump_children(
         &mut self,
         families: &[u8],
         ports: &LocalPorts,
         states: u32,
-        deadline: Option<Instant>,
+        cap: Option<CpuCap>,
         on_dumped: &mut dyn FnMut(Dumped),
     ) -> Result<(), DiagError> {
         if self.poisoned {
@@ -194,7 +233,7 @@ impl DiagSocket {
         let mut records = 0;
         for &family in families {
             let request = Request::Children { ports, states };
-            self.dump_family(family, request, deadline, &mut records, &mut |r| {
+            self.dump_family(family, request, cap, &mut records, &mut |r| {
                 on_dumped(Dumped::Record(r))
             })?;
             on_dumped(Dumped::FamilyDone(family));
@@ -211,7 +250,7 @@ impl DiagSocket {
         &mut self,
         family: u8,
         request: Request,
-        deadline: Option<Instant>,
+        cap: Option<CpuCap>,
         records: &mut usize,
         on_record: &mut dyn FnMut(&Record),
     ) -> Result<(), DiagError> {
@@ -240,7 +279,7 @@ impl DiagSocket {
             }
         }
         loop {
-            if deadline.is_some_and(|d| Instant::now() > d) {
+            if cap.is_some_and(|c| c.spent()) {
                 self.poisoned = true;
                 return Err(DiagError::Deadline { records: *records });
             }
@@ -343,7 +382,7 @@ mod tests {
         sock.dump(
             STATE_NEW_SYN_RECV,
             false,
-            Some(Instant::now() + Duration::from_secs(1)),
+            Some(CpuCap::start(Duration::from_secs(1))),
             &mut |r| {
                 if r.port == port {
                     n += 1
@@ -355,15 +394,33 @@ mod tests {
     }
 
     #[test]
-    fn a_past_deadline_abandons_the_dump_and_the_next_one_works() {
+    fn a_spent_cap_abandons_the_dump_and_the_next_one_works() {
         let mut sock = DiagSocket::open(None).unwrap();
-        let past = Instant::now() - Duration::from_millis(1);
-        let r = sock.dump(STATE_LISTEN, false, Some(past), &mut |_| {});
+        let spent = CpuCap::start(Duration::ZERO);
+        let r = sock.dump(STATE_LISTEN, false, Some(spent), &mut |_| {});
         assert!(matches!(r, Err(DiagError::Deadline { .. })));
         assert!(sock.poisoned);
         let mut records = Vec::new();
         sock.dump_into(STATE_LISTEN, false, &mut records).unwrap();
         assert!(!sock.poisoned);
+    }
+
+    /// A loaded host: the dumping thread kept off the CPU for longer than the cap, a few
+    /// records to dump. The dump is whole: waiting for the CPU is not the dump's cost.
+    #[test]
+    fn time_spent_waiting_for_the_cpu_does_not_cut_a_dump() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut sock = DiagSocket::open(None).unwrap();
+        let cap = CpuCap::start(Duration::from_millis(50));
+        // Off the CPU, as when descheduled between the cap's start and the dump.
+        std::thread::sleep(Duration::from_millis(120));
+        let mut seen = false;
+        sock.dump(STATE_LISTEN, false, Some(cap), &mut |r| {
+            seen |= r.port == port
+        })
+        .unwrap();
+        assert!(seen, "our listener, in a dump that was not cut");
     }
 
     #[test]
@@ -376,19 +433,21 @@ mod tests {
         let mut ports = LocalPorts::default();
         ports.set(&[port]);
         let mut sock = DiagSocket::open(None).unwrap();
-        let deadline = Instant::now() + Duration::from_millis(200);
+        let limit = Duration::from_millis(200);
+        let cap = CpuCap::start(limit);
         let mut handed = 0;
-        // The IPv4 family ends before the deadline; the IPv6 one starts after it.
+        // The IPv4 family ends within the cap; the IPv6 one starts after it is spent.
         let r = sock.dump_children(
             &FAMILIES,
             &ports,
             STATES_ESTABLISHED_CHILD,
-            Some(deadline),
+            Some(cap),
             &mut |d| match d {
                 Dumped::Record(_) => handed += 1,
-                Dumped::FamilyDone(_) => std::thread::sleep(
-                    deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(1),
-                ),
+                Dumped::FamilyDone(_) => {
+                    let begun = thread_cpu_time();
+                    while thread_cpu_time().saturating_sub(begun) <= limit {}
+                }
             },
         );
         assert_eq!(handed, 2, "the two queued children, both IPv4");

@@ -14,7 +14,7 @@ use crate::support::*;
 tests![
     stdout_closed_after_the_first_line_of_a_long_report_exits_0_saying_nothing,
     sigterm_and_sigint_mid_sample_and_mid_report_exit_0_with_only_whole_lines,
-    sigterm_and_sigint_while_starting_exit_0_at_once_even_blocked_on_a_path,
+    sigterm_and_sigint_while_starting_exit_0_at_once_and_a_netns_fifo_never_blocks,
     owners_unreadable_as_nobody_are_left_out_with_one_warning_over_many_reports,
     a_watched_namespace_deleted_mid_run_is_said_once_and_the_rest_keeps_reporting,
     a_namespace_whose_last_process_exits_leaves_all_netns_reporting_the_rest,
@@ -191,17 +191,38 @@ fn catches_sigterm(pid: u32) -> bool {
         .is_some_and(|m| m & (1 << (libc::SIGTERM - 1)) != 0)
 }
 
-/// A stop while acceptq is still starting, here blocked opening its `--netns` path (a FIFO with
-/// no writer: `open` waits, as on a hung network file system): the process ends at once with
-/// status 0 and writes nothing, rather than by the signal, or not at all.
-fn sigterm_and_sigint_while_starting_exit_0_at_once_even_blocked_on_a_path() {
+/// A stop while acceptq is most likely still starting (frozen the moment its handler is in
+/// place): the process ends at once with status 0, rather than by the signal, with only whole
+/// lines if any. And a `--netns` FIFO, which once blocked the start
+/// forever in `open`, is now refused at once as no namespace.
+fn sigterm_and_sigint_while_starting_exit_0_at_once_and_a_netns_fifo_never_blocks() {
     let tmp = TempDir::new("sigstart");
     let fifo = tmp.join("fifo");
     run_ok(Command::new("mkfifo").arg(&fifo));
+    let out = Command::new(acceptq())
+        .args(["--netns", fifo.to_str().unwrap(), "--once"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!("{} is not a network namespace", fifo.display())),
+        "{said}"
+    );
+    assert!(out.stdout.is_empty());
+    let test =
+        "faults::sigterm_and_sigint_while_starting_exit_0_at_once_and_a_netns_fifo_never_blocks";
+    if !netns_gate(test) {
+        return;
+    }
+    let ns = Netns::new("sigstart");
+    let mut d = ns.driver();
+    d.listen("127.0.0.1", 0, 8, false);
     for signal in [libc::SIGTERM, libc::SIGINT] {
+        // `ip netns exec` execs acceptq in place: the child is acceptq once it catches SIGTERM.
         let mut child = Reaped(
-            Command::new(acceptq())
-                .args(["--netns", fifo.to_str().unwrap(), "--format", "json"])
+            ns.cmd(acceptq(), &["--format", "json"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(tmp.file("stderr"))
@@ -209,22 +230,28 @@ fn sigterm_and_sigint_while_starting_exit_0_at_once_even_blocked_on_a_path() {
                 .unwrap(),
         );
         let pid = child.0.id();
+        // Frozen as soon as the handler shows, so the signal comes while it starts.
+        let caught = wait_for(Duration::from_secs(5), || {
+            catches_sigterm(pid).then(|| {
+                // SAFETY: signals our own child.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) };
+            })
+        });
         assert!(
-            wait_for(Duration::from_secs(5), || catches_sigterm(pid)
-                .then_some(()))
-            .is_some(),
+            caught.is_some(),
             "signal {signal}: no handler while starting"
         );
-        // Still starting: blocked on the FIFO.
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(
-            child.0.try_wait().unwrap().is_none(),
-            "the FIFO did not block"
-        );
         let mut out = child.0.stdout.take().unwrap();
-        let (code, text) = stop_with(&mut child.0, signal, &mut out);
-        assert_eq!(code, Some(0), "signal {signal}");
-        assert_eq!(text, "", "signal {signal}");
+        // SAFETY: signals our own child: the stop is pending when it runs again.
+        unsafe {
+            libc::kill(pid as libc::pid_t, signal);
+            libc::kill(pid as libc::pid_t, libc::SIGCONT);
+        }
+        let mut text = String::new();
+        out.read_to_string(&mut text).unwrap();
+        let status = wait_or_kill(&mut child.0, Duration::from_secs(5));
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "signal {signal}");
+        assert_whole_json_lines(&text, "a stop while starting");
         assert_eq!(stderr_of(&tmp), "", "signal {signal}");
     }
 }

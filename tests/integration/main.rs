@@ -32,6 +32,7 @@ mod cli;
 mod containers;
 mod containers_attack;
 mod faults;
+mod faults_attack;
 mod filters;
 mod golden;
 mod listeners;
@@ -68,6 +69,7 @@ fn main() -> std::process::ExitCode {
             containers::trials(),
             containers_attack::trials(),
             faults::trials(),
+            faults_attack::trials(),
             filters::trials(),
             golden::trials(),
             listeners::trials(),
