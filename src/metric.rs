@@ -8,7 +8,8 @@ pub enum Value {
     Float(f64),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// `Default` is an empty metric for a report to fill in (see `report::build_into`).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Metric {
     pub name: &'static str,
     /// Tags in schema order; encoders drop none, so builders leave out unknown tags.

@@ -2,7 +2,7 @@
 //! per field (`acceptq_listener_queue_depth`), `_total` on counters, HELP and TYPE lines, and no
 //! timestamps (the textfile collector rejects them). Deltas are left out: `rate()` does that.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use super::{Encoder, UserTags};
 use crate::metric::{FieldSpec, Kind, Metric, Value, SCHEMA};
@@ -34,13 +34,13 @@ pub fn family(measurement: &str, field: &FieldSpec) -> String {
 
 /// A label value may hold any UTF-8 text with `\`, `"` and newline escaped (`\\`, `\"`,
 /// `\n`): every value goes out exactly, so two distinct values never share a series.
-fn escape_label(v: &str, out: &mut String) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
+fn escape_label(v: &str, out: &mut Vec<u8>) {
+    for b in v.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b => out.push(b),
         }
     }
 }
@@ -51,64 +51,62 @@ fn escape_help(v: &str) -> String {
 
 impl Encoder for Prometheus {
     fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
-        let mut text = String::new();
         // Families are written in schema order, each with all its samples together, as the
-        // format requires.
+        // format requires. Written straight into `out`: a family with no sample is taken back.
         for m in &SCHEMA {
             for f in m.fields.iter().filter(|f| f.kind != Kind::Delta) {
-                let mut samples = String::new();
-                for metric in metrics.iter().filter(|x| x.name == m.name) {
-                    let Some(v) = metric.field(f.name) else {
-                        continue;
-                    };
-                    let value = match v {
-                        Value::Int(i) => i.to_string(),
-                        Value::Float(x) if x.is_finite() => x.to_string(),
-                        Value::Float(_) => continue,
-                    };
-                    samples.push_str(&family(m.name, f));
-                    let tags: Vec<(&str, &str)> = metric
-                        .tags
-                        .iter()
-                        .map(|(k, v)| (*k, v.as_str()))
-                        .chain(self.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                        .filter(|(_, v)| !v.is_empty())
-                        .collect();
-                    if !tags.is_empty() {
-                        samples.push('{');
-                        for (i, (k, v)) in tags.iter().enumerate() {
-                            if i > 0 {
-                                samples.push(',');
-                            }
-                            samples.push_str(k);
-                            samples.push_str("=\"");
-                            escape_label(v, &mut samples);
-                            samples.push('"');
-                        }
-                        samples.push('}');
-                    }
-                    let _ = writeln!(samples, " {value}");
-                }
-                if samples.is_empty() {
-                    continue;
-                }
                 let name = family(m.name, f);
+                let start = out.len();
                 let unit = if f.unit.is_empty() {
                     String::new()
                 } else {
                     format!(" [{}]", f.unit)
                 };
-                let _ = writeln!(text, "# HELP {name} {}{unit}", escape_help(f.help));
+                let _ = writeln!(out, "# HELP {name} {}{unit}", escape_help(f.help));
                 let kind = if f.kind == Kind::Counter {
                     "counter"
                 } else {
                     "gauge"
                 };
-                let _ = writeln!(text, "# TYPE {name} {kind}");
-                text.push_str(&samples);
+                let _ = writeln!(out, "# TYPE {name} {kind}");
+                let header = out.len();
+                for metric in metrics.iter().filter(|x| x.name == m.name) {
+                    let Some(v) = metric.field(f.name) else {
+                        continue;
+                    };
+                    if matches!(v, Value::Float(x) if !x.is_finite()) {
+                        continue;
+                    }
+                    out.extend_from_slice(name.as_bytes());
+                    let tags = metric
+                        .tags
+                        .iter()
+                        .map(|(k, v)| (*k, v.as_str()))
+                        .chain(self.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                        .filter(|(_, v)| !v.is_empty());
+                    let mut open = false;
+                    for (k, v) in tags {
+                        out.push(if open { b',' } else { b'{' });
+                        open = true;
+                        out.extend_from_slice(k.as_bytes());
+                        out.extend_from_slice(b"=\"");
+                        escape_label(v, out);
+                        out.push(b'"');
+                    }
+                    if open {
+                        out.push(b'}');
+                    }
+                    // Writing into a Vec cannot fail.
+                    let _ = match v {
+                        Value::Int(i) => writeln!(out, " {i}"),
+                        Value::Float(x) => writeln!(out, " {x}"),
+                    };
+                }
+                if out.len() == header {
+                    out.truncate(start);
+                }
             }
         }
-        out.extend_from_slice(text.as_bytes());
     }
 }
 
@@ -181,8 +179,9 @@ mod tests {
             "tab\there\r\u{1}",
             "a,b=c d",
         ] {
-            let mut written = String::new();
-            escape_label(v, &mut written);
+            let mut bytes = Vec::new();
+            escape_label(v, &mut bytes);
+            let written = String::from_utf8(bytes).unwrap();
             assert_eq!(read_label_value(&written).as_deref(), Ok(v), "{written}");
         }
         let m = Metric {
