@@ -1102,6 +1102,68 @@ mod tests {
     }
 
     #[test]
+    fn a_report_built_over_another_equals_one_built_fresh() {
+        let bound = NetnsSnapshot {
+            sockets: vec![
+                on(3, sock(LO, 80, 1, 2, 4, 0)),
+                sock(ANY6, 443, 2, 1, 8, 3),
+                sock(ANY6, 443, 3, 0, 8, 1),
+            ],
+            interfaces: HashMap::from([(3, "eth0".to_string())]),
+            tcpext: Some(TcpExt::all(7)),
+            ..Default::default()
+        };
+        let plain = NetnsSnapshot {
+            sockets: vec![sock(TWO, 8080, 9, 0, 2, 0)],
+            ..Default::default()
+        };
+        let reading = |snap| NsReading {
+            id: 0,
+            name: "a-namespace",
+            container: Some("3f2a9c1b7d4e"),
+            pod: Some("web-0"),
+            snap,
+        };
+        let per_socket = ReportOptions {
+            per_socket: true,
+            netns_tag: true,
+            ..opts()
+        };
+        let (peaks, owners, filter) = (Peaks::default(), OwnerCache::default(), Filter::default());
+        let ctx = |o| Context {
+            peaks: &peaks,
+            owners: &owners,
+            filter: &filter,
+            opts: o,
+            timestamp: 5,
+        };
+        // Every order of a bigger and a smaller report, with and without the namespace tags.
+        for (first, second, o) in [
+            (&bound, &plain, &per_socket),
+            (&plain, &bound, &per_socket),
+            (&bound, &plain, &opts()),
+            (&plain, &bound, &opts()),
+        ] {
+            let mut reused = Built::default();
+            build_into(
+                &[reading(first)],
+                &ctx(o),
+                &mut Previous::default(),
+                &mut reused,
+            );
+            build_into(
+                &[reading(second)],
+                &ctx(o),
+                &mut Previous::default(),
+                &mut reused,
+            );
+            let fresh = build(&[reading(second)], &ctx(o), &mut Previous::default());
+            assert_eq!(reused.metrics, fresh.metrics);
+            assert_eq!(reused.omitted, fresh.omitted);
+        }
+    }
+
+    #[test]
     fn device_bound_listeners_are_separate_rows_tagged_with_their_device() {
         let ll: IpAddr = "fe80::1".parse().unwrap();
         let v0_addr: IpAddr = "10.1.0.1".parse().unwrap();

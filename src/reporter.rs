@@ -197,6 +197,11 @@ impl Reporter {
         self.output.built = built;
     }
 
+    /// The report [`Self::collect`] left to write.
+    pub fn encoded(&self) -> &[u8] {
+        &self.output.buf
+    }
+
     /// A reporter for a person at the terminal (`check`, `top`): the same reading, peaks and
     /// deltas as the agent's report, never encoded or written; the caller calls [`Self::read`].
     pub fn for_terminal(

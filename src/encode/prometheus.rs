@@ -22,14 +22,22 @@ impl Prometheus {
 /// The family name of a field: `<measurement>_<field>`, then the base unit as Prometheus names
 /// want it (`_seconds`), then `_total` for counters.
 pub fn family(measurement: &str, field: &FieldSpec) -> String {
-    let mut name = format!("{measurement}_{}", field.name);
+    let mut name = Vec::new();
+    push_family(measurement, field, &mut name);
+    String::from_utf8(name).unwrap_or_default()
+}
+
+/// [`family`], appended to `out`.
+fn push_family(measurement: &str, field: &FieldSpec, out: &mut Vec<u8>) {
+    out.extend_from_slice(measurement.as_bytes());
+    out.push(b'_');
+    out.extend_from_slice(field.name.as_bytes());
     if field.unit == "seconds" {
-        name.push_str("_seconds");
+        out.extend_from_slice(b"_seconds");
     }
     if field.kind == Kind::Counter {
-        name.push_str("_total");
+        out.extend_from_slice(b"_total");
     }
-    name
 }
 
 /// A label value may hold any UTF-8 text with `\`, `"` and newline escaped (`\\`, `\"`,
@@ -45,8 +53,14 @@ fn escape_label(v: &str, out: &mut Vec<u8>) {
     }
 }
 
-fn escape_help(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('\n', "\\n")
+fn push_help(v: &str, out: &mut Vec<u8>) {
+    for b in v.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b => out.push(b),
+        }
+    }
 }
 
 impl Encoder for Prometheus {
@@ -55,20 +69,23 @@ impl Encoder for Prometheus {
         // format requires. Written straight into `out`: a family with no sample is taken back.
         for m in &SCHEMA {
             for f in m.fields.iter().filter(|f| f.kind != Kind::Delta) {
-                let name = family(m.name, f);
                 let start = out.len();
-                let unit = if f.unit.is_empty() {
-                    String::new()
-                } else {
-                    format!(" [{}]", f.unit)
-                };
-                let _ = writeln!(out, "# HELP {name} {}{unit}", escape_help(f.help));
+                out.extend_from_slice(b"# HELP ");
+                push_family(m.name, f, out);
+                let name = start + b"# HELP ".len()..out.len();
+                out.push(b' ');
+                push_help(f.help, out);
+                if !f.unit.is_empty() {
+                    let _ = write!(out, " [{}]", f.unit);
+                }
+                out.extend_from_slice(b"\n# TYPE ");
+                out.extend_from_within(name.clone());
                 let kind = if f.kind == Kind::Counter {
                     "counter"
                 } else {
                     "gauge"
                 };
-                let _ = writeln!(out, "# TYPE {name} {kind}");
+                let _ = writeln!(out, " {kind}");
                 let header = out.len();
                 for metric in metrics.iter().filter(|x| x.name == m.name) {
                     let Some(v) = metric.field(f.name) else {
@@ -77,7 +94,7 @@ impl Encoder for Prometheus {
                     if matches!(v, Value::Float(x) if !x.is_finite()) {
                         continue;
                     }
-                    out.extend_from_slice(name.as_bytes());
+                    out.extend_from_within(name.clone());
                     let tags = metric
                         .tags
                         .iter()

@@ -64,7 +64,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn allocations() -> u64 {
+pub(crate) fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
@@ -76,7 +76,7 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Raises the soft fd limit to the hard one (allowed to any user), then opens up to
 /// [`LISTENERS`] listeners, leaving room for the other tests of this binary.
-fn listeners() -> Vec<TcpListener> {
+pub(crate) fn listeners() -> Vec<TcpListener> {
     // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
     let soft = unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
