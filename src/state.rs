@@ -59,13 +59,13 @@ pub struct Previous {
 }
 
 impl Previous {
-    /// An empty `Previous` with room for as much as this one holds: the next report's
-    /// counters go in without the tables growing row by row.
-    pub fn empty_like(&self) -> Previous {
+    /// An empty `Previous` with room for a report of `sockets` listening sockets in
+    /// `namespaces` namespaces: its counters go in without the tables growing row by row.
+    pub fn with_capacity(sockets: usize, namespaces: usize) -> Previous {
         Previous {
-            socket_drops: HashMap::with_capacity(self.socket_drops.len()),
-            rows: HashSet::with_capacity(self.rows.len()),
-            counters: HashMap::with_capacity(self.counters.len()),
+            socket_drops: HashMap::with_capacity(sockets),
+            rows: HashSet::with_capacity(sockets),
+            counters: HashMap::with_capacity(namespaces),
         }
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::fnv1a64;
 use super::Encoder;
-use crate::metric::{field_spec, Metric, Value, LISTENER};
+use crate::metric::{Decimal, Metric, Value, LISTENER, SCHEMA};
 
 pub const PLUGIN: &str = "acceptq";
 pub const MAX_PART: usize = 127;
@@ -239,23 +239,47 @@ impl Encoder for Collectd {
             line,
         } = self;
         let interval = interval.as_secs_f64();
+        // What every line of a metric shares, written once per metric: the identifier up to
+        // its type, and from the closing quote to the value (time formatting is dear).
+        let mut head = String::new();
+        let mut when = String::new();
+        let mut when_of = None;
         for m in metrics {
+            let Some(spec) = SCHEMA.iter().find(|s| s.name == m.name) else {
+                continue;
+            };
             write_plugin_instance(m, scratch, pinst);
-            let secs = m.timestamp as f64 / 1e9;
+            head.clear();
+            let _ = write!(head, "PUTVAL \"{host}/{PLUGIN}-{pinst}/");
+            if when_of != Some(m.timestamp) {
+                when_of = Some(m.timestamp);
+                when.clear();
+                let secs = m.timestamp as f64 / 1e9;
+                let _ = write!(when, "\" interval={interval:.3} {secs:.3}:");
+            }
+            // Fields come in schema order: each one's entry is looked for from the last one's.
+            let mut from = 0;
             for (name, value) in &m.fields {
-                let Some((kind, tinst)) = field_spec(m.name, name).and_then(|f| f.collectd) else {
+                let found = (from..spec.fields.len())
+                    .chain(0..from)
+                    .find(|&i| spec.fields[i].name == *name);
+                let Some(i) = found else { continue };
+                from = i;
+                let Some((kind, tinst)) = spec.fields[i].collectd else {
                     continue;
                 };
                 line.clear();
-                let _ = write!(
-                    line,
-                    "PUTVAL \"{host}/{PLUGIN}-{pinst}/{kind}-{tinst}\" interval={interval:.3} {secs:.3}:"
-                );
-                let _ = match value {
-                    Value::Int(i) => writeln!(line, "{i}"),
-                    Value::Float(f) if f.is_finite() => writeln!(line, "{f}"),
+                line.push_str(&head);
+                line.push_str(kind);
+                line.push('-');
+                line.push_str(tinst);
+                line.push_str(&when);
+                match value {
+                    Value::Int(i) => line.push_str(Decimal::new(*i).as_str()),
+                    Value::Float(f) if f.is_finite() => drop(write!(line, "{f}")),
                     Value::Float(_) => continue,
-                };
+                }
+                line.push('\n');
                 // Parts are capped, so this holds; a line that did not would stall collectd.
                 if line.len() <= MAX_LINE + 1 {
                     out.extend_from_slice(line.as_bytes());
@@ -268,7 +292,7 @@ impl Encoder for Collectd {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::metric::{Kind, SCHEMA};
+    use crate::metric::{field_spec, Kind};
 
     /// Types of collectd 5.12's types.db that acceptq may use, with their data source type.
     const TYPES_DB: [(&str, &str); 6] = [

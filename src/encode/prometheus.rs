@@ -5,7 +5,7 @@
 use std::io::Write as _;
 
 use super::{Encoder, UserTags};
-use crate::metric::{FieldSpec, Kind, Metric, Value, SCHEMA};
+use crate::metric::{Decimal, FieldSpec, Kind, Metric, Value, SCHEMA};
 
 /// `--tag` pairs become labels on every series, after acceptq's own.
 #[derive(Default)]
@@ -43,6 +43,10 @@ fn push_family(measurement: &str, field: &FieldSpec, out: &mut Vec<u8>) {
 /// A label value may hold any UTF-8 text with `\`, `"` and newline escaped (`\\`, `\"`,
 /// `\n`): every value goes out exactly, so two distinct values never share a series.
 fn escape_label(v: &str, out: &mut Vec<u8>) {
+    if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.extend_from_slice(v.as_bytes());
+        return;
+    }
     for b in v.bytes() {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -113,11 +117,13 @@ impl Encoder for Prometheus {
                     if open {
                         out.push(b'}');
                     }
-                    // Writing into a Vec cannot fail.
-                    let _ = match v {
-                        Value::Int(i) => writeln!(out, " {i}"),
-                        Value::Float(x) => writeln!(out, " {x}"),
-                    };
+                    out.push(b' ');
+                    match v {
+                        Value::Int(i) => out.extend_from_slice(Decimal::new(i).as_bytes()),
+                        // Writing into a Vec cannot fail.
+                        Value::Float(x) => drop(write!(out, "{x}")),
+                    }
+                    out.push(b'\n');
                 }
                 if out.len() == header {
                     out.truncate(start);
