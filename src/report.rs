@@ -100,7 +100,12 @@ pub fn build_into(readings: &[NsReading], ctx: &Context, prev: &mut Previous, bu
     let metrics = &mut built.metrics;
     let total = rows.len() + readings.len();
     metrics.truncate(total);
-    metrics.resize_with(total, Metric::default);
+    // A new metric has room for a row's tags and fields from the start.
+    metrics.resize_with(total, || Metric {
+        tags: Vec::with_capacity(4),
+        fields: Vec::with_capacity(10),
+        ..Metric::default()
+    });
     for (row, m) in rows.iter().zip(metrics.iter_mut()) {
         listener_metric(row, &readings[row.pos], ctx, m);
     }
@@ -256,7 +261,8 @@ fn keep_most_important(rows: &mut Vec<Row>, namespaces: usize, max: usize) -> Ve
 /// map of groups: no allocation per listener.
 fn by_listener(snap: &NetnsSnapshot) -> Vec<&Socket> {
     let mut sorted: Vec<&Socket> = snap.sockets.iter().collect();
-    sorted.sort_by_key(|s| (order_of(&s.addr), s.port, s.ifindex, s.inode));
+    // Keys computed once each: a sort compares each element some log2(n) times.
+    sorted.sort_by_cached_key(|s| (order_of(&s.addr), s.port, s.ifindex, s.inode));
     sorted
 }
 

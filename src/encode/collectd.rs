@@ -231,6 +231,8 @@ fn write_plugin_instance(m: &Metric, scratch: &mut Scratch, out: &mut String) {
 
 impl Encoder for Collectd {
     fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
+        // About what a listener's lines take: the buffer grows once, not line by line.
+        out.reserve(metrics.len() * 600);
         let Self {
             host,
             interval,

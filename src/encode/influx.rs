@@ -24,6 +24,8 @@ impl Influx {
 
 impl Encoder for Influx {
     fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
+        // About what a listener's line takes: the buffer grows once, not line by line.
+        out.reserve(metrics.len() * 160);
         for m in metrics {
             line(m, &self.tags, out);
         }
@@ -48,11 +50,13 @@ fn int(v: u64) -> Option<i64> {
 /// A value starting with `\` is carried exactly too, but that start marks the escaped form, so
 /// such a value is escaped as well: two distinct values never share a series.
 pub fn carried_exactly(v: &str) -> bool {
-    !v.starts_with('\\')
-        && !v.ends_with('\\')
-        && !v.contains("\\=")
-        && !v.contains("\\\"")
-        && !v.chars().any(char::is_control)
+    // Most values have no `\`: one scan for it instead of four.
+    let backslashes_ok = !v.contains('\\')
+        || (!v.starts_with('\\')
+            && !v.ends_with('\\')
+            && !v.contains("\\=")
+            && !v.contains("\\\""));
+    backslashes_ok && !v.chars().any(char::is_control)
 }
 
 /// Appends `s` with `\` before each byte of `special`.

@@ -69,6 +69,8 @@ fn push_help(v: &str, out: &mut Vec<u8>) {
 
 impl Encoder for Prometheus {
     fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
+        // About what a listener's lines take: the buffer grows once, not line by line.
+        out.reserve(metrics.len() * 560);
         // Families are written in schema order, each with all its samples together, as the
         // format requires. Written straight into `out`: a family with no sample is taken back.
         for m in &SCHEMA {
