@@ -294,7 +294,7 @@ impl Encoder for Collectd {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::metric::{field_spec, Kind};
+    use crate::metric::Kind;
 
     /// Types of collectd 5.12's types.db that acceptq may use, with their data source type.
     const TYPES_DB: [(&str, &str); 6] = [

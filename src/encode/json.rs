@@ -10,11 +10,16 @@ use crate::metric::{Metric, Value};
 #[derive(Default)]
 pub struct JsonLines {
     tags: UserTags,
+    /// The order an object's entries are written in, kept from one object to the next.
+    order: Vec<usize>,
 }
 
 impl JsonLines {
     pub fn new(tags: UserTags) -> Self {
-        JsonLines { tags }
+        JsonLines {
+            tags,
+            order: Vec::new(),
+        }
     }
 }
 
@@ -31,40 +36,38 @@ macro_rules! string_or_number {
 // a BTreeMap), strings and numbers written by serde_json itself.
 impl Encoder for JsonLines {
     fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
+        let Self { tags: user, order } = self;
         // About what a listener's lines take: the buffer grows once, not line by line.
         out.reserve(metrics.len() * 250);
         for m in metrics {
-            let tags = |i: usize| match m.tags.get(i) {
+            let tag = |i: usize| match m.tags.get(i) {
                 Some((k, v)) => (*k, v.as_str()),
                 None => {
-                    let (k, v) = &self.tags[i - m.tags.len()];
+                    let (k, v) = &user[i - m.tags.len()];
                     (k.as_str(), v.as_str())
                 }
             };
             out.extend_from_slice(b"{\"fields\":");
-            write_sorted(
-                m.fields.len(),
-                |i| m.fields[i].0,
-                out,
-                |i, out| {
-                    match m.fields[i].1 {
-                        Value::Int(n) => string_or_number!(&n, out),
-                        Value::Float(f) if f.is_finite() => string_or_number!(&f, out),
-                        Value::Float(_) => return false,
-                    }
-                    true
-                },
-            );
+            let field = |i: usize| m.fields[i].0;
+            write_sorted(m.fields.len(), field, order, out, |i, out| {
+                match m.fields[i].1 {
+                    Value::Int(n) => string_or_number!(&n, out),
+                    Value::Float(f) if f.is_finite() => string_or_number!(&f, out),
+                    Value::Float(_) => return false,
+                }
+                true
+            });
             out.extend_from_slice(b",\"name\":");
             string_or_number!(m.name, out);
             out.extend_from_slice(b",\"tags\":");
-            let n_tags = m.tags.len() + self.tags.len();
+            let n_tags = m.tags.len() + user.len();
             write_sorted(
                 n_tags,
-                |i| tags(i).0,
+                |i| tag(i).0,
+                order,
                 out,
                 |i, out| {
-                    let v = tags(i).1;
+                    let v = tag(i).1;
                     // An empty tag is left out, as by the other formats.
                     if v.is_empty() {
                         return false;
@@ -80,32 +83,26 @@ impl Encoder for JsonLines {
     }
 }
 
-/// Writes an object of `n` entries in the byte order of their keys, without sorting into a new
-/// list: each step takes the smallest key after the last one written (these objects have a
-/// dozen keys at most). `value` writes entry `i`'s value, or returns `false` to leave the entry
-/// out. Of two entries with one key the later wins, as in a map.
+/// Writes an object of `n` entries in the byte order of their keys; `order` is room for
+/// sorting them. `value` writes entry `i`'s value, or returns `false` to leave the entry out.
+/// Of two entries with one key the later wins, as in a map.
 fn write_sorted<'k>(
     n: usize,
     key: impl Fn(usize) -> &'k str,
+    order: &mut Vec<usize>,
     out: &mut Vec<u8>,
     mut value: impl FnMut(usize, &mut Vec<u8>) -> bool,
 ) {
+    order.clear();
+    order.extend(0..n);
+    // Stable: of equal keys the later stays later.
+    order.sort_by(|a, b| key(*a).cmp(key(*b)));
     out.push(b'{');
-    let mut last: Option<&str> = None;
     let mut first = true;
-    loop {
-        let mut next: Option<usize> = None;
-        for i in 0..n {
-            let k = key(i);
-            if last.is_some_and(|l| k <= l) {
-                continue;
-            }
-            if next.is_none_or(|j| k <= key(j)) {
-                next = Some(i);
-            }
+    for (at, &i) in order.iter().enumerate() {
+        if order.get(at + 1).is_some_and(|&j| key(j) == key(i)) {
+            continue;
         }
-        let Some(i) = next else { break };
-        last = Some(key(i));
         let mark = out.len();
         if !first {
             out.push(b',');

@@ -122,8 +122,8 @@ fn ms(d: Duration) -> String {
 
 /// Measures, prints its tables and returns the checks (what, passed).
 ///
-/// `dump`: the median in-process LISTEN dump with SKMEMINFO in this run (what the kernel
-/// spends on a report's rows), taken off the per-row figure as the arithmetic does.
+/// `dump`: the CPU of one in-process LISTEN dump with SKMEMINFO in this run (what the kernel
+/// spends on a report's rows), taken off the per-row figure: what is left is acceptq's own.
 pub fn compare(
     acceptq: &str,
     listeners: usize,
@@ -202,7 +202,7 @@ pub fn compare(
     );
     println!();
     println!(
-        "report cost per listener row: (CPU with {listeners} listeners - CPU in an empty namespace - the LISTEN dump, {}) / {listeners}",
+        "report cost per listener row: (CPU with {listeners} listeners - CPU in an empty namespace - CPU of the LISTEN dump, {}) / {listeners}",
         ms(dump)
     );
     println!();
