@@ -8,7 +8,8 @@ pub enum Value {
     Float(f64),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// `Default` is an empty metric for a report to fill in (see `report::build_into`).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Metric {
     pub name: &'static str,
     /// Tags in schema order; encoders drop none, so builders leave out unknown tags.
@@ -43,6 +44,58 @@ impl Metric {
         match self.field(key)? {
             Value::Int(v) => Some(v as f64),
             Value::Float(v) => Some(v),
+        }
+    }
+}
+
+/// A whole number's decimal digits, written without `core::fmt`: a report writes several per
+/// row, and `write!` costs several times the digits themselves.
+pub struct Decimal {
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    pub fn new(mut v: u64) -> Decimal {
+        let mut d = Decimal {
+            digits: [0; 20],
+            start: 20,
+        };
+        loop {
+            d.start -= 1;
+            d.digits[d.start] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                return d;
+            }
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.start..]
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
+
+/// Appends an address's canonical text (as `Display` writes it); IPv4, the common case,
+/// without `core::fmt`.
+pub fn push_address(addr: &std::net::IpAddr, out: &mut String) {
+    match addr {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(Decimal::new(u64::from(*octet)).as_str());
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{v6}");
         }
     }
 }
@@ -335,6 +388,36 @@ mod tests {
                 "{}",
                 s.field
             );
+        }
+    }
+
+    #[test]
+    fn decimals_and_addresses_read_as_display_writes_them() {
+        for v in [
+            0,
+            7,
+            10,
+            99,
+            100,
+            65535,
+            1_795_590_619_535_865_398,
+            u64::MAX,
+        ] {
+            assert_eq!(Decimal::new(v).as_str(), v.to_string());
+        }
+        for a in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.3.255",
+            "::",
+            "::1",
+            "fe80::1",
+            "::ffff:1.2.3.4",
+        ] {
+            let addr: std::net::IpAddr = a.parse().unwrap();
+            let mut text = String::new();
+            push_address(&addr, &mut text);
+            assert_eq!(text, addr.to_string());
         }
     }
 

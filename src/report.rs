@@ -1,11 +1,12 @@
 //! Turns one reading (per-namespace snapshots, the interval's peaks, the owner cache) plus the
 //! previous report's counters into metrics.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::filter::Filter;
-use crate::metric::{Metric, Value, LISTENER, NETNS};
+use crate::metric::{push_address, Decimal, Metric, Value, LISTENER, NETNS};
 use crate::snapshot::{Endpoint, NetnsSnapshot, Socket};
 use crate::source::ifname;
 use crate::source::owners::{Owner, OwnerCache};
@@ -37,7 +38,8 @@ struct Row<'a> {
     key: RowKey,
     /// Position of the row's namespace in this report's readings.
     pos: usize,
-    sockets: Vec<&'a Socket>,
+    /// The row's sockets, sorted by inode: a run of the namespace's sorted sockets.
+    sockets: &'a [&'a Socket],
     depth: u64,
     depth_max: u64,
     limit: Option<u64>,
@@ -49,9 +51,10 @@ struct Row<'a> {
     wait_ms: Option<u32>,
     owner: Option<&'a Owner>,
     /// The `interface` tag: the device the row's sockets are bound to; `None` when unbound.
-    interface: Option<String>,
+    interface: Option<Cow<'a, str>>,
 }
 
+#[derive(Default)]
 pub struct Built {
     pub metrics: Vec<Metric>,
     /// Rows left out by `--max-listeners`.
@@ -72,10 +75,21 @@ pub struct Context<'a> {
 /// Builds the report's metrics and replaces `prev` with this report's counters: rows from the
 /// readings, the `--max-listeners` cut, then metrics.
 pub fn build(readings: &[NsReading], ctx: &Context, prev: &mut Previous) -> Built {
-    let mut next = Previous::default();
-    let mut rows = Vec::new();
+    let mut built = Built::default();
+    build_into(readings, ctx, prev, &mut built);
+    built
+}
+
+/// [`build`] into the metrics of an earlier report, reusing their tags' text and their field
+/// lists: a long-running reporter then allocates nothing per row once warmed up, only a few
+/// buffers per report.
+pub fn build_into(readings: &[NsReading], ctx: &Context, prev: &mut Previous, built: &mut Built) {
+    let sockets = readings.iter().map(|r| r.snap.sockets.len()).sum();
+    let mut next = Previous::with_capacity(sockets, readings.len());
+    let sorted: Vec<Vec<&Socket>> = readings.iter().map(|r| by_listener(r.snap)).collect();
+    let mut rows = Vec::with_capacity(sorted.iter().map(Vec::len).sum());
     for (pos, reading) in readings.iter().enumerate() {
-        namespace_rows(pos, reading, ctx, prev, &mut next, &mut rows);
+        namespace_rows(pos, reading, &sorted[pos], ctx, prev, &mut next, &mut rows);
     }
     let mut per_ns_rows = vec![0usize; readings.len()];
     for r in &rows {
@@ -83,29 +97,37 @@ pub fn build(readings: &[NsReading], ctx: &Context, prev: &mut Previous) -> Buil
     }
     let omitted_per_ns = keep_most_important(&mut rows, readings.len(), ctx.opts.max_listeners);
 
-    let mut metrics = Vec::with_capacity(rows.len() + readings.len());
-    for row in &rows {
-        metrics.push(listener_metric(row, &readings[row.pos], ctx));
+    let metrics = &mut built.metrics;
+    let total = rows.len() + readings.len();
+    metrics.truncate(total);
+    // A new metric has room for a row's tags and fields from the start.
+    metrics.resize_with(total, || Metric {
+        tags: Vec::with_capacity(4),
+        fields: Vec::with_capacity(10),
+        ..Metric::default()
+    });
+    for (row, m) in rows.iter().zip(metrics.iter_mut()) {
+        listener_metric(row, &readings[row.pos], ctx, m);
     }
-    for (pos, reading) in readings.iter().enumerate() {
+    let netns_metrics = metrics[rows.len()..].iter_mut();
+    for ((pos, reading), m) in readings.iter().enumerate().zip(netns_metrics) {
         let counts = (per_ns_rows[pos], omitted_per_ns[pos]);
-        metrics.push(netns_metric(reading, prev, ctx, counts));
+        netns_metric(reading, prev, ctx, counts, m);
         if let Some(t) = reading.snap.tcpext {
             next.counters.insert(reading.id, t);
         }
     }
     *prev = next;
-    Built {
-        metrics,
-        omitted: omitted_per_ns.iter().sum(),
-    }
+    built.omitted = omitted_per_ns.iter().sum();
 }
 
 /// The rows of one namespace that pass the filter, appended to `rows`; every socket's counters
 /// go to `next`, filtered or not, so a row's delta is right when it is shown again.
+#[allow(clippy::too_many_arguments)]
 fn namespace_rows<'a>(
     pos: usize,
     reading: &NsReading<'a>,
+    sorted: &'a [&'a Socket],
     ctx: &Context<'a>,
     prev: &Previous,
     next: &mut Previous,
@@ -121,10 +143,10 @@ fn namespace_rows<'a>(
         .queue_wait
         .as_ref()
         .map(|w| attribute_waits(w, &snap.sockets));
-    for (endpoint, mut group) in group_sockets(&snap.sockets) {
-        group.sort_by_key(|s| s.inode);
-        let shared = Shared::of(snap, endpoint, &group, syn.as_ref(), waits.as_ref());
-        for s in &group {
+    for group in sorted.chunk_by(|a, b| a.endpoint() == b.endpoint()) {
+        let endpoint = group[0].endpoint();
+        let shared = Shared::of(snap, endpoint, group, syn.as_ref(), waits.as_ref());
+        for s in group {
             if let Some(d) = s.drops {
                 next.socket_drops.insert((ns, s.inode), d);
             }
@@ -137,9 +159,8 @@ fn namespace_rows<'a>(
                 ifindex: endpoint.ifindex,
                 socket,
             };
-            let pairs: Vec<(u32, Option<u32>)> =
-                members.iter().map(|s| (s.inode, s.drops)).collect();
-            let drops_delta = prev.row_drops_delta(&key, &pairs);
+            let pairs = members.iter().map(|s| (s.inode, s.drops));
+            let drops_delta = prev.row_drops_delta(&key, pairs);
             next.rows.insert(key);
             // Each SO_REUSEPORT socket may belong to another process.
             let owner = ctx.owners.owner_of(members.iter().map(|s| s.inode));
@@ -167,27 +188,29 @@ fn namespace_rows<'a>(
 }
 
 /// What every row of one listener (an SO_REUSEPORT group) shares.
-struct Shared {
+struct Shared<'a> {
     /// The `interface` tag: the bound device's name; `None` when unbound.
-    interface: Option<String>,
+    interface: Option<Cow<'a, str>>,
     /// Requests in the SYN queue, when it was counted.
     syn: Option<u64>,
     /// The oldest queued connection's wait in ms, when measured and the queue is not empty.
     wait_ms: Option<u32>,
 }
 
-impl Shared {
+impl<'a> Shared<'a> {
     fn of(
-        snap: &NetnsSnapshot,
+        snap: &'a NetnsSnapshot,
         endpoint: Endpoint,
         group: &[&Socket],
         syn: Option<&HashMap<Endpoint, u32>>,
         waits: Option<&HashMap<Endpoint, u32>>,
-    ) -> Shared {
-        let interface = (endpoint.ifindex != 0).then(|| {
-            let name = snap.interfaces.get(&endpoint.ifindex);
-            ifname::tag(endpoint.ifindex, name.map(String::as_str))
-        });
+    ) -> Shared<'a> {
+        // A device's name is borrowed; only one that has none is written out (`if:N`).
+        let interface =
+            (endpoint.ifindex != 0).then(|| match snap.interfaces.get(&endpoint.ifindex) {
+                Some(name) => Cow::Borrowed(name.as_str()),
+                None => Cow::Owned(ifname::tag(endpoint.ifindex, None)),
+            });
         // Absent for an empty queue: a connection found queued after the listener was read
         // empty belongs to the next report.
         let depth: u64 = group.iter().map(|s| u64::from(s.depth)).sum();
@@ -203,16 +226,19 @@ impl Shared {
 
 /// One row for an SO_REUSEPORT group (sorted by inode), or with `--per-socket` one per socket,
 /// each with its rank in the group.
-fn split(group: Vec<&Socket>, per_socket: bool) -> Vec<(Option<u16>, Vec<&Socket>)> {
-    if per_socket {
-        group
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (Some(i as u16), vec![*s]))
-            .collect()
+fn split<'a>(
+    group: &'a [&'a Socket],
+    per_socket: bool,
+) -> impl Iterator<Item = (Option<u16>, &'a [&'a Socket])> {
+    let (size, ranked) = if per_socket {
+        (1, true)
     } else {
-        vec![(None, group)]
-    }
+        (group.len().max(1), false)
+    };
+    group
+        .chunks(size)
+        .enumerate()
+        .map(move |(i, members)| (ranked.then_some(i as u16), members))
 }
 
 /// Applies `--max-listeners`: keeps the `max` rows an operator most needs to see (see `rank`),
@@ -229,14 +255,24 @@ fn keep_most_important(rows: &mut Vec<Row>, namespaces: usize, max: usize) -> Ve
     omitted
 }
 
-/// Groups sockets into listeners: an SO_REUSEPORT group shares address, port and device;
-/// sockets bound to different devices are separate listeners even on the same address.
-fn group_sockets(sockets: &[Socket]) -> BTreeMap<Endpoint, Vec<&Socket>> {
-    let mut groups: BTreeMap<Endpoint, Vec<&Socket>> = BTreeMap::new();
-    for s in sockets {
-        groups.entry(s.endpoint()).or_default().push(s);
+/// A namespace's sockets in listener order, each listener's by inode: an SO_REUSEPORT group
+/// shares address, port and device, so it is one run of equal endpoints; sockets bound to
+/// different devices are separate listeners even on the same address. One sort instead of a
+/// map of groups: no allocation per listener.
+fn by_listener(snap: &NetnsSnapshot) -> Vec<&Socket> {
+    let mut sorted: Vec<&Socket> = snap.sockets.iter().collect();
+    // Keys computed once each: a sort compares each element some log2(n) times.
+    sorted.sort_by_cached_key(|s| (order_of(&s.addr), s.port, s.ifindex, s.inode));
+    sorted
+}
+
+/// An address as a number that orders as [`IpAddr`] does (every IPv4 address before every
+/// IPv6 one, each by its bits), cheaper to compare in a sort.
+fn order_of(addr: &IpAddr) -> (bool, u128) {
+    match addr {
+        IpAddr::V4(a) => (false, u128::from(a.to_bits())),
+        IpAddr::V6(a) => (true, a.to_bits()),
     }
-    groups
 }
 
 /// Assigns request sockets (counted by the local address the client reached and their
@@ -325,7 +361,7 @@ fn listener_for(local: &Endpoint, endpoints: &HashSet<Endpoint>) -> Option<Endpo
 
 /// A row's figures from its sockets and the interval's peaks; the caller adds what comes from
 /// elsewhere (deltas, SYN queue, owner, device name).
-fn measure<'a>(key: RowKey, pos: usize, members: Vec<&'a Socket>, peaks: &Peaks) -> Row<'a> {
+fn measure<'a>(key: RowKey, pos: usize, members: &'a [&'a Socket], peaks: &Peaks) -> Row<'a> {
     let depth: u64 = members.iter().map(|s| u64::from(s.depth)).sum();
     let limit = members
         .iter()
@@ -402,29 +438,33 @@ fn seen_full(r: &Row) -> bool {
     accept_full || was_full || syn_full
 }
 
-fn listener_metric(row: &Row, ns: &NsReading, ctx: &Context) -> Metric {
+fn listener_metric(row: &Row, ns: &NsReading, ctx: &Context, m: &mut Metric) {
     let opts = ctx.opts;
-    let mut tags = vec![
-        ("address", row.key.addr.to_string()),
-        ("port", row.key.port.to_string()),
-    ];
+    m.name = LISTENER;
+    m.timestamp = ctx.timestamp;
+    let mut tags = TagWriter::new(&mut m.tags);
+    push_address(&row.key.addr, tags.next("address"));
+    tags.next("port")
+        .push_str(Decimal::new(u64::from(row.key.port)).as_str());
     if let Some(interface) = &row.interface {
-        tags.push(("interface", interface.clone()));
+        tags.next("interface").push_str(interface);
     }
     if let Some(owner) = row.owner {
-        tags.push(("process", owner.comm.clone()));
+        tags.next("process").push_str(&owner.comm);
         if let Some(unit) = owner.unit.as_ref().filter(|_| opts.unit_tag) {
-            tags.push(("unit", unit.clone()));
+            tags.next("unit").push_str(unit);
         }
     }
     if let Some(i) = row.key.socket {
-        tags.push(("socket", i.to_string()));
+        tags.next("socket")
+            .push_str(Decimal::new(u64::from(i)).as_str());
     }
     push_netns_tags(&mut tags, ns, opts);
-    let mut fields = vec![
-        ("queue_depth", Value::Int(row.depth)),
-        ("queue_depth_max", Value::Int(row.depth_max)),
-    ];
+    tags.finish();
+    let fields = &mut m.fields;
+    fields.clear();
+    fields.push(("queue_depth", Value::Int(row.depth)));
+    fields.push(("queue_depth_max", Value::Int(row.depth_max)));
     if let Some(l) = row.limit {
         fields.push(("queue_limit", Value::Int(l)));
     }
@@ -447,25 +487,49 @@ fn listener_metric(row: &Row, ns: &NsReading, ctx: &Context) -> Metric {
     if let Some(pid) = row.owner.map(|o| o.pid) {
         fields.push(("pid", Value::Int(pid as u64)));
     }
-    Metric {
-        name: LISTENER,
-        tags,
-        fields,
-        timestamp: ctx.timestamp,
+}
+
+/// Writes a metric's tags over those of the metric it reuses: each tag's text is written into
+/// the `String` already in its place, so a report like the last allocates no tag text.
+struct TagWriter<'m> {
+    tags: &'m mut Vec<(&'static str, String)>,
+    len: usize,
+}
+
+impl<'m> TagWriter<'m> {
+    fn new(tags: &'m mut Vec<(&'static str, String)>) -> Self {
+        TagWriter { tags, len: 0 }
+    }
+
+    /// The next tag, `key`, with empty text for the caller to write.
+    fn next(&mut self, key: &'static str) -> &mut String {
+        if self.len == self.tags.len() {
+            self.tags.push((key, String::new()));
+        }
+        let tag = &mut self.tags[self.len];
+        self.len += 1;
+        tag.0 = key;
+        tag.1.clear();
+        &mut tag.1
+    }
+
+    /// Drops the tags the reused metric had beyond those written.
+    fn finish(self) {
+        self.tags.truncate(self.len);
     }
 }
 
 /// The tags naming a row's namespace: `netns` when more than one is watched; `container` and
 /// `pod` whenever known (only a namespace other than the host's has them).
-fn push_netns_tags(tags: &mut Vec<(&'static str, String)>, ns: &NsReading, opts: &ReportOptions) {
+fn push_netns_tags(tags: &mut TagWriter, ns: &NsReading, opts: &ReportOptions) {
     if opts.netns_tag {
-        tags.push(("netns", ns.name.to_string()));
+        tags.next("netns").push_str(ns.name);
     }
     if let Some(c) = ns.container {
-        tags.push(("container", c.to_string()));
+        tags.next("container").push_str(c);
     }
     if let Some(p) = ns.pod.filter(|p| !p.is_empty()) {
-        tags.push(("pod", p.to_string()));
+        tags.next("pod").push_str(p);
     }
 }
 
@@ -476,10 +540,15 @@ fn netns_metric(
     prev: &Previous,
     ctx: &Context,
     (rows, omitted): (usize, usize),
-) -> Metric {
-    let mut tags = Vec::new();
+    m: &mut Metric,
+) {
+    m.name = NETNS;
+    m.timestamp = ctx.timestamp;
+    let mut tags = TagWriter::new(&mut m.tags);
     push_netns_tags(&mut tags, reading, ctx.opts);
-    let mut fields = Vec::new();
+    tags.finish();
+    let fields = &mut m.fields;
+    fields.clear();
     if let Some(cur) = reading.snap.tcpext {
         let before = prev.counters.get(&reading.id);
         for (counter, v) in cur.iter() {
@@ -497,12 +566,6 @@ fn netns_metric(
     }
     fields.push(("listeners", Value::Int(rows as u64)));
     fields.push(("listeners_omitted", Value::Int(omitted as u64)));
-    Metric {
-        name: NETNS,
-        tags,
-        fields,
-        timestamp: ctx.timestamp,
-    }
 }
 
 #[cfg(test)]
@@ -1053,6 +1116,68 @@ mod tests {
             snap,
         }];
         report_with(&readings, peaks, &OwnerCache::default(), o, prev)
+    }
+
+    #[test]
+    fn a_report_built_over_another_equals_one_built_fresh() {
+        let bound = NetnsSnapshot {
+            sockets: vec![
+                on(3, sock(LO, 80, 1, 2, 4, 0)),
+                sock(ANY6, 443, 2, 1, 8, 3),
+                sock(ANY6, 443, 3, 0, 8, 1),
+            ],
+            interfaces: HashMap::from([(3, "eth0".to_string())]),
+            tcpext: Some(TcpExt::all(7)),
+            ..Default::default()
+        };
+        let plain = NetnsSnapshot {
+            sockets: vec![sock(TWO, 8080, 9, 0, 2, 0)],
+            ..Default::default()
+        };
+        let reading = |snap| NsReading {
+            id: 0,
+            name: "a-namespace",
+            container: Some("3f2a9c1b7d4e"),
+            pod: Some("web-0"),
+            snap,
+        };
+        let per_socket = ReportOptions {
+            per_socket: true,
+            netns_tag: true,
+            ..opts()
+        };
+        let (peaks, owners, filter) = (Peaks::default(), OwnerCache::default(), Filter::default());
+        let ctx = |o| Context {
+            peaks: &peaks,
+            owners: &owners,
+            filter: &filter,
+            opts: o,
+            timestamp: 5,
+        };
+        // Every order of a bigger and a smaller report, with and without the namespace tags.
+        for (first, second, o) in [
+            (&bound, &plain, &per_socket),
+            (&plain, &bound, &per_socket),
+            (&bound, &plain, &opts()),
+            (&plain, &bound, &opts()),
+        ] {
+            let mut reused = Built::default();
+            build_into(
+                &[reading(first)],
+                &ctx(o),
+                &mut Previous::default(),
+                &mut reused,
+            );
+            build_into(
+                &[reading(second)],
+                &ctx(o),
+                &mut Previous::default(),
+                &mut reused,
+            );
+            let fresh = build(&[reading(second)], &ctx(o), &mut Previous::default());
+            assert_eq!(reused.metrics, fresh.metrics);
+            assert_eq!(reused.omitted, fresh.omitted);
+        }
     }
 
     #[test]

@@ -89,6 +89,8 @@ struct Output {
     encoder: Box<dyn Encoder>,
     sink: Sink,
     buf: Vec<u8>,
+    /// The last report's metrics, built over by the next.
+    built: Built,
     /// Reports written (or attempted): the first failure to write is fatal, later ones not.
     written: u64,
     /// The last write failed: the outage was said, and is not said again until writing works.
@@ -153,6 +155,7 @@ impl Reporter {
                 encoder,
                 sink,
                 buf: Vec::with_capacity(64 * 1024),
+                built: Built::default(),
                 written: 0,
                 failing: false,
                 notify_host: notify_host.filter(|_| notify),
@@ -185,13 +188,21 @@ impl Reporter {
     }
 
     /// Reads everything and leaves the encoded report in the output buffer: read → take peaks
-    /// → refresh owners → build → encode.
+    /// → refresh owners → build → encode. The metrics of the last report are built over, so a
+    /// long run allocates nothing per row.
     pub fn collect(&mut self) {
-        let built = self.read();
+        let mut built = std::mem::take(&mut self.output.built);
+        self.read_into(&mut built);
         self.output.buf.clear();
         self.output
             .encoder
             .encode(&built.metrics, &mut self.output.buf);
+        self.output.built = built;
+    }
+
+    /// The report [`Self::collect`] left to write.
+    pub fn encoded(&self) -> &[u8] {
+        &self.output.buf
     }
 
     /// A reporter for a person at the terminal (`check`, `top`): the same reading, peaks and
@@ -216,6 +227,13 @@ impl Reporter {
     /// Reads everything and builds the rows: read → take peaks → refresh owners → build. Peaks
     /// and deltas cover the time since the previous call.
     pub fn read(&mut self) -> Built {
+        let mut built = Built::default();
+        self.read_into(&mut built);
+        built
+    }
+
+    /// [`Self::read`] into the metrics of an earlier reading, reusing their memory.
+    fn read_into(&mut self, built: &mut Built) {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as i64)
@@ -233,10 +251,9 @@ impl Reporter {
             opts: &self.settings.opts,
             timestamp,
         };
-        let built = report::build(&readings, &ctx, &mut self.carried.prev);
+        report::build_into(&readings, &ctx, &mut self.carried.prev, built);
         let seen = readings.iter().map(|r| r.snap.sockets.len()).sum();
-        self.warn_about_rows(&built, seen);
-        built
+        self.warn_about_rows(built, seen);
     }
 
     /// The inodes of every listening socket of the latest reading, filtered or not, by the

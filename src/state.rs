@@ -59,6 +59,16 @@ pub struct Previous {
 }
 
 impl Previous {
+    /// An empty `Previous` with room for a report of `sockets` listening sockets in
+    /// `namespaces` namespaces: its counters go in without the tables growing row by row.
+    pub fn with_capacity(sockets: usize, namespaces: usize) -> Previous {
+        Previous {
+            socket_drops: HashMap::with_capacity(sockets),
+            rows: HashSet::with_capacity(sockets),
+            counters: HashMap::with_capacity(namespaces),
+        }
+    }
+
     /// The drops a row gained since the previous report: the growth of each socket that
     /// persisted, plus the whole `drops` of each socket created since. A socket is new when the
     /// previous report recorded no drops for it; it was created in the interval only if its row
@@ -66,15 +76,19 @@ impl Previous {
     /// shown or not), so all its drops fell in the interval. `None` for a row that is new, one
     /// with no socket that persisted (a replaced listener: the new socket's drops may predate
     /// anything we saw, as on a namespace first watched), or whose drops are unknown now.
-    pub fn row_drops_delta(&self, key: &RowKey, sockets: &[(u32, Option<u32>)]) -> Option<u64> {
+    pub fn row_drops_delta(
+        &self,
+        key: &RowKey,
+        sockets: impl IntoIterator<Item = (u32, Option<u32>)>,
+    ) -> Option<u64> {
         if !self.rows.contains(key) {
             return None;
         }
         let mut sum = 0u64;
         let mut persisted = false;
         for (inode, drops) in sockets {
-            let drops = (*drops)?;
-            match self.socket_drops.get(&(key.ns, *inode)) {
+            let drops = drops?;
+            match self.socket_drops.get(&(key.ns, inode)) {
                 Some(prev) => {
                     persisted = true;
                     sum += delta_u32(*prev, drops);
@@ -296,27 +310,27 @@ mod tests {
         prev.socket_drops.insert((0, 1), 10);
         prev.socket_drops.insert((0, 2), u32::MAX);
         assert_eq!(
-            prev.row_drops_delta(&key(), &[(1, Some(15)), (2, Some(1))]),
+            prev.row_drops_delta(&key(), [(1, Some(15)), (2, Some(1))]),
             Some(5 + 2)
         );
         // A socket joined the group: created since the previous report, so all its drops are.
         assert_eq!(
-            prev.row_drops_delta(&key(), &[(1, Some(15)), (2, Some(1)), (3, Some(4))]),
+            prev.row_drops_delta(&key(), [(1, Some(15)), (2, Some(1)), (3, Some(4))]),
             Some(5 + 2 + 4)
         );
         // A socket left it: the others' growth stands.
-        assert_eq!(prev.row_drops_delta(&key(), &[(2, Some(3))]), Some(4));
+        assert_eq!(prev.row_drops_delta(&key(), [(2, Some(3))]), Some(4));
         // Replaced: no socket persisted, so nothing says when the new one's drops happened.
-        assert_eq!(prev.row_drops_delta(&key(), &[(3, Some(0))]), None);
+        assert_eq!(prev.row_drops_delta(&key(), [(3, Some(0))]), None);
         // New row: its sockets' drops may predate the previous report.
         let other = RowKey { port: 81, ..key() };
         assert_eq!(
-            prev.row_drops_delta(&other, &[(1, Some(15)), (2, Some(1))]),
+            prev.row_drops_delta(&other, [(1, Some(15)), (2, Some(1))]),
             None
         );
         // Drops unknown now.
         assert_eq!(
-            prev.row_drops_delta(&key(), &[(1, None), (2, Some(1))]),
+            prev.row_drops_delta(&key(), [(1, None), (2, Some(1))]),
             None
         );
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::fnv1a64;
 use super::Encoder;
-use crate::metric::{field_spec, Metric, Value, LISTENER};
+use crate::metric::{Decimal, Metric, Value, LISTENER, SCHEMA};
 
 pub const PLUGIN: &str = "acceptq";
 pub const MAX_PART: usize = 127;
@@ -25,6 +25,9 @@ pub const MAX_MESSAGE: usize = 255;
 pub struct Collectd {
     host: String,
     interval: Duration,
+    scratch: Scratch,
+    pinst: String,
+    line: String,
 }
 
 impl Collectd {
@@ -32,6 +35,9 @@ impl Collectd {
         Collectd {
             host: part(host, MAX_PART),
             interval,
+            scratch: Scratch::default(),
+            pinst: String::new(),
+            line: String::new(),
         }
     }
 
@@ -91,17 +97,22 @@ fn file_safe(c: char) -> bool {
 /// of the whole original text appended: `a:b` and `a_b`, or two long names sharing their first
 /// 110 bytes, stay two identifiers, the same ones on every run.
 pub fn part(s: &str, max: usize) -> String {
-    if !s.is_empty() && s.len() <= max && s.chars().all(file_safe) && !looks_hashed(s) {
-        return s.to_string();
-    }
-    let mut out: String = s
-        .chars()
-        .map(|c| if file_safe(c) { c } else { '_' })
-        .collect();
-    // Only ASCII is left, so any byte count is a character boundary.
-    out.truncate(max.saturating_sub(HASH_LEN));
-    let _ = write!(out, "_{:016x}", fnv1a64(s.as_bytes()));
+    let mut out = String::new();
+    push_part(s, max, &mut out);
     out
+}
+
+/// [`part`], appended to `out`.
+fn push_part(s: &str, max: usize, out: &mut String) {
+    if !s.is_empty() && s.len() <= max && s.chars().all(file_safe) && !looks_hashed(s) {
+        out.push_str(s);
+        return;
+    }
+    let start = out.len();
+    out.extend(s.chars().map(|c| if file_safe(c) { c } else { '_' }));
+    // Only ASCII is left, so any byte count is a character boundary.
+    out.truncate(start + (out.len() - start).min(max.saturating_sub(HASH_LEN)));
+    let _ = write!(out, "_{:016x}", fnv1a64(s.as_bytes()));
 }
 
 /// Whether `s` ends as a hashed part does (`_` and 16 hex digits): such a name is hashed too,
@@ -117,14 +128,14 @@ fn looks_hashed(s: &str) -> bool {
 
 /// An address as an identifier part: IPv6 colons become `_` (`::1` is `__1`). Canonical
 /// address text has no `_`, so no two addresses meet; anything else goes through [`part`].
-fn address_part(a: &str) -> String {
+fn push_address_part(a: &str, out: &mut String) {
     if a.chars()
         .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.'))
         && !a.is_empty()
     {
-        a.replace(':', "_")
+        out.extend(a.chars().map(|c| if c == ':' { '_' } else { c }));
     } else {
-        part(a, MAX_PART)
+        push_part(a, MAX_PART, out);
     }
 }
 
@@ -132,28 +143,36 @@ fn address_part(a: &str) -> String {
 /// a listener's instance, so a name with anything but `[A-Za-z0-9._]` goes through the hashed
 /// form of [`part`] with `-` replaced too: `eth0` stays `eth0`, `br-lan` becomes
 /// `br_lan_<hash>`, and `addr-port-iDEV-sN` reads back one way only.
-fn interface_part(dev: &str) -> String {
+fn push_interface_part(dev: &str, out: &mut String) {
     if !dev.is_empty() && dev.chars().all(|c| file_safe(c) && c != '-') && !looks_hashed(dev) {
-        return dev.to_string();
+        out.push_str(dev);
+        return;
     }
-    let mut out: String = dev
-        .chars()
-        .map(|c| if file_safe(c) && c != '-' { c } else { '_' })
-        .collect();
-    out.truncate(MAX_PART - HASH_LEN);
+    let start = out.len();
+    out.extend(
+        dev.chars()
+            .map(|c| if file_safe(c) && c != '-' { c } else { '_' }),
+    );
+    out.truncate(start + (out.len() - start).min(MAX_PART - HASH_LEN));
     let _ = write!(out, "_{:016x}", fnv1a64(dev.as_bytes()));
-    out
 }
 
 /// The namespace as an instance names it: its `netns` tag, after its pod and container when
 /// known (`web-0.3f2a9c1b7d4e.cni-…`), so a file name says which pod it is and a container
 /// restarted (a new id) starts a new series, as it does with tags.
-fn namespace_label(m: &Metric) -> Option<String> {
-    let parts: Vec<&str> = ["pod", "container", "netns"]
+/// Written into `out` (cleared first); `false` when the metric has none of those tags.
+fn namespace_label(m: &Metric, out: &mut String) -> bool {
+    out.clear();
+    for part in ["pod", "container", "netns"]
         .iter()
         .filter_map(|k| m.tag(k))
-        .collect();
-    (!parts.is_empty()).then(|| parts.join("."))
+    {
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(part);
+    }
+    !out.is_empty()
 }
 
 /// The plugin instance of a metric: `127.0.0.1-8080`, `__1-8080` for `::1`, prefixed with the
@@ -161,57 +180,108 @@ fn namespace_label(m: &Metric) -> Option<String> {
 /// `netns-NAME` for namespace counters. A namespace name that must be shortened gives way to
 /// the address, port and rank, which are never cut.
 pub fn plugin_instance(m: &Metric) -> String {
-    let ns = namespace_label(m);
+    let mut out = String::new();
+    write_plugin_instance(m, &mut Scratch::default(), &mut out);
+    out
+}
+
+/// Text buffers kept from one metric to the next, so naming one allocates nothing.
+#[derive(Default)]
+struct Scratch {
+    tail: String,
+    ns: String,
+}
+
+/// [`plugin_instance`] into `out` (cleared first).
+fn write_plugin_instance(m: &Metric, scratch: &mut Scratch, out: &mut String) {
+    out.clear();
+    let Scratch { tail, ns } = scratch;
+    let has_ns = namespace_label(m, ns);
     if m.name != LISTENER {
-        return match ns.as_deref() {
-            Some(ns) => format!("netns-{}", part(ns, MAX_PART - "netns-".len())),
-            None => "netns".into(),
-        };
+        out.push_str("netns");
+        if has_ns {
+            out.push('-');
+            push_part(ns, MAX_PART - "netns-".len(), out);
+        }
+        return;
     }
-    let mut tail = address_part(m.tag("address").unwrap_or("unknown"));
+    tail.clear();
+    push_address_part(m.tag("address").unwrap_or("unknown"), tail);
     tail.push('-');
-    tail.push_str(&part(m.tag("port").unwrap_or("0"), MAX_PART));
+    push_part(m.tag("port").unwrap_or("0"), MAX_PART, tail);
     if let Some(dev) = m.tag("interface") {
         tail.push_str("-i");
-        tail.push_str(&interface_part(dev));
+        push_interface_part(dev, tail);
     }
     if let Some(i) = m.tag("socket") {
         tail.push_str("-s");
-        tail.push_str(&part(i, MAX_PART));
+        push_part(i, MAX_PART, tail);
     }
-    match ns.as_deref() {
+    match has_ns {
         // Address, port and rank take at most 60 bytes: the name keeps 66 or more.
-        Some(ns) if tail.len() + 1 + HASH_LEN < MAX_PART => {
-            format!("{}-{tail}", part(ns, MAX_PART - tail.len() - 1))
+        true if tail.len() + 1 + HASH_LEN < MAX_PART => {
+            push_part(ns, MAX_PART - tail.len() - 1, out);
+            out.push('-');
+            out.push_str(tail);
         }
-        Some(_) => part(&tail, MAX_PART),
-        None if tail.len() <= MAX_PART => tail,
-        None => part(&tail, MAX_PART),
+        false if tail.len() <= MAX_PART => out.push_str(tail),
+        _ => push_part(tail, MAX_PART, out),
     }
 }
 
 impl Encoder for Collectd {
     fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
-        let mut line = String::with_capacity(256);
+        // About what a listener's lines take: the buffer grows once, not line by line.
+        out.reserve(metrics.len() * 600);
+        let Self {
+            host,
+            interval,
+            scratch,
+            pinst,
+            line,
+        } = self;
+        let interval = interval.as_secs_f64();
+        // What every line of a metric shares, written once per metric: the identifier up to
+        // its type, and from the closing quote to the value (time formatting is dear).
+        let mut head = String::new();
+        let mut when = String::new();
+        let mut when_of = None;
         for m in metrics {
-            let pinst = plugin_instance(m);
-            let secs = m.timestamp as f64 / 1e9;
+            let Some(spec) = SCHEMA.iter().find(|s| s.name == m.name) else {
+                continue;
+            };
+            write_plugin_instance(m, scratch, pinst);
+            head.clear();
+            let _ = write!(head, "PUTVAL \"{host}/{PLUGIN}-{pinst}/");
+            if when_of != Some(m.timestamp) {
+                when_of = Some(m.timestamp);
+                when.clear();
+                let secs = m.timestamp as f64 / 1e9;
+                let _ = write!(when, "\" interval={interval:.3} {secs:.3}:");
+            }
+            // Fields come in schema order: each one's entry is looked for from the last one's.
+            let mut from = 0;
             for (name, value) in &m.fields {
-                let Some((kind, tinst)) = field_spec(m.name, name).and_then(|f| f.collectd) else {
+                let found = (from..spec.fields.len())
+                    .chain(0..from)
+                    .find(|&i| spec.fields[i].name == *name);
+                let Some(i) = found else { continue };
+                from = i;
+                let Some((kind, tinst)) = spec.fields[i].collectd else {
                     continue;
                 };
-                let value = match value {
-                    Value::Int(i) => i.to_string(),
-                    Value::Float(f) if f.is_finite() => f.to_string(),
-                    Value::Float(_) => continue,
-                };
                 line.clear();
-                let _ = writeln!(
-                    line,
-                    "PUTVAL \"{}/{PLUGIN}-{pinst}/{kind}-{tinst}\" interval={:.3} {secs:.3}:{value}",
-                    self.host,
-                    self.interval.as_secs_f64(),
-                );
+                line.push_str(&head);
+                line.push_str(kind);
+                line.push('-');
+                line.push_str(tinst);
+                line.push_str(&when);
+                match value {
+                    Value::Int(i) => line.push_str(Decimal::new(*i).as_str()),
+                    Value::Float(f) if f.is_finite() => drop(write!(line, "{f}")),
+                    Value::Float(_) => continue,
+                }
+                line.push('\n');
                 // Parts are capped, so this holds; a line that did not would stall collectd.
                 if line.len() <= MAX_LINE + 1 {
                     out.extend_from_slice(line.as_bytes());
@@ -224,7 +294,7 @@ impl Encoder for Collectd {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::metric::{Kind, SCHEMA};
+    use crate::metric::Kind;
 
     /// Types of collectd 5.12's types.db that acceptq may use, with their data source type.
     const TYPES_DB: [(&str, &str); 6] = [

@@ -2,8 +2,6 @@
 //! shape Telegraf's JSON serializer writes: easy for jq and scripts. (Telegraf's own JSON parser
 //! would need `json_name_key`, `tag_keys` and `json_time_key` to read it; use influx there.)
 
-use serde_json::{Map, Number, Value as Json};
-
 use super::{Encoder, UserTags};
 use crate::metric::{Metric, Value};
 
@@ -12,51 +10,118 @@ use crate::metric::{Metric, Value};
 #[derive(Default)]
 pub struct JsonLines {
     tags: UserTags,
+    /// The order an object's entries are written in, kept from one object to the next.
+    order: Vec<usize>,
 }
 
 impl JsonLines {
     pub fn new(tags: UserTags) -> Self {
-        JsonLines { tags }
+        JsonLines {
+            tags,
+            order: Vec::new(),
+        }
     }
 }
 
+/// A JSON string or number, as serde_json writes it.
+// Serialising a string or a finite number into a Vec cannot fail.
+macro_rules! string_or_number {
+    ($v:expr, $out:expr) => {{
+        let _ = serde_json::to_writer(&mut *$out, $v);
+    }};
+}
+
+// Written directly rather than through a `serde_json::Value` tree, which costs an allocation
+// per key and value; the bytes are the same: keys in sorted order (serde_json's default map is
+// a BTreeMap), strings and numbers written by serde_json itself.
 impl Encoder for JsonLines {
     fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
+        let Self { tags: user, order } = self;
+        // About what a listener's lines take: the buffer grows once, not line by line.
+        out.reserve(metrics.len() * 250);
         for m in metrics {
-            let tags: Map<String, Json> = m
-                .tags
-                .iter()
-                .map(|(k, v)| (*k, v))
-                .chain(self.tags.iter().map(|(k, v)| (k.as_str(), v)))
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| (k.to_string(), Json::String(v.clone())))
-                .collect();
-            let fields: Map<String, Json> = m
-                .fields
-                .iter()
-                .filter_map(|(k, v)| {
-                    let n = match v {
-                        Value::Int(i) => Number::from(*i),
-                        Value::Float(f) => Number::from_f64(*f)?,
-                    };
-                    Some((k.to_string(), Json::Number(n)))
-                })
-                .collect();
-            let mut obj = Map::new();
-            obj.insert("name".into(), Json::String(m.name.into()));
-            obj.insert("tags".into(), Json::Object(tags));
-            obj.insert("fields".into(), Json::Object(fields));
-            obj.insert("timestamp".into(), Json::Number(m.timestamp.into()));
-            // Serialising a Value tree into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *out, &Json::Object(obj));
-            out.push(b'\n');
+            let tag = |i: usize| match m.tags.get(i) {
+                Some((k, v)) => (*k, v.as_str()),
+                None => {
+                    let (k, v) = &user[i - m.tags.len()];
+                    (k.as_str(), v.as_str())
+                }
+            };
+            out.extend_from_slice(b"{\"fields\":");
+            let field = |i: usize| m.fields[i].0;
+            write_sorted(m.fields.len(), field, order, out, |i, out| {
+                match m.fields[i].1 {
+                    Value::Int(n) => string_or_number!(&n, out),
+                    Value::Float(f) if f.is_finite() => string_or_number!(&f, out),
+                    Value::Float(_) => return false,
+                }
+                true
+            });
+            out.extend_from_slice(b",\"name\":");
+            string_or_number!(m.name, out);
+            out.extend_from_slice(b",\"tags\":");
+            let n_tags = m.tags.len() + user.len();
+            write_sorted(
+                n_tags,
+                |i| tag(i).0,
+                order,
+                out,
+                |i, out| {
+                    let v = tag(i).1;
+                    // An empty tag is left out, as by the other formats.
+                    if v.is_empty() {
+                        return false;
+                    }
+                    string_or_number!(v, out);
+                    true
+                },
+            );
+            out.extend_from_slice(b",\"timestamp\":");
+            string_or_number!(&m.timestamp, out);
+            out.extend_from_slice(b"}\n");
         }
     }
+}
+
+/// Writes an object of `n` entries in the byte order of their keys; `order` is room for
+/// sorting them. `value` writes entry `i`'s value, or returns `false` to leave the entry out.
+/// Of two entries with one key the later wins, as in a map.
+fn write_sorted<'k>(
+    n: usize,
+    key: impl Fn(usize) -> &'k str,
+    order: &mut Vec<usize>,
+    out: &mut Vec<u8>,
+    mut value: impl FnMut(usize, &mut Vec<u8>) -> bool,
+) {
+    order.clear();
+    order.extend(0..n);
+    // Stable: of equal keys the later stays later.
+    order.sort_by(|a, b| key(*a).cmp(key(*b)));
+    out.push(b'{');
+    let mut first = true;
+    for (at, &i) in order.iter().enumerate() {
+        if order.get(at + 1).is_some_and(|&j| key(j) == key(i)) {
+            continue;
+        }
+        let mark = out.len();
+        if !first {
+            out.push(b',');
+        }
+        string_or_number!(key(i), out);
+        out.push(b':');
+        if value(i, out) {
+            first = false;
+        } else {
+            out.truncate(mark);
+        }
+    }
+    out.push(b'}');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value as Json;
 
     #[test]
     fn round_trips_through_serde() {
@@ -96,6 +161,7 @@ mod tests {
 #[cfg(test)]
 mod prop {
     use proptest::prelude::*;
+    use serde_json::Value as Json;
 
     use super::*;
 

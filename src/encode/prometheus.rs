@@ -2,10 +2,10 @@
 //! per field (`acceptq_listener_queue_depth`), `_total` on counters, HELP and TYPE lines, and no
 //! timestamps (the textfile collector rejects them). Deltas are left out: `rate()` does that.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use super::{Encoder, UserTags};
-use crate::metric::{FieldSpec, Kind, Metric, Value, SCHEMA};
+use crate::metric::{Decimal, FieldSpec, Kind, Metric, Value, SCHEMA};
 
 /// `--tag` pairs become labels on every series, after acceptq's own.
 #[derive(Default)]
@@ -22,93 +22,116 @@ impl Prometheus {
 /// The family name of a field: `<measurement>_<field>`, then the base unit as Prometheus names
 /// want it (`_seconds`), then `_total` for counters.
 pub fn family(measurement: &str, field: &FieldSpec) -> String {
-    let mut name = format!("{measurement}_{}", field.name);
+    let mut name = Vec::new();
+    push_family(measurement, field, &mut name);
+    String::from_utf8(name).unwrap_or_default()
+}
+
+/// [`family`], appended to `out`.
+fn push_family(measurement: &str, field: &FieldSpec, out: &mut Vec<u8>) {
+    out.extend_from_slice(measurement.as_bytes());
+    out.push(b'_');
+    out.extend_from_slice(field.name.as_bytes());
     if field.unit == "seconds" {
-        name.push_str("_seconds");
+        out.extend_from_slice(b"_seconds");
     }
     if field.kind == Kind::Counter {
-        name.push_str("_total");
+        out.extend_from_slice(b"_total");
     }
-    name
 }
 
 /// A label value may hold any UTF-8 text with `\`, `"` and newline escaped (`\\`, `\"`,
 /// `\n`): every value goes out exactly, so two distinct values never share a series.
-fn escape_label(v: &str, out: &mut String) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
+fn escape_label(v: &str, out: &mut Vec<u8>) {
+    if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.extend_from_slice(v.as_bytes());
+        return;
+    }
+    for b in v.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b => out.push(b),
         }
     }
 }
 
-fn escape_help(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('\n', "\\n")
+fn push_help(v: &str, out: &mut Vec<u8>) {
+    for b in v.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b => out.push(b),
+        }
+    }
 }
 
 impl Encoder for Prometheus {
     fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
-        let mut text = String::new();
+        // About what a listener's lines take: the buffer grows once, not line by line.
+        out.reserve(metrics.len() * 560);
         // Families are written in schema order, each with all its samples together, as the
-        // format requires.
+        // format requires. Written straight into `out`: a family with no sample is taken back.
         for m in &SCHEMA {
             for f in m.fields.iter().filter(|f| f.kind != Kind::Delta) {
-                let mut samples = String::new();
-                for metric in metrics.iter().filter(|x| x.name == m.name) {
-                    let Some(v) = metric.field(f.name) else {
-                        continue;
-                    };
-                    let value = match v {
-                        Value::Int(i) => i.to_string(),
-                        Value::Float(x) if x.is_finite() => x.to_string(),
-                        Value::Float(_) => continue,
-                    };
-                    samples.push_str(&family(m.name, f));
-                    let tags: Vec<(&str, &str)> = metric
-                        .tags
-                        .iter()
-                        .map(|(k, v)| (*k, v.as_str()))
-                        .chain(self.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                        .filter(|(_, v)| !v.is_empty())
-                        .collect();
-                    if !tags.is_empty() {
-                        samples.push('{');
-                        for (i, (k, v)) in tags.iter().enumerate() {
-                            if i > 0 {
-                                samples.push(',');
-                            }
-                            samples.push_str(k);
-                            samples.push_str("=\"");
-                            escape_label(v, &mut samples);
-                            samples.push('"');
-                        }
-                        samples.push('}');
-                    }
-                    let _ = writeln!(samples, " {value}");
+                let start = out.len();
+                out.extend_from_slice(b"# HELP ");
+                push_family(m.name, f, out);
+                let name = start + b"# HELP ".len()..out.len();
+                out.push(b' ');
+                push_help(f.help, out);
+                if !f.unit.is_empty() {
+                    let _ = write!(out, " [{}]", f.unit);
                 }
-                if samples.is_empty() {
-                    continue;
-                }
-                let name = family(m.name, f);
-                let unit = if f.unit.is_empty() {
-                    String::new()
-                } else {
-                    format!(" [{}]", f.unit)
-                };
-                let _ = writeln!(text, "# HELP {name} {}{unit}", escape_help(f.help));
+                out.extend_from_slice(b"\n# TYPE ");
+                out.extend_from_within(name.clone());
                 let kind = if f.kind == Kind::Counter {
                     "counter"
                 } else {
                     "gauge"
                 };
-                let _ = writeln!(text, "# TYPE {name} {kind}");
-                text.push_str(&samples);
+                let _ = writeln!(out, " {kind}");
+                let header = out.len();
+                for metric in metrics.iter().filter(|x| x.name == m.name) {
+                    let Some(v) = metric.field(f.name) else {
+                        continue;
+                    };
+                    if matches!(v, Value::Float(x) if !x.is_finite()) {
+                        continue;
+                    }
+                    out.extend_from_within(name.clone());
+                    let tags = metric
+                        .tags
+                        .iter()
+                        .map(|(k, v)| (*k, v.as_str()))
+                        .chain(self.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                        .filter(|(_, v)| !v.is_empty());
+                    let mut open = false;
+                    for (k, v) in tags {
+                        out.push(if open { b',' } else { b'{' });
+                        open = true;
+                        out.extend_from_slice(k.as_bytes());
+                        out.extend_from_slice(b"=\"");
+                        escape_label(v, out);
+                        out.push(b'"');
+                    }
+                    if open {
+                        out.push(b'}');
+                    }
+                    out.push(b' ');
+                    match v {
+                        Value::Int(i) => out.extend_from_slice(Decimal::new(i).as_bytes()),
+                        // Writing into a Vec cannot fail.
+                        Value::Float(x) => drop(write!(out, "{x}")),
+                    }
+                    out.push(b'\n');
+                }
+                if out.len() == header {
+                    out.truncate(start);
+                }
             }
         }
-        out.extend_from_slice(text.as_bytes());
     }
 }
 
@@ -181,8 +204,9 @@ mod tests {
             "tab\there\r\u{1}",
             "a,b=c d",
         ] {
-            let mut written = String::new();
-            escape_label(v, &mut written);
+            let mut bytes = Vec::new();
+            escape_label(v, &mut bytes);
+            let written = String::from_utf8(bytes).unwrap();
             assert_eq!(read_label_value(&written).as_deref(), Ok(v), "{written}");
         }
         let m = Metric {

@@ -1,13 +1,19 @@
 //! The cost benchmark's measuring program (issue 3). `tests/bench/run.sh` runs it inside a network
 //! namespace that holds the load; everything it measures is in that namespace.
 //!
-//!     acceptq-bench ACCEPTQ_BINARY EXPECTED_LISTENERS SAMPLER_SECONDS
+//!     acceptq-bench ACCEPTQ_BINARY EXPECTED_LISTENERS SAMPLER_SECONDS BARE_NETNS EMPTY_NETNS
+//!
+//! BARE_NETNS and EMPTY_NETNS are paths of namespaces holding the same listeners and no
+//! connection, and nothing at all (see `process.rs`).
 //!
 //! Prints one table and exits 1 when a target is missed:
 //! - the sampler's targets (see sampler.rs);
 //! - one LISTEN dump (either kind) is not slower than a whole `ss -ltn` run;
 //! - the accept-queue children dump (one listener with a non-empty queue, port-filtered) finds
-//!   its queued connections and costs no more than the SYN-queue dump plus 1 ms.
+//!   its queued connections and costs no more than the SYN-queue dump plus 1 ms;
+//! - the whole-process comparisons and the report's cost per row of `process.rs`.
+
+mod process;
 
 use std::io::Write;
 use std::process::{Command, ExitCode, Stdio};
@@ -37,14 +43,22 @@ mod sampler;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 4 {
-        eprintln!("usage: acceptq-bench ACCEPTQ_BINARY EXPECTED_LISTENERS SAMPLER_SECONDS");
+    if args.len() != 6 {
+        eprintln!(
+            "usage: acceptq-bench ACCEPTQ_BINARY EXPECTED_LISTENERS SAMPLER_SECONDS BARE_NETNS EMPTY_NETNS"
+        );
         return ExitCode::from(2);
     }
     let acceptq = &args[1];
     let expected: usize = args[2].parse().expect("EXPECTED_LISTENERS");
     let sampler_secs: u64 = args[3].parse().expect("SAMPLER_SECONDS");
-    match run(acceptq, expected, Duration::from_secs(sampler_secs)) {
+    let namespaces = (args[4].as_str(), args[5].as_str());
+    match run(
+        acceptq,
+        expected,
+        Duration::from_secs(sampler_secs),
+        namespaces,
+    ) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -111,9 +125,16 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
-fn run(acceptq: &str, expected: usize, sampler_window: Duration) -> Result<bool, String> {
+fn run(
+    acceptq: &str,
+    expected: usize,
+    sampler_window: Duration,
+    (bare, empty): (&str, &str),
+) -> Result<bool, String> {
     let mut ok = true;
     let mut checks: Vec<(String, bool)> = Vec::new();
+    let loaded = process::Netns::current()?;
+    let (bare, empty) = (process::Netns::open(bare)?, process::Netns::open(empty)?);
 
     // --- in-process LISTEN dumps -------------------------------------------------------------
     let mut diag = DiagSocket::open(None).map_err(|e| format!("open sock_diag: {e}"))?;
@@ -298,6 +319,19 @@ fn run(acceptq: &str, expected: usize, sampler_window: Duration) -> Result<bool,
     // The sampler is measured over the load alone, as before this listener existed.
     drop(queued);
     drop(waiting);
+
+    // --- whole processes against ss, /proc/net/tcp and nstat; the report's cost per row ----
+    println!();
+    checks.extend(process::compare(
+        acceptq,
+        expected,
+        &loaded,
+        &bare,
+        &empty,
+        // CPU, as the processes are measured: on a shared machine the wall time also holds
+        // the waits for a core.
+        (with_mem.user + with_mem.sys) / with_mem.n as u32,
+    )?);
 
     // --- sampler CPU at 100 ms ---------------------------------------------------------------
     let cpu = sampler::measure(acceptq, sampler_window, expected)?;

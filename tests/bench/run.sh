@@ -3,7 +3,8 @@
 # network namespace, then one table comparing acceptq's LISTEN dump with `ss -ltn` and
 # /proc/net/tcp, the per-report dump of accept-queue children (queue_wait_max; one listener of the
 # bench's own with a non-empty queue), the cost of `acceptq --once`, and the sampler's CPU share
-# at --sample 100ms.
+# at --sample 100ms. Two more namespaces, one with the same listeners and no connection and one
+# empty, give the whole-process comparisons with ss, nstat and /proc/net/tcp their baselines.
 #
 #   sudo tests/bench/run.sh            # from the repository root; needs root (ip netns)
 #
@@ -22,20 +23,29 @@ LOAD_SECONDS=$((SAMPLER_SECONDS + 150))
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH="$ROOT/tests/bench"
 NS="aq-bench-$$"
+BARE="aq-bench-bare-$$"
+EMPTY="aq-bench-empty-$$"
 LOAD_PID=
+BARE_PID=
 OUT=$(mktemp -d)
 
 cleanup() {
     local rc=$?
     set +e
-    [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null
-    if ip netns list 2>/dev/null | grep -qw "$NS"; then
-        for pid in $(ip netns pids "$NS" 2>/dev/null); do
-            kill -9 "$pid" 2>/dev/null
-        done
-        ip netns del "$NS"
-    fi
-    [ -n "$LOAD_PID" ] && wait "$LOAD_PID" 2>/dev/null
+    for pid in $LOAD_PID $BARE_PID; do
+        kill "$pid" 2>/dev/null
+    done
+    for ns in "$NS" "$BARE" "$EMPTY"; do
+        if ip netns list 2>/dev/null | grep -qw "$ns"; then
+            for pid in $(ip netns pids "$ns" 2>/dev/null); do
+                kill -9 "$pid" 2>/dev/null
+            done
+            ip netns del "$ns"
+        fi
+    done
+    for pid in $LOAD_PID $BARE_PID; do
+        wait "$pid" 2>/dev/null
+    done
     rm -rf "$OUT"
     exit "$rc"
 }
@@ -46,7 +56,7 @@ if [ "$(id -u)" != 0 ]; then
     echo "run.sh: needs root to create a network namespace" >&2
     exit 2
 fi
-for tool in ip ss python3 cargo; do
+for tool in ip ss nstat python3 cargo; do
     command -v "$tool" >/dev/null || { echo "run.sh: needs $tool" >&2; exit 2; }
 done
 
@@ -77,5 +87,21 @@ established=$(ip netns exec "$NS" ss -tnH state established | wc -l)
 echo "== load ready in $(( ($(date +%s%N) - start) / 1000000 )) ms: $(cat "$OUT/load");" \
     "ss counts $established established sockets (both ends)" >&2
 
+echo "== netns $BARE: the same $LISTENERS listeners, no connection; netns $EMPTY: nothing" >&2
+for ns in "$BARE" "$EMPTY"; do
+    ip netns add "$ns"
+    ip netns exec "$ns" ip link set lo up
+done
+ip netns exec "$BARE" python3 "$BENCH/load.py" "$LISTENERS" 0 "$PROCS" "$LOAD_SECONDS" \
+    >"$OUT/bare" &
+BARE_PID=$!
+for _ in $(seq 1 600); do
+    grep -q '^ready' "$OUT/bare" 2>/dev/null && break
+    kill -0 "$BARE_PID" 2>/dev/null || { echo "run.sh: bare load died" >&2; exit 2; }
+    sleep 0.1
+done
+grep -q '^ready' "$OUT/bare" || { echo "run.sh: bare load not ready within 60 s" >&2; exit 2; }
+
 echo "== kernel $(uname -r), $(nproc) cores; command: $0" >&2
-ip netns exec "$NS" "$BENCH_BIN" "$ACCEPTQ" "$LISTENERS" "$SAMPLER_SECONDS"
+ip netns exec "$NS" "$BENCH_BIN" "$ACCEPTQ" "$LISTENERS" "$SAMPLER_SECONDS" \
+    "/run/netns/$BARE" "/run/netns/$EMPTY"

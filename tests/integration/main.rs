@@ -40,6 +40,7 @@ mod output_identity;
 mod peaks;
 mod queue_wait;
 mod readme;
+mod report_cost;
 mod reuseport;
 mod rows;
 mod run_modes_input;
@@ -77,6 +78,7 @@ fn main() -> std::process::ExitCode {
             peaks::trials(),
             queue_wait::trials(),
             readme::trials(),
+            report_cost::trials(),
             reuseport::trials(),
             rows::trials(),
             run_modes_input::trials(),

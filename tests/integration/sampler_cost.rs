@@ -69,7 +69,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn allocations() -> u64 {
+pub(crate) fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
@@ -80,7 +80,7 @@ const ROUNDS: usize = 5;
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Opens up to [`LISTENERS`] listeners (see [`room`]).
-fn listeners() -> Vec<TcpListener> {
+pub(crate) fn listeners() -> Vec<TcpListener> {
     (0..room())
         .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0"))
         .collect()
