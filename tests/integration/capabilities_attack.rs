@@ -6,7 +6,10 @@ use std::process::Command;
 
 use crate::support::*;
 
-tests![root_does_not_follow_another_users_link_in_a_sticky_shared_folder,];
+tests![
+    root_does_not_follow_another_users_link_in_a_sticky_shared_folder,
+    a_sandbox_refusing_capget_stops_only_a_process_holding_capabilities,
+];
 
 /// nobody's uid, as `id -u nobody` says it.
 fn nobody_uid() -> u32 {
@@ -79,4 +82,71 @@ fn root_does_not_follow_another_users_link_in_a_sticky_shared_folder() {
     assert!(std::fs::read_to_string(&real)
         .unwrap()
         .contains("acceptq_netns"));
+}
+
+/// Runs the rest of its command line under a seccomp filter that fails `capget` (system call
+/// number argv[1]) with EPERM, as some sandboxes do; no_new_privs first, as an unprivileged
+/// process must.
+const DENY_CAPGET: &str = r#"
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+LD_NR, JEQ, RET = 0x20, 0x15, 0x06
+code = [struct.pack("HBBI", LD_NR, 0, 0, 0),
+        struct.pack("HBBI", JEQ, 0, 1, int(sys.argv[1])),
+        struct.pack("HBBI", RET, 0, 0, 0x00050000 | 1),
+        struct.pack("HBBI", RET, 0, 0, 0x7fff0000)]
+buf = ctypes.create_string_buffer(b"".join(code))
+class Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+prog = Prog(len(code), ctypes.cast(buf, ctypes.c_void_p))
+PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+assert libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+assert libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) == 0
+os.execv(sys.argv[2], sys.argv[2:])
+"#;
+
+fn a_sandbox_refusing_capget_stops_only_a_process_holding_capabilities() {
+    let test =
+        "capabilities_attack::a_sandbox_refusing_capget_stops_only_a_process_holding_capabilities";
+    let capget = match std::env::consts::ARCH {
+        "x86_64" => Some("125"),
+        "aarch64" => Some("90"),
+        _ => None,
+    };
+    if !netns_gate(test)
+        || !nobody_gate(test)
+        || !skip_unless(capget.is_some(), test, "needs capget's number on this arch")
+    {
+        return;
+    }
+    let capget = capget.unwrap();
+    let tmp = TempDir::new("caps-seccomp");
+    let bin = binary_for_nobody(&tmp);
+    let ns = Netns::new("caps-seccomp");
+    let bin = bin.to_str().unwrap();
+    let flags = ["--once", "--no-process", "--format", "json"];
+
+    // nobody holds nothing: nothing to drop, so it reports as it did before it dropped anything.
+    let mut cmd = ns.cmd("setpriv", &AS_NOBODY);
+    cmd.args([SYSTEM_PYTHON, "-c", DENY_CAPGET, capget, bin])
+        .args(flags);
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "nobody under the sandbox: {err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("acceptq_netns"),
+        "a report: {err}"
+    );
+
+    // root holds every capability and cannot tell which: it stops, saying why, with no report.
+    let mut cmd = ns.cmd(SYSTEM_PYTHON, &["-c", DENY_CAPGET, capget, bin]);
+    cmd.args(flags);
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "root under the sandbox: {err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        err.trim_end(),
+        "E! [acceptq] cannot read our capabilities (capget): Operation not permitted (os error 1)"
+    );
 }
