@@ -1,14 +1,17 @@
 //! Capabilities and paths under attack: what a user of the host can make a privileged acceptq
-//! (root, or a file-capability copy) do with a path it is given.
+//! (root, or a file-capability copy) do with a path it is given, and how it starts in a
+//! sandbox; and the soak script (tests/bench/soak.sh) stopped as a job runner stops it.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
 tests![
     root_does_not_follow_another_users_link_in_a_sticky_shared_folder,
     a_sandbox_refusing_capget_stops_only_a_process_holding_capabilities,
+    the_soak_script_stops_at_once_on_sigterm_and_leaves_no_process,
 ];
 
 /// nobody's uid, as `id -u nobody` says it.
@@ -148,5 +151,94 @@ fn a_sandbox_refusing_capget_stops_only_a_process_holding_capabilities() {
     assert_eq!(
         err.trim_end(),
         "E! [acceptq] cannot read our capabilities (capget): Operation not permitted (os error 1)"
+    );
+}
+
+/// Every process descending from `pid`, from the parents /proc gives.
+fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let p: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+            Some((p, ppid.parse().ok()?))
+        })
+        .collect();
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i];
+        out.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    out.remove(0);
+    out
+}
+
+fn the_soak_script_stops_at_once_on_sigterm_and_leaves_no_process() {
+    let test =
+        "capabilities_attack::the_soak_script_stops_at_once_on_sigterm_and_leaves_no_process";
+    if !netns_gate(test)
+        || !skip_unless(
+            have("unshare") && have("pkill") && have("python3"),
+            test,
+            "needs unshare, pkill and python3",
+        )
+    {
+        return;
+    }
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo().join("tests/bench/soak.sh"))
+        .env("ACCEPTQ", acceptq())
+        .env("DURATION", "60s")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut soak = Reaped(cmd.spawn().unwrap());
+    let out = Lines::new(soak.0.stdout.take().unwrap());
+    // The table's header, then its first row: churn and acceptq are running.
+    out.expect(Duration::from_secs(30), "the table's header");
+    out.expect(Duration::from_secs(30), "the first sample");
+    let inside = descendants(soak.0.id());
+    note!("the soak's processes: {inside:?}");
+    assert!(
+        inside.len() >= 3,
+        "unshare, the namespaces' first process, churn, acceptq"
+    );
+
+    // As `kill`, `timeout` or a CI runner's cancel stops it: the script alone.
+    let asked = Instant::now();
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(soak.0.id() as i32, libc::SIGTERM) };
+    let ended = wait_for(Duration::from_secs(15), || soak.0.try_wait().unwrap());
+    let took = asked.elapsed();
+    let alive: Vec<u32> = inside
+        .iter()
+        .copied()
+        .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        .collect();
+    for p in &alive {
+        // Left running by a failure: ended here, not left to run out the soak.
+        // SAFETY: kill on a pid that descended from our own child.
+        unsafe { libc::kill(*p as i32, libc::SIGKILL) };
+    }
+    let status = ended.unwrap_or_else(|| panic!("the soak still runs {took:?} after SIGTERM"));
+    note!("ended in {took:?}: {status:?}");
+    assert_eq!(status.code(), Some(2), "stopped, not passed or failed");
+    let gone = wait_for(Duration::from_secs(5), || {
+        alive
+            .iter()
+            .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+            .then_some(())
+    });
+    assert!(
+        alive.is_empty() && gone.is_some(),
+        "left running: {alive:?}"
     );
 }
