@@ -128,14 +128,27 @@ static RAISABLE: AtomicU64 = AtomicU64::new(0);
 /// Keeps only the capabilities `needs` uses (see the module's comment). Call it before any
 /// thread is started: the other threads' sets are their own and would keep the rest.
 pub fn limit(needs: &Needs) -> Result<(), String> {
+    let start = match get() {
+        Ok(sets) => sets,
+        // A sandbox's seccomp filter may refuse capget: the kernel's word is then read from
+        // /proc. Holding nothing, there is nothing to drop, and acceptq runs as any program
+        // would; holding something it cannot see to drop, it stops.
+        Err(e) => match std::fs::read_to_string("/proc/thread-self/status")
+            .ok()
+            .and_then(|s| sets_in_status(&s))
+        {
+            Some(sets) if sets == Sets::default() => sets,
+            _ => return Err(format!("cannot read our capabilities (capget): {e}")),
+        },
+    };
+    let holding = start != Sets::default();
     // SAFETY: prctl with integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 && holding {
         return Err(format!(
             "cannot set no_new_privs: {}",
             io::Error::last_os_error()
         ));
     }
-    let start = get().map_err(|e| format!("cannot read our capabilities (capget): {e}"))?;
     // SAFETY: getauxval has no preconditions.
     let elevated = unsafe { libc::getauxval(libc::AT_SECURE) } != 0;
     let plan = plan(start, needs, elevated);
@@ -151,7 +164,11 @@ pub fn limit(needs: &Needs) -> Result<(), String> {
             0,
         )
     };
-    if cleared != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+    // The ambient set lies within the permitted one: nothing to clear when that is empty.
+    if cleared != 0
+        && start.permitted != 0
+        && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL)
+    {
         return Err(format!(
             "cannot clear the ambient capabilities: {}",
             io::Error::last_os_error()
@@ -174,6 +191,19 @@ pub fn limit(needs: &Needs) -> Result<(), String> {
     }
     RAISABLE.store(plan.raisable, Ordering::Relaxed);
     Ok(())
+}
+
+/// The thread's sets from a `/proc/<pid>/status` text (`CapInh:`, `CapPrm:`, `CapEff:`).
+fn sets_in_status(status: &str) -> Option<Sets> {
+    let field = |name: &str| {
+        let hex = status.lines().find_map(|l| l.strip_prefix(name))?;
+        u64::from_str_radix(hex.trim(), 16).ok()
+    };
+    Some(Sets {
+        effective: field("CapEff:")?,
+        permitted: field("CapPrm:")?,
+        inheritable: field("CapInh:")?,
+    })
 }
 
 /// Whether `cap` is held (in the permitted set: raised when it is used).
@@ -388,6 +418,25 @@ mod tests {
             "--netns /proc/PID/ns/net of another user's process"
         );
         assert_eq!(netns.raisable, JOIN);
+    }
+
+    #[test]
+    fn the_sets_are_read_from_a_status_text() {
+        let status = "Name:\tacceptq\nCapInh:\t0000000000000000\nCapPrm:\t0000000000280004\n\
+                      CapEff:\t0000000000080000\nCapBnd:\t000001ffffffffff\n";
+        assert_eq!(
+            sets_in_status(status),
+            Some(Sets {
+                effective: bit(SYS_PTRACE),
+                permitted: JOIN | PROC,
+                inheritable: 0,
+            })
+        );
+        assert_eq!(
+            sets_in_status("CapInh:\t0\nCapPrm:\tzz\nCapEff:\t0\n"),
+            None
+        );
+        assert_eq!(sets_in_status(""), None, "unknown is not empty");
     }
 
     #[test]

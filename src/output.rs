@@ -4,7 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::RawFd;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
@@ -146,6 +146,7 @@ fn resolve(path: &Path) -> io::Result<PathBuf> {
         };
         let kind = meta.file_type();
         if kind.is_symlink() {
+            refuse_planted_link(&at, &meta)?;
             let link = fs::read_link(&at)?;
             // A relative link is relative to the folder holding it; joining an absolute one
             // replaces the folder.
@@ -178,6 +179,37 @@ fn resolve(path: &Path) -> io::Result<PathBuf> {
     Err(io::Error::other(format!(
         "more than {MAX_LINKS} symlinks to follow (a loop?)"
     )))
+}
+
+/// The kernel's `fs.protected_symlinks` rule, which following the link here rather than in an
+/// `open` would skip: a link in a sticky folder anyone may write (`/tmp`) is followed only when
+/// it is ours or the folder owner's. Without it, another user's `/tmp/x.prom -> /etc/shadow`
+/// has root's `--output /tmp/x.prom` replace /etc/shadow. Applied whatever the sysctl says.
+fn refuse_planted_link(link: &Path, meta: &fs::Metadata) -> io::Result<()> {
+    let dir = dir_of(link);
+    let folder = fs::metadata(dir)?;
+    // SAFETY: geteuid has no preconditions; the file-system uid follows it.
+    let follower = unsafe { libc::geteuid() };
+    if may_follow(meta.uid(), folder.mode(), folder.uid(), follower) {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "{} is a symbolic link of another user (uid {}) in {}, a sticky folder anyone may \
+             write: not followed, as the kernel's fs.protected_symlinks refuses",
+            link.display(),
+            meta.uid(),
+            dir.display()
+        ),
+    ))
+}
+
+/// Whether a link owned by `link_uid`, in a folder of mode `dir_mode` owned by `dir_uid`, may
+/// be followed by `follower` under `fs.protected_symlinks`.
+fn may_follow(link_uid: u32, dir_mode: u32, dir_uid: u32, follower: u32) -> bool {
+    let shared = libc::S_ISVTX | libc::S_IWOTH;
+    link_uid == follower || dir_mode & shared != shared || link_uid == dir_uid
 }
 
 /// Temp names tried before giving up: `.acceptq.<pid>.<k>.tmp` for k from 0.
@@ -671,6 +703,26 @@ mod tests {
         let looped = dir.0.join("loop.prom");
         std::os::unix::fs::symlink("loop.prom", &looped).unwrap();
         assert!(Sink::file(&looped).check().is_err());
+    }
+
+    #[test]
+    fn a_link_in_a_sticky_shared_folder_is_followed_only_when_ours_or_the_folders() {
+        let tmp = libc::S_IFDIR | 0o1777;
+        let (root, user, owner) = (0, 65534, 1000);
+        assert!(!may_follow(user, tmp, root, root), "another's link in /tmp");
+        assert!(may_follow(root, tmp, root, root), "our own link");
+        assert!(
+            may_follow(owner, tmp, owner, root),
+            "the folder owner's link"
+        );
+        assert!(
+            may_follow(user, libc::S_IFDIR | 0o777, root, root),
+            "not sticky"
+        );
+        assert!(
+            may_follow(user, libc::S_IFDIR | 0o1775, root, root),
+            "not writable by anyone"
+        );
     }
 
     #[test]

@@ -138,7 +138,7 @@ if [ "$(id -u)" != 0 ]; then
     echo "soak.sh: needs root (namespaces)" >&2
     exit 2
 fi
-for tool in ip python3 unshare awk find; do
+for tool in ip python3 unshare awk find pkill; do
     command -v "$tool" >/dev/null || { echo "soak.sh: needs $tool" >&2; exit 2; }
 done
 DUR=$(seconds_of "${DURATION:-30m}")
@@ -157,9 +157,14 @@ SOAK_PID=
 cleanup() {
     local rc=$?
     set +e
-    # unshare's death sends SIGTERM to the namespaces' first process, which tidies up; the end
-    # of the PID namespace then kills whatever is left.
-    [ -n "$SOAK_PID" ] && kill "$SOAK_PID" 2>/dev/null && wait "$SOAK_PID"
+    # unshare --fork ignores SIGTERM while its child runs, so the child, the namespaces' first
+    # process, is told itself and tidies up; the end of the PID namespace then kills whatever
+    # is left. (Told through unshare, a `kill` of this script or a `timeout` waited out the
+    # whole soak.)
+    if [ -n "$SOAK_PID" ]; then
+        pkill -TERM -P "$SOAK_PID" 2>/dev/null
+        wait "$SOAK_PID"
+    fi
     rm -rf "$OUT"
     exit "$rc"
 }

@@ -25,6 +25,7 @@ mod alerts;
 mod alerts_attack;
 mod attribution;
 mod capabilities;
+mod capabilities_attack;
 mod check;
 mod check_attack;
 mod churn;
@@ -63,6 +64,7 @@ fn main() -> std::process::ExitCode {
             alerts_attack::trials(),
             attribution::trials(),
             capabilities::trials(),
+            capabilities_attack::trials(),
             check::trials(),
             check_attack::trials(),
             churn::trials(),
