@@ -799,11 +799,16 @@ fn sigterm_and_sigint_end_the_run_with_status_0_and_whole_lines() {
         let mut out = BufReader::new(child.0.stdout.take().unwrap());
         let mut first = String::new();
         out.read_line(&mut first).unwrap();
+        // Read on while the signal lands: a host with many listeners has a report larger than
+        // the pipe, and a reader that stops would hold acceptq in its stop grace.
+        let reader = std::thread::spawn(move || {
+            let mut rest = String::new();
+            out.read_to_string(&mut rest).map(|_| rest)
+        });
         let pid = child.0.id();
         let status = signalled(&mut child.0, pid, signal);
         assert!(status.success(), "signal {signal}: {status:?}");
-        let mut rest = String::new();
-        out.read_to_string(&mut rest).unwrap();
+        let rest = reader.join().unwrap().unwrap();
         for line in first.lines().chain(rest.lines()) {
             serde_json::from_str::<Json>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         }
@@ -852,6 +857,9 @@ fn as_pid_1_of_a_pid_namespace_sigterm_still_ends_the_run() {
             .any(|l| l.starts_with("NSpid:") && l.ends_with("\t1")),
         "{status_of}"
     );
+    // Drained while the signal lands, as above.
+    let reader = std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let status = signalled(&mut child.0, inner, libc::SIGTERM);
     assert!(status.success(), "{status:?}");
+    reader.join().unwrap().unwrap();
 }
