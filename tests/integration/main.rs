@@ -34,6 +34,7 @@ mod containers_attack;
 mod faults;
 mod faults_attack;
 mod filters;
+mod gate_attack;
 mod golden;
 mod listeners;
 mod output_identity;
@@ -72,6 +73,7 @@ fn main() -> std::process::ExitCode {
             faults::trials(),
             faults_attack::trials(),
             filters::trials(),
+            gate_attack::trials(),
             golden::trials(),
             listeners::trials(),
             output_identity::trials(),
