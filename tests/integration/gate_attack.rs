@@ -10,7 +10,8 @@ use crate::support::*;
 tests![
     an_ipv6_burst_after_skipped_samples_is_caught_as_the_peak,
     a_burst_answered_with_syn_cookies_after_skipped_samples_is_caught_as_the_peak,
-    bursts_between_10ms_samples_are_each_caught_as_the_peak
+    bursts_between_10ms_samples_are_each_caught_as_the_peak,
+    a_namespace_watched_from_another_is_gated_on_its_own_counter
 ];
 
 const DEBUG: (&str, &str) = ("ACCEPTQ_DEBUG_SAMPLER", "1");
@@ -51,7 +52,19 @@ fn burst_after_quiet(
     sample: &str,
     hold: Duration,
 ) -> (Json, (u64, u64)) {
-    let mut live = Live::start_env(ns, &["--sample", sample], &[DEBUG]);
+    let live = Live::start_env(ns, &["--sample", sample], &[DEBUG]);
+    burst_watched(live, d, id, port, n, hold)
+}
+
+/// [`burst_after_quiet`] seen by `live`, wherever it runs.
+fn burst_watched(
+    mut live: Live,
+    d: &mut Driver,
+    id: usize,
+    port: u16,
+    n: usize,
+    hold: Duration,
+) -> (Json, (u64, u64)) {
     live.report();
     std::thread::sleep(Duration::from_millis(1000));
     d.connect(id, n);
@@ -72,10 +85,20 @@ fn an_ipv6_burst_after_skipped_samples_is_caught_as_the_peak() {
     // An IPv4 listener too: the namespace is not IPv6-only, and both families are dumped.
     d.listen("127.0.0.1", 0, 64, false);
     let (id, port) = d.listen("::1", 0, 64, false);
-    let (f, (samples, dumps)) =
-        burst_after_quiet(&ns, &mut d, id, port, 30, "100ms", Duration::from_millis(300));
+    let (f, (samples, dumps)) = burst_after_quiet(
+        &ns,
+        &mut d,
+        id,
+        port,
+        30,
+        "100ms",
+        Duration::from_millis(300),
+    );
     note!("{samples} samples, {dumps} dumps: {f}");
-    assert!(int(&f["queue_depth_max"]) >= 27, "the IPv6 burst must show: {f}");
+    assert!(
+        int(&f["queue_depth_max"]) >= 27,
+        "the IPv6 burst must show: {f}"
+    );
     assert!(dumps + 5 <= samples, "the gate skipped the quiet second");
 }
 
@@ -92,8 +115,15 @@ fn a_burst_answered_with_syn_cookies_after_skipped_samples_is_caught_as_the_peak
     let mut d = ns.driver();
     let (id, port) = d.listen("127.0.0.1", 0, 64, false);
     let before = ns.tcpext("SyncookiesRecv");
-    let (f, (samples, dumps)) =
-        burst_after_quiet(&ns, &mut d, id, port, 30, "100ms", Duration::from_millis(300));
+    let (f, (samples, dumps)) = burst_after_quiet(
+        &ns,
+        &mut d,
+        id,
+        port,
+        30,
+        "100ms",
+        Duration::from_millis(300),
+    );
     let cookies = ns.tcpext("SyncookiesRecv") - before;
     note!("{samples} samples, {dumps} dumps, {cookies} cookies: {f}");
     assert!(cookies >= 30, "the children came from cookies: {cookies}");
@@ -131,4 +161,26 @@ fn bursts_between_10ms_samples_are_each_caught_as_the_peak() {
     note!("{samples} samples, {dumps} dumps");
     assert!(missed.is_empty(), "bursts the sampler missed: {missed:?}");
     assert!(dumps < samples, "the gate skipped samples between bursts");
+}
+
+fn a_namespace_watched_from_another_is_gated_on_its_own_counter() {
+    if !netns_gate("gate_attack::a_namespace_watched_from_another_is_gated_on_its_own_counter") {
+        return;
+    }
+    let ns = Netns::new("gatewatched");
+    // acceptq runs in a namespace of its own where no connection is ever made: a gate that read
+    // its own namespace's counter instead of the watched one's would skip every sample.
+    let outside = Netns::new("gateoutside");
+    let mut d = ns.driver();
+    let (id, port) = d.listen("127.0.0.1", 0, 64, false);
+    let live = Live::start_env(
+        &outside,
+        &["--sample", "100ms", "--netns", &ns.name],
+        &[DEBUG],
+    );
+    let (f, (samples, dumps)) =
+        burst_watched(live, &mut d, id, port, 30, Duration::from_millis(300));
+    note!("{samples} samples, {dumps} dumps: {f}");
+    assert!(int(&f["queue_depth_max"]) >= 27, "the burst must show: {f}");
+    assert!(dumps + 5 <= samples, "the gate skipped the quiet second");
 }
