@@ -11,7 +11,8 @@ tests![
     an_ipv6_burst_after_skipped_samples_is_caught_as_the_peak,
     a_burst_answered_with_syn_cookies_after_skipped_samples_is_caught_as_the_peak,
     bursts_between_10ms_samples_are_each_caught_as_the_peak,
-    a_namespace_watched_from_another_is_gated_on_its_own_counter
+    a_namespace_watched_from_another_is_gated_on_its_own_counter,
+    connections_migrated_from_a_closing_reuseport_socket_are_caught_as_the_peak
 ];
 
 const DEBUG: (&str, &str) = ("ACCEPTQ_DEBUG_SAMPLER", "1");
@@ -183,4 +184,52 @@ fn a_namespace_watched_from_another_is_gated_on_its_own_counter() {
     note!("{samples} samples, {dumps} dumps: {f}");
     assert!(int(&f["queue_depth_max"]) >= 27, "the burst must show: {f}");
     assert!(dumps + 5 <= samples, "the gate skipped the quiet second");
+}
+
+fn connections_migrated_from_a_closing_reuseport_socket_are_caught_as_the_peak() {
+    let test =
+        "gate_attack::connections_migrated_from_a_closing_reuseport_socket_are_caught_as_the_peak";
+    if !netns_gate(test) {
+        return;
+    }
+    let ns = Netns::new("gatemigrate");
+    let migrates = ns
+        .cmd("sysctl", &["-qw", "net.ipv4.tcp_migrate_req=1"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !skip_unless(
+        migrates,
+        test,
+        "needs net.ipv4.tcp_migrate_req (Linux 5.14+)",
+    ) {
+        return;
+    }
+    let mut d = ns.driver();
+    let (a, port) = d.listen("127.0.0.1", 0, 64, true);
+    let (b, _) = d.listen("127.0.0.1", port, 64, true);
+    let mut live = Live::start_env(&ns, &["--sample", "100ms", "--per-socket"], &[DEBUG]);
+    live.report();
+    d.connect(a, 20);
+    assert!(
+        wait_for(Duration::from_secs(5), || (queued(&ns, port) == 20)
+            .then_some(()))
+        .is_some(),
+        "20 connections queued"
+    );
+    // Long enough for a whole dump at a still counter (one every 10 samples while a queue is
+    // busy): a gate blind to the queued connections would be skipping by now.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = ns.tcpext("TCPMigrateReqSuccess");
+    // Closing a moves its queued connections to b: no handshake, no PassiveOpens.
+    d.send(&format!("close {a}"));
+    std::thread::sleep(Duration::from_millis(400));
+    let migrated = ns.tcpext("TCPMigrateReqSuccess") - before;
+    assert_eq!(accept_all(&mut d, b, 20), 20, "every connection reached b");
+    let f = listener(&live.report(), port)["fields"].clone();
+    let (status, stderr) = live.finish();
+    assert!(status.success(), "{stderr}");
+    note!("{migrated} migrated: {f}");
+    assert!(migrated > 0, "some connections were queued on a");
+    // b held all 20 only after the migration: a sample must have seen it.
+    assert_eq!(int(&f["queue_depth_max"]), 20, "{f}");
 }
