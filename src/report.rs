@@ -1497,3 +1497,209 @@ mod tests {
         assert_eq!(m[0].field("queue_depth"), Some(Value::Int(3)));
     }
 }
+
+/// A long-running reporter builds each report over the last one's metrics and encodes it with
+/// encoders that keep buffers from one report to the next; whatever churns between reports
+/// (owners exiting, devices, groups growing and shrinking, containers and pods, fields coming
+/// and going, namespaces appearing), each report must be byte for byte what a fresh build and
+/// fresh encoders give for the same reading.
+#[cfg(test)]
+mod reuse_differential {
+    use super::*;
+    use crate::encode::collectd::Collectd;
+    use crate::encode::influx::Influx;
+    use crate::encode::json::JsonLines;
+    use crate::encode::prometheus::Prometheus;
+    use crate::encode::{Encoder, UserTags};
+    use crate::source::netstat::TcpExt;
+    use crate::source::owners::Scan;
+    use std::time::Duration;
+
+    /// xorshift64*: the same steps on every run, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn chance(&mut self, one_in: u64) -> bool {
+            self.below(one_in) == 0
+        }
+        fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+            from[self.below(from.len() as u64) as usize]
+        }
+    }
+
+    const ADDRS: [IpAddr; 5] = [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1)),
+    ];
+
+    fn snapshot(rng: &mut Rng) -> NetnsSnapshot {
+        let n = rng.below(12) as usize;
+        let mut sockets = Vec::with_capacity(n);
+        for _ in 0..n {
+            sockets.push(Socket {
+                addr: rng.pick(&ADDRS),
+                port: rng.pick(&[80, 443, 8080]),
+                ifindex: rng.pick(&[0, 0, 0, 3, 7]),
+                // Few inodes: the same socket shows up again, in another group or not.
+                inode: 1 + rng.below(20) as u32,
+                depth: rng.pick(&[0, 0, 1, 5, 129]),
+                limit: (!rng.chance(8)).then(|| rng.pick(&[4, 128])),
+                drops: (!rng.chance(8)).then(|| rng.below(50) as u32),
+            });
+        }
+        // One inode is one socket.
+        sockets.sort_by_key(|s| s.inode);
+        sockets.dedup_by_key(|s| s.inode);
+        let endpoints: Vec<Endpoint> = sockets.iter().map(Socket::endpoint).collect();
+        let per_endpoint = |rng: &mut Rng| {
+            let mut m = HashMap::new();
+            for e in &endpoints {
+                if rng.chance(2) {
+                    m.insert(*e, rng.below(300) as u32);
+                }
+            }
+            m
+        };
+        let syn_queue = (!rng.chance(3)).then(|| per_endpoint(rng));
+        let queue_wait = (!rng.chance(3)).then(|| per_endpoint(rng));
+        let mut interfaces = HashMap::new();
+        if rng.chance(2) {
+            interfaces.insert(3, "eth0".to_string());
+        }
+        if rng.chance(2) {
+            interfaces.insert(7, "a-much-longer-device".to_string());
+        }
+        NetnsSnapshot {
+            sockets,
+            syn_queue,
+            queue_wait,
+            interfaces,
+            tcpext: (!rng.chance(4)).then(|| TcpExt::all(rng.below(1000))),
+            sysctls: Default::default(),
+        }
+    }
+
+    /// The owners this step: a process may have exited (no owner), another taken over.
+    fn owners(rng: &mut Rng) -> OwnerCache {
+        let mut found = HashMap::new();
+        for inode in 1..=20 {
+            if rng.chance(2) {
+                let comm = rng.pick(&["nginx", "a-fifteen-char-", "x"]);
+                let unit = rng.chance(2).then(|| format!("{comm}.service"));
+                let pid = 1 + rng.below(4) as i32;
+                let owner = Owner {
+                    pid,
+                    comm: comm.into(),
+                    unit,
+                    fd: 3,
+                };
+                found.insert(inode, owner);
+            }
+        }
+        let mut cache = OwnerCache::default();
+        let inodes: Vec<u32> = (1..=20).collect();
+        cache.refresh_with(&inodes, |_, _| false, |_| Scan { found, denied: 0 });
+        cache
+    }
+
+    fn encoders(user: &UserTags) -> Vec<Box<dyn Encoder>> {
+        vec![
+            Box::new(Influx::new(user.clone())),
+            Box::new(JsonLines::new(user.clone())),
+            Box::new(Prometheus::new(user.clone())),
+            Box::new(Collectd::new("host", Duration::from_secs(10))),
+        ]
+    }
+
+    #[test]
+    fn every_report_built_and_encoded_over_the_last_equals_a_fresh_one() {
+        let names = ["default", "ino-4026532000", "web"];
+        for seed in 1..=40u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let opts = ReportOptions {
+                per_socket: rng.chance(2),
+                max_listeners: rng.pick(&[1000, 3, 1]),
+                netns_tag: rng.chance(2),
+                unit_tag: rng.chance(2),
+            };
+            let user: UserTags = if rng.chance(2) {
+                vec![("dc".into(), "east".into()), ("zz".into(), "1".into())]
+            } else {
+                vec![]
+            };
+            let filter = Filter::default();
+            let mut reused = Built::default();
+            let mut prev_reused = Previous::default();
+            let mut prev_fresh = Previous::default();
+            let mut long_lived = encoders(&user);
+            for step in 0..60 {
+                let count = 1 + rng.below(3) as usize;
+                let snaps: Vec<NetnsSnapshot> = (0..count).map(|_| snapshot(&mut rng)).collect();
+                let tags: Vec<(Option<&str>, Option<&str>)> = (0..count)
+                    .map(|_| {
+                        let container = rng.chance(2).then_some("3f2a9c1b7d4e");
+                        let pod = rng.pick(&[None, Some(""), Some("web-0")]);
+                        (container, pod)
+                    })
+                    .collect();
+                let readings: Vec<NsReading> = snaps
+                    .iter()
+                    .zip(&tags)
+                    .enumerate()
+                    .map(|(i, (snap, &(container, pod)))| NsReading {
+                        id: i as NsId,
+                        name: names[i],
+                        container,
+                        pod,
+                        snap,
+                    })
+                    .collect();
+                let mut peaks = Peaks::default();
+                for (i, snap) in snaps.iter().enumerate() {
+                    if rng.chance(2) {
+                        peaks.begin_sample();
+                        peaks.count_round(i as NsId);
+                        for s in &snap.sockets {
+                            let depth = s.depth + rng.pick(&[0, 3, 200]);
+                            peaks.observe(i as NsId, s.endpoint(), s.inode, depth, s.limit);
+                        }
+                    }
+                }
+                let owners = owners(&mut rng);
+                let ctx = Context {
+                    peaks: &peaks,
+                    owners: &owners,
+                    filter: &filter,
+                    opts: &opts,
+                    timestamp: 1_700_000_000_000_000_000 + step,
+                };
+                build_into(&readings, &ctx, &mut prev_reused, &mut reused);
+                let fresh = build(&readings, &ctx, &mut prev_fresh);
+                assert_eq!(reused.metrics, fresh.metrics, "seed {seed} step {step}");
+                assert_eq!(reused.omitted, fresh.omitted, "seed {seed} step {step}");
+                for (enc, mut new) in long_lived.iter_mut().zip(encoders(&user)) {
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    enc.encode(&reused.metrics, &mut a);
+                    new.encode(&fresh.metrics, &mut b);
+                    assert_eq!(
+                        String::from_utf8_lossy(&a),
+                        String::from_utf8_lossy(&b),
+                        "seed {seed} step {step}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -356,6 +356,15 @@ struct Run {
     clean_exit: bool,
 }
 
+/// Listening sockets in the bench's own namespace, both families.
+fn listening_here() -> Result<usize, String> {
+    let mut sock = DiagSocket::open(None).map_err(|e| e.to_string())?;
+    let mut records: Vec<Record> = Vec::new();
+    sock.dump_into(STATE_LISTEN, false, &mut records)
+        .map_err(|e| e.to_string())?;
+    Ok(records.len())
+}
+
 /// Runs `acceptq --signal stdin --sample 100ms FLAGS` for `window` after a second of start-up,
 /// and returns its sampler thread's share of one core and its counts.
 fn run_acceptq<T>(
@@ -490,6 +499,14 @@ pub fn measure(acceptq: &str, window: Duration, expected: usize) -> Result<Sampl
     let mut checks = Vec::new();
     let (check_cold, check_warm) = check_cost()?;
 
+    // The listeners of this namespace are the load's, which lives a bounded time: a load gone
+    // is a setup error, not acceptq's report missing rows.
+    let held = listening_here()?;
+    if held < expected {
+        return Err(format!(
+            "only {held} of the load's {expected} listeners are left in this namespace: the load ended before the sampler's turn"
+        ));
+    }
     let idle = Namespaces::own(false)?;
     let r = measure_one(
         acceptq,

@@ -35,6 +35,7 @@ mod containers_attack;
 mod faults;
 mod faults_attack;
 mod filters;
+mod gate_attack;
 mod golden;
 mod listeners;
 mod output_identity;
@@ -74,6 +75,7 @@ fn main() -> std::process::ExitCode {
             faults::trials(),
             faults_attack::trials(),
             filters::trials(),
+            gate_attack::trials(),
             golden::trials(),
             listeners::trials(),
             output_identity::trials(),
