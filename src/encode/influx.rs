@@ -9,7 +9,7 @@
 use std::io::Write as _;
 
 use super::{Encoder, UserTags};
-use crate::metric::{Decimal, Metric, Value};
+use crate::metric::{whole_float, Decimal, Metric, Value};
 
 #[derive(Default)]
 pub struct Influx {
@@ -61,6 +61,11 @@ pub fn carried_exactly(v: &str) -> bool {
 
 /// Appends `s` with `\` before each byte of `special`.
 fn push_escaped(s: &str, special: &[u8], out: &mut Vec<u8>) {
+    // Names and most values have none: copied whole rather than byte by byte.
+    if !s.bytes().any(|b| special.contains(&b)) {
+        out.extend_from_slice(s.as_bytes());
+        return;
+    }
     for b in s.bytes() {
         if special.contains(&b) {
             out.push(b'\\');
@@ -128,7 +133,10 @@ fn line(m: &Metric, user_tags: &UserTags, out: &mut Vec<u8>) {
                 out.push(b'i');
             }
             // Writing into a Vec cannot fail.
-            Value::Float(f) => drop(write!(out, "{f}")),
+            Value::Float(f) => match whole_float(*f) {
+                Some(d) => out.extend_from_slice(d.as_bytes()),
+                None => drop(write!(out, "{f}")),
+            },
         }
     }
     out.push(b' ');

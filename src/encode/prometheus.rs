@@ -5,7 +5,7 @@
 use std::io::Write as _;
 
 use super::{Encoder, UserTags};
-use crate::metric::{Decimal, FieldSpec, Kind, Metric, Value, SCHEMA};
+use crate::metric::{whole_float, Decimal, FieldSpec, Kind, Metric, Value, SCHEMA};
 
 /// `--tag` pairs become labels on every series, after acceptq's own.
 #[derive(Default)]
@@ -123,7 +123,10 @@ impl Encoder for Prometheus {
                     match v {
                         Value::Int(i) => out.extend_from_slice(Decimal::new(i).as_bytes()),
                         // Writing into a Vec cannot fail.
-                        Value::Float(x) => drop(write!(out, "{x}")),
+                        Value::Float(x) => match whole_float(x) {
+                            Some(d) => out.extend_from_slice(d.as_bytes()),
+                            None => drop(write!(out, "{x}")),
+                        },
                     }
                     out.push(b'\n');
                 }
