@@ -56,18 +56,26 @@ pub fn carried_exactly(v: &str) -> bool {
             && !v.ends_with('\\')
             && !v.contains("\\=")
             && !v.contains("\\\""));
-    backslashes_ok && !v.chars().any(char::is_control)
+    // An ASCII value, the usual kind, has only ASCII's control characters.
+    let control = if v.is_ascii() {
+        v.bytes().any(|b| b.is_ascii_control())
+    } else {
+        v.chars().any(char::is_control)
+    };
+    backslashes_ok && !control
 }
 
 /// Appends `s` with `\` before each byte of `special`.
 fn push_escaped(s: &str, special: &[u8], out: &mut Vec<u8>) {
+    // A set of two or three bytes: compared in place, not by a memchr call per byte.
+    let is_special = |b: &u8| special.iter().any(|s| s == b);
     // Names and most values have none: copied whole rather than byte by byte.
-    if !s.bytes().any(|b| special.contains(&b)) {
+    if !s.bytes().any(|b| is_special(&b)) {
         out.extend_from_slice(s.as_bytes());
         return;
     }
     for b in s.bytes() {
-        if special.contains(&b) {
+        if is_special(&b) {
             out.push(b'\\');
         }
         out.push(b);
