@@ -26,8 +26,9 @@ impl Encoder for Influx {
     fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
         // About what a listener's line takes: the buffer grows once, not line by line.
         out.reserve(metrics.len() * 160);
+        let mut stamp = Stamp::default();
         for m in metrics {
-            line(m, &self.tags, out);
+            line(m, &self.tags, &mut stamp, out);
         }
     }
 }
@@ -105,7 +106,25 @@ pub fn push_tag_value(v: &str, out: &mut Vec<u8>) {
     }
 }
 
-fn line(m: &Metric, user_tags: &UserTags, out: &mut Vec<u8>) {
+/// A timestamp's digits, written once for the metrics that share it: every one of a report's.
+#[derive(Default)]
+struct Stamp {
+    time: Option<i64>,
+    text: Vec<u8>,
+}
+
+impl Stamp {
+    fn text(&mut self, t: i64) -> &[u8] {
+        if self.time != Some(t) {
+            self.text.clear();
+            push_timestamp(t, &mut self.text);
+            self.time = Some(t);
+        }
+        &self.text
+    }
+}
+
+fn line(m: &Metric, user_tags: &UserTags, stamp: &mut Stamp, out: &mut Vec<u8>) {
     // Leave out what would make the line invalid (NaN, infinity, a value past i64) first: a
     // metric with no field left writes nothing.
     let mut fields = m.fields.iter().filter(|(_, v)| match v {
@@ -149,7 +168,7 @@ fn line(m: &Metric, user_tags: &UserTags, out: &mut Vec<u8>) {
         }
     }
     out.push(b' ');
-    push_timestamp(m.timestamp, out);
+    out.extend_from_slice(stamp.text(m.timestamp));
     out.push(b'\n');
 }
 
