@@ -81,6 +81,14 @@ impl Decimal {
     }
 }
 
+/// The digits `Display` writes for a float that is a whole number (a full ratio of 0 or 1,
+/// most rows' only float), without `core::fmt`; `None` for any other value, and for -0.
+pub fn whole_float(f: f64) -> Option<Decimal> {
+    // Below 2^53 every whole float is exact, and `Display` writes it without a fraction.
+    let whole = f.is_sign_positive() && f.fract() == 0.0 && f < 9_007_199_254_740_992.0;
+    whole.then(|| Decimal::new(f as u64))
+}
+
 /// Appends an address's canonical text (as `Display` writes it); IPv4, the common case,
 /// without `core::fmt`.
 pub fn push_address(addr: &std::net::IpAddr, out: &mut String) {
@@ -312,6 +320,25 @@ pub fn check_user_tags(tags: &[(String, String)], collectd: bool) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_float_writes_what_display_writes() {
+        for f in [0.0, 1.0, 2.0, 1e15, 9_007_199_254_740_991.0] {
+            assert_eq!(whole_float(f).unwrap().as_str(), f.to_string(), "{f}");
+        }
+        for f in [
+            -0.0,
+            0.5,
+            1e-9,
+            -1.0,
+            9_007_199_254_740_992.0,
+            1e300,
+            f64::NAN,
+            f64::INFINITY,
+        ] {
+            assert!(whole_float(f).is_none(), "{f}");
+        }
+    }
 
     #[test]
     fn user_tags_are_validated() {

@@ -504,7 +504,8 @@ impl<'m> TagWriter<'m> {
     /// The next tag, `key`, with empty text for the caller to write.
     fn next(&mut self, key: &'static str) -> &mut String {
         if self.len == self.tags.len() {
-            self.tags.push((key, String::new()));
+            // Room for an IPv4 address, a port or a process name without regrowing.
+            self.tags.push((key, String::with_capacity(16)));
         }
         let tag = &mut self.tags[self.len];
         self.len += 1;

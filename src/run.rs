@@ -34,6 +34,7 @@ pub fn run(args: Args) -> Result<(), RunError> {
             }
         }
         reporter.report()?;
+        reporter.end_one_shot();
         return Ok(());
     }
     if args.signal == Signal::Stdin {

@@ -2,7 +2,7 @@
 //! saw since the last report. Plain data and pure functions; no I/O.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
 
 use crate::snapshot::Endpoint;
@@ -20,6 +20,71 @@ pub fn delta(prev: Option<u64>, cur: Option<u64>) -> Option<u64> {
 /// grow): a smaller value means it wrapped past 2^32.
 pub fn delta_u32(prev: u32, cur: u32) -> u64 {
     u64::from(cur.wrapping_sub(prev))
+}
+
+/// A table keyed by what the kernel reports (namespace ids, inodes, addresses, ports): a report
+/// and every sample look up each listener, and std's SipHash costs more than the rest of that
+/// lookup. Its resistance to chosen keys buys nothing much here: the keys are sockets of the
+/// host, and a namespace's user who could pick colliding ones can only slow a lookup.
+pub type Map<K, V> = HashMap<K, V, BuildHasherDefault<WordHasher>>;
+pub type Set<K> = HashSet<K, BuildHasherDefault<WordHasher>>;
+
+/// A multiply-rotate hash over machine words (the scheme of rustc's FxHasher).
+#[derive(Default)]
+pub struct WordHasher(u64);
+
+impl WordHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().unwrap_or_default()));
+        }
+        let mut last = [0u8; 8];
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+
+    fn write_u8(&mut self, v: u8) {
+        self.add(u64::from(v));
+    }
+
+    fn write_u16(&mut self, v: u16) {
+        self.add(u64::from(v));
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.add(u64::from(v));
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.add(v);
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.add(v as u64);
+        self.add((v >> 64) as u64);
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.add(v as u64);
+    }
+
+    /// A product's high bits mix every input bit, its low ones only the last words' low bits,
+    /// and hashbrown takes the bucket from the low bits: fold the high ones down (MurmurHash3's
+    /// finalizer).
+    fn finish(&self) -> u64 {
+        let h = (self.0 ^ (self.0 >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
+    }
 }
 
 /// A listener row's identity: namespace index, address, port, bound device, and with
@@ -49,13 +114,13 @@ impl RowKey {
 #[derive(Default, Debug)]
 pub struct Previous {
     /// (namespace, inode) → sk_drops.
-    pub socket_drops: HashMap<(NsId, u32), u32>,
+    pub socket_drops: Map<(NsId, u32), u32>,
     /// Every row of the previous report, filtered or left out by `--max-listeners` too: a
     /// socket new in one of these was created since.
-    pub rows: HashSet<RowKey>,
+    pub rows: Set<RowKey>,
     /// Namespace → TcpExt counters. By id, not name: a namespace deleted and re-created under
     /// the same name must not get a delta against the old one.
-    pub counters: HashMap<NsId, crate::source::netstat::TcpExt>,
+    pub counters: Map<NsId, crate::source::netstat::TcpExt>,
 }
 
 impl Previous {
@@ -63,9 +128,9 @@ impl Previous {
     /// `namespaces` namespaces: its counters go in without the tables growing row by row.
     pub fn with_capacity(sockets: usize, namespaces: usize) -> Previous {
         Previous {
-            socket_drops: HashMap::with_capacity(sockets),
-            rows: HashSet::with_capacity(sockets),
-            counters: HashMap::with_capacity(namespaces),
+            socket_drops: Map::with_capacity_and_hasher(sockets, Default::default()),
+            rows: Set::with_capacity_and_hasher(sockets, Default::default()),
+            counters: Map::with_capacity_and_hasher(namespaces, Default::default()),
         }
     }
 
@@ -130,9 +195,9 @@ pub const MAX_TRACKED: usize = 65_536;
 pub struct Peaks {
     sample: u64,
     /// Samples taken of each namespace: the denominator of its sockets' full ratios.
-    rounds: HashMap<NsId, u32>,
-    sockets: HashMap<(NsId, u32), SocketPeak>,
-    listeners: HashMap<(NsId, Endpoint), ListenerPeak>,
+    rounds: Map<NsId, u32>,
+    sockets: Map<(NsId, u32), SocketPeak>,
+    listeners: Map<(NsId, Endpoint), ListenerPeak>,
 }
 
 impl Peaks {
@@ -246,7 +311,7 @@ impl Peaks {
     }
 }
 
-fn lookup<K: Hash + Eq, V: Default>(map: &mut HashMap<K, V>, key: K, room: bool) -> Option<&mut V> {
+fn lookup<K: Hash + Eq, V: Default>(map: &mut Map<K, V>, key: K, room: bool) -> Option<&mut V> {
     if room {
         Some(map.entry(key).or_default())
     } else {
@@ -256,7 +321,7 @@ fn lookup<K: Hash + Eq, V: Default>(map: &mut HashMap<K, V>, key: K, room: bool)
 
 /// Gives back the memory of a table that a burst inflated far past the `in_use` load of the
 /// interval just handed over.
-fn shrink<K: Hash + Eq, V>(map: &mut HashMap<K, V>, in_use: usize) {
+fn shrink<K: Hash + Eq, V>(map: &mut Map<K, V>, in_use: usize) {
     let keep = in_use.max(1024);
     if map.capacity() > 4 * keep {
         map.shrink_to(keep);
@@ -269,6 +334,32 @@ mod tests {
     use std::net::Ipv4Addr;
 
     const A: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    /// Listeners differ in a few low bits of a late word (the port, the inode): the bucket
+    /// hashbrown takes from the hash's low bits must still differ.
+    #[test]
+    fn word_hasher_spreads_close_keys_over_the_low_bits() {
+        use std::hash::BuildHasher;
+        let hasher = BuildHasherDefault::<WordHasher>::default();
+        let low = |h: u64| h & 1023;
+        let inodes: HashSet<u64> = (0..1000u32)
+            .map(|i| low(hasher.hash_one((7u64, 40_000 + i))))
+            .collect();
+        let rows: HashSet<u64> = (0..1000u16)
+            .map(|port| {
+                low(hasher.hash_one(RowKey {
+                    ns: 0,
+                    addr: A,
+                    port: 20_000 + port,
+                    ifindex: 0,
+                    socket: None,
+                }))
+            })
+            .collect();
+        // Random hashes fill about 632 of 1024 buckets with 1000 keys.
+        assert!(inodes.len() > 550, "{} buckets", inodes.len());
+        assert!(rows.len() > 550, "{} buckets", rows.len());
+    }
 
     fn ep(port: u16) -> Endpoint {
         Endpoint {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::fnv1a64;
 use super::Encoder;
-use crate::metric::{Decimal, Metric, Value, LISTENER, SCHEMA};
+use crate::metric::{whole_float, Decimal, Metric, Value, LISTENER, SCHEMA};
 
 pub const PLUGIN: &str = "acceptq";
 pub const MAX_PART: usize = 127;
@@ -278,7 +278,10 @@ impl Encoder for Collectd {
                 line.push_str(&when);
                 match value {
                     Value::Int(i) => line.push_str(Decimal::new(*i).as_str()),
-                    Value::Float(f) if f.is_finite() => drop(write!(line, "{f}")),
+                    Value::Float(f) if f.is_finite() => match whole_float(*f) {
+                        Some(d) => line.push_str(d.as_str()),
+                        None => drop(write!(line, "{f}")),
+                    },
                     Value::Float(_) => continue,
                 }
                 line.push('\n');

@@ -9,7 +9,7 @@
 use std::io::Write as _;
 
 use super::{Encoder, UserTags};
-use crate::metric::{Decimal, Metric, Value};
+use crate::metric::{whole_float, Decimal, Metric, Value};
 
 #[derive(Default)]
 pub struct Influx {
@@ -26,8 +26,9 @@ impl Encoder for Influx {
     fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
         // About what a listener's line takes: the buffer grows once, not line by line.
         out.reserve(metrics.len() * 160);
+        let mut stamp = Stamp::default();
         for m in metrics {
-            line(m, &self.tags, out);
+            line(m, &self.tags, &mut stamp, out);
         }
     }
 }
@@ -56,13 +57,27 @@ pub fn carried_exactly(v: &str) -> bool {
             && !v.ends_with('\\')
             && !v.contains("\\=")
             && !v.contains("\\\""));
-    backslashes_ok && !v.chars().any(char::is_control)
+    // An ASCII value, the usual kind, has only ASCII's control characters.
+    let control = if v.is_ascii() {
+        v.bytes().any(|b| b.is_ascii_control())
+    } else {
+        v.chars().any(char::is_control)
+    };
+    backslashes_ok && !control
 }
 
 /// Appends `s` with `\` before each byte of `special`.
 fn push_escaped(s: &str, special: &[u8], out: &mut Vec<u8>) {
+    // Every byte escaped here is below 64: a bit set, one shift per byte to test.
+    let set = special.iter().fold(0u64, |set, b| set | 1 << b);
+    let is_special = |b: u8| b < 64 && set >> b & 1 == 1;
+    // Names and most values have none: copied whole rather than byte by byte.
+    if !s.bytes().any(is_special) {
+        out.extend_from_slice(s.as_bytes());
+        return;
+    }
     for b in s.bytes() {
-        if special.contains(&b) {
+        if is_special(b) {
             out.push(b'\\');
         }
         out.push(b);
@@ -91,7 +106,25 @@ pub fn push_tag_value(v: &str, out: &mut Vec<u8>) {
     }
 }
 
-fn line(m: &Metric, user_tags: &UserTags, out: &mut Vec<u8>) {
+/// A timestamp's digits, written once for the metrics that share it: every one of a report's.
+#[derive(Default)]
+struct Stamp {
+    time: Option<i64>,
+    text: Vec<u8>,
+}
+
+impl Stamp {
+    fn text(&mut self, t: i64) -> &[u8] {
+        if self.time != Some(t) {
+            self.text.clear();
+            push_timestamp(t, &mut self.text);
+            self.time = Some(t);
+        }
+        &self.text
+    }
+}
+
+fn line(m: &Metric, user_tags: &UserTags, stamp: &mut Stamp, out: &mut Vec<u8>) {
     // Leave out what would make the line invalid (NaN, infinity, a value past i64) first: a
     // metric with no field left writes nothing.
     let mut fields = m.fields.iter().filter(|(_, v)| match v {
@@ -128,11 +161,14 @@ fn line(m: &Metric, user_tags: &UserTags, out: &mut Vec<u8>) {
                 out.push(b'i');
             }
             // Writing into a Vec cannot fail.
-            Value::Float(f) => drop(write!(out, "{f}")),
+            Value::Float(f) => match whole_float(*f) {
+                Some(d) => out.extend_from_slice(d.as_bytes()),
+                None => drop(write!(out, "{f}")),
+            },
         }
     }
     out.push(b' ');
-    push_timestamp(m.timestamp, out);
+    out.extend_from_slice(stamp.text(m.timestamp));
     out.push(b'\n');
 }
 

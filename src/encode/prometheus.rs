@@ -5,7 +5,7 @@
 use std::io::Write as _;
 
 use super::{Encoder, UserTags};
-use crate::metric::{Decimal, FieldSpec, Kind, Metric, Value, SCHEMA};
+use crate::metric::{whole_float, Decimal, FieldSpec, Kind, Metric, Value, SCHEMA};
 
 /// `--tag` pairs become labels on every series, after acceptq's own.
 #[derive(Default)]
@@ -67,6 +67,20 @@ fn push_help(v: &str, out: &mut Vec<u8>) {
     }
 }
 
+/// A metric's field `name`, looked for from `next` on and `next` moved past it: fields are in
+/// schema order, as families are written, so the search mostly meets it first. A field
+/// before `next` is still found.
+fn field_from(metric: &Metric, name: &str, next: &mut usize) -> Option<Value> {
+    let after = metric.fields.get(*next..).unwrap_or_default();
+    match after.iter().position(|(k, _)| *k == name) {
+        Some(i) => {
+            *next += i + 1;
+            Some(after[i].1)
+        }
+        None => metric.field(name),
+    }
+}
+
 impl Encoder for Prometheus {
     fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
         // About what a listener's lines take: the buffer grows once, not line by line.
@@ -74,6 +88,12 @@ impl Encoder for Prometheus {
         // Families are written in schema order, each with all its samples together, as the
         // format requires. Written straight into `out`: a family with no sample is taken back.
         for m in &SCHEMA {
+            // Each metric of the measurement, with where its next field is looked for.
+            let mut of_measurement: Vec<(&Metric, usize)> = metrics
+                .iter()
+                .filter(|x| x.name == m.name)
+                .map(|x| (x, 0))
+                .collect();
             for f in m.fields.iter().filter(|f| f.kind != Kind::Delta) {
                 let start = out.len();
                 out.extend_from_slice(b"# HELP ");
@@ -93,8 +113,8 @@ impl Encoder for Prometheus {
                 };
                 let _ = writeln!(out, " {kind}");
                 let header = out.len();
-                for metric in metrics.iter().filter(|x| x.name == m.name) {
-                    let Some(v) = metric.field(f.name) else {
+                for (metric, next) in &mut of_measurement {
+                    let Some(v) = field_from(metric, f.name, next) else {
                         continue;
                     };
                     if matches!(v, Value::Float(x) if !x.is_finite()) {
@@ -123,7 +143,10 @@ impl Encoder for Prometheus {
                     match v {
                         Value::Int(i) => out.extend_from_slice(Decimal::new(i).as_bytes()),
                         // Writing into a Vec cannot fail.
-                        Value::Float(x) => drop(write!(out, "{x}")),
+                        Value::Float(x) => match whole_float(x) {
+                            Some(d) => out.extend_from_slice(d.as_bytes()),
+                            None => drop(write!(out, "{x}")),
+                        },
                     }
                     out.push(b'\n');
                 }
