@@ -1,4 +1,4 @@
-//! The cost benchmark's measuring program (issue 3). `tests/bench/run.sh` runs it inside a network
+//! The cost benchmark's measuring program. `tests/bench/run.sh` runs it inside a network
 //! namespace that holds the load; everything it measures is in that namespace.
 //!
 //!     acceptq-bench ACCEPTQ_BINARY EXPECTED_LISTENERS SAMPLER_SECONDS BARE_NETNS EMPTY_NETNS

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cost benchmark (issue 3): 1 000 listeners + 20 000 established loopback connections in a fresh
+# Cost benchmark: 1 000 listeners + 20 000 established loopback connections in a fresh
 # network namespace, then one table comparing acceptq's LISTEN dump with `ss -ltn` and
 # /proc/net/tcp, the per-report dump of accept-queue children (queue_wait_max; one listener of the
 # bench's own with a non-empty queue), the cost of `acceptq --once`, and the sampler's CPU share
