@@ -264,7 +264,7 @@ mod tests {
     use super::*;
 
     /// Reads `\xHH` back as the byte HH, everything else as it is: the inverse of comm_text.
-    fn comm_bytes(text: &str) -> Vec<u8> {
+    pub(super) fn comm_bytes(text: &str) -> Vec<u8> {
         let b = text.as_bytes();
         let mut out = Vec::new();
         let mut i = 0;
@@ -522,35 +522,12 @@ mod prop {
 
     use super::*;
 
-    /// A name written by [`comm_text`] read back: `\xHH` is the byte HH, anything else itself.
-    fn read_back(text: &str) -> Vec<u8> {
-        let b = text.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < b.len() {
-            let hex = b
-                .get(i + 2..i + 4)
-                .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
-            match hex {
-                Some(h) if b[i] == b'\\' && b[i + 1] == b'x' => {
-                    out.push(u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap());
-                    i += 4;
-                }
-                _ => {
-                    out.push(b[i]);
-                    i += 1;
-                }
-            }
-        }
-        out
-    }
-
     proptest! {
         #![proptest_config(crate::prop_config(512))]
 
         #[test]
         fn any_process_name_reads_back_as_its_bytes(bytes in proptest::collection::vec(prop_oneof![any::<u8>(), Just(b'\\'), Just(b'x'), Just(b'a')], 0..16)) {
-            prop_assert_eq!(read_back(&comm_text(&bytes)), bytes);
+            prop_assert_eq!(super::tests::comm_bytes(&comm_text(&bytes)), bytes);
         }
 
         #[test]

@@ -772,22 +772,10 @@ fn a_vanished_output_directory_is_one_error_and_fresh_reports_when_it_returns() 
     std::thread::sleep(Duration::from_millis(300));
     assert!(child.0.try_wait().unwrap().is_none(), "acceptq gave up");
     drop(child);
-    let err = stderr_of(&tmp);
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 2, "{err}");
-    assert_eq!(
-        lines[0],
-        format!(
-            "E! [acceptq] report not written: --output {}: No such file or directory (os error 2) (said once; acceptq keeps trying each report)",
-            file.display()
-        )
-    );
-    assert_eq!(
-        lines[1],
-        format!(
-            "I! [acceptq] --output {}: reports are written again",
-            file.display()
-        )
+    said_once_then_written_again(
+        &stderr_of(&tmp),
+        &file,
+        "No such file or directory (os error 2)",
     );
 }
 
@@ -862,21 +850,22 @@ fn a_full_disk_keeps_the_old_output_whole_with_one_error_and_resumes() {
     );
     std::thread::sleep(Duration::from_millis(300));
     drop(child);
-    let err = stderr_of(&tmp);
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 2, "{err}");
-    assert_eq!(
-        lines[0],
-        format!(
-            "E! [acceptq] report not written: --output {}: No space left on device (os error 28) (said once; acceptq keeps trying each report)",
-            file.display()
-        )
+    said_once_then_written_again(
+        &stderr_of(&tmp),
+        &file,
+        "No space left on device (os error 28)",
     );
+}
+
+/// stderr holds exactly one error for the failing `--output` and one line for its return.
+fn said_once_then_written_again(err: &str, file: &Path, why: &str) {
+    let file = file.display();
     assert_eq!(
-        lines[1],
-        format!(
-            "I! [acceptq] --output {}: reports are written again",
-            file.display()
-        )
+        err.lines().collect::<Vec<_>>(),
+        [
+            format!("E! [acceptq] report not written: --output {file}: {why} (said once; acceptq keeps trying each report)"),
+            format!("I! [acceptq] --output {file}: reports are written again"),
+        ],
+        "{err}"
     );
 }
