@@ -18,8 +18,11 @@ const WARM_UP: usize = 5;
 const MEASURED: usize = 20;
 const ROUNDS: usize = 5;
 /// What one report may allocate whatever its size: a few buffers per reading (the sorted
-/// sockets, the rows, the next report's counter tables, the dump's per-report maps).
-const PER_REPORT: u64 = 40;
+/// sockets, the rows, the next report's counter tables, the dump's per-report maps), and the
+/// queue-wait and SYN-queue dumps' own maps when another test's client sits in some queue of
+/// this shared namespace (45 seen once as nobody in CI, other tests running beside it). One
+/// allocation per row would be over 1 000.
+const PER_REPORT: u64 = 64;
 
 fn a_report_allocates_nothing_per_row_in_any_format() {
     let held = listeners();
