@@ -35,8 +35,21 @@ pub const STATES_ESTABLISHED_CHILD: u32 = (1 << 1) | (1 << 8);
 /// whose queued children are not all found in [`STATES_ESTABLISHED_CHILD`]. Request sockets
 /// come back as state 3 without `INET_DIAG_INFO` and are told apart by that.
 pub const STATE_SYN_RECV: u32 = 1 << 3;
+/// The state a request socket is reported in (`inet_req_diag_fill`), though it is dumped for
+/// [`STATE_NEW_SYN_RECV`].
+pub const TCP_SYN_RECV: u8 = 3;
 /// Every state a connection still waiting in an accept queue can be in.
 pub const STATES_QUEUED_CHILD: u32 = STATES_ESTABLISHED_CHILD | STATE_SYN_RECV;
+
+/// `TCPDIAG_GETSOCK`: the older request (`struct inet_diag_req`), kept by every kernel since
+/// sock_diag replaced it (`inet_diag_rcv_msg_compat`). It asks TCP sockets of both address
+/// families (`AF_UNSPEC`) in one walk of the kernel's hash, where `SOCK_DIAG_BY_FAMILY` walks
+/// the whole hash once per family (and answers `AF_UNSPEC` with ENOENT). Its replies carry this
+/// type instead of `SOCK_DIAG_BY_FAMILY`.
+pub const TCPDIAG_GETSOCK: u16 = 18;
+/// Size of `struct inet_diag_req`: family, src_len, dst_len, ext (u8 each), the socket id
+/// (48), states, dbs (u32 each).
+const INET_DIAG_REQ_LEN: usize = 60;
 
 /// `INET_DIAG_REQ_BYTECODE`: the request attribute carrying a filter program.
 const INET_DIAG_REQ_BYTECODE: u16 = 1;
@@ -46,8 +59,17 @@ const INET_DIAG_REQ_BYTECODE: u16 = 1;
 const INET_DIAG_BC_JMP: u8 = 1;
 const INET_DIAG_BC_S_GE: u8 = 2;
 const INET_DIAG_BC_S_LE: u8 = 3;
+/// Holds when the socket's cgroup v2 id equals the u64 after the op. Linux 5.8 added it, and
+/// only with `CONFIG_SOCK_CGROUP_DATA`; a kernel without it refuses the whole request with
+/// EINVAL (`inet_diag_bc_audit`). The kernel gives a request socket (and a time-wait one) id 0
+/// (`inet_diag_bc_sk`: only a full socket has a cgroup), and every full socket a cgroup's
+/// kernfs id, never 0 (the root cgroup's is 1). So "id 0" is "a request socket": the one test a
+/// program can make between the states a dump asks together.
+const INET_DIAG_BC_CGROUP_COND: u8 = 13;
 /// Size of `struct inet_diag_bc_op` (code, yes, no).
 const BC_OP: usize = 4;
+/// The cgroup op and its u64.
+const BC_CGROUP: usize = BC_OP + 8;
 /// A port range in the filter: `S_GE lo`, `S_LE hi` (each an op and a follow-on op holding the
 /// port), then a jump to the end (accept). The last range needs no jump.
 const BC_RANGE: usize = 4 * BC_OP;
@@ -209,6 +231,21 @@ impl LocalPorts {
         self.port = 0;
         port_filter(ports, &mut self.bytecode);
     }
+
+    /// Spoils the program with an op no kernel knows, as a kernel without the cgroup op sees
+    /// [`request_or_port_filter`]: the request is refused.
+    #[cfg(test)]
+    pub fn spoil(&mut self) {
+        self.bytecode[0] = 255;
+    }
+
+    /// Asks for every request socket and the full sockets on `ports` (not empty), through
+    /// [`request_or_port_filter`]: the port cannot go in the request, which would drop the
+    /// other ports' request sockets.
+    pub fn set_with_request_sockets(&mut self, ports: &[u16]) {
+        self.port = 0;
+        request_or_port_filter(ports, &mut self.bytecode);
+    }
 }
 
 /// Serialises a dump of the sockets in `states` (some of [`STATES_QUEUED_CHILD`]) on the local
@@ -221,20 +258,82 @@ pub fn build_children_request(
     seq: u32,
 ) {
     build(out, family, states, ExtensionFlags::INFO, ports.port, seq);
-    let bytecode = &ports.bytecode;
-    if bytecode.is_empty() {
-        return;
-    }
     // The crate cannot carry request attributes: append the nlattr and fix nlmsg_len.
-    let nla_len = 4 + bytecode.len();
-    out.extend_from_slice(&(nla_len as u16).to_ne_bytes());
-    out.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
-    out.extend_from_slice(bytecode);
-    while out.len() % 4 != 0 {
-        out.push(0);
+    push_bytecode(out, &ports.bytecode);
+}
+
+/// Serialises a `TCPDIAG_GETSOCK` dump of the TCP sockets of both families in `states` that
+/// `ports`' program accepts (a port alone in `ports` is asked as with one family), with
+/// `tcp_info` when `with_info`. The crate has no `struct inet_diag_req`: laid out here.
+pub fn build_both_families_request(
+    out: &mut Vec<u8>,
+    states: u32,
+    ports: &LocalPorts,
+    with_info: bool,
+    seq: u32,
+) {
+    out.clear();
+    out.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_len, set below
+    out.extend_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes()); // nlmsg_type
+    out.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes()); // nlmsg_flags
+    out.extend_from_slice(&seq.to_ne_bytes()); // nlmsg_seq
+    out.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid
+    let ext = if with_info {
+        1u8 << (INET_DIAG_INFO - 1)
+    } else {
+        0
+    };
+    // idiag_family (the kernel asks AF_UNSPEC whatever it says), src_len, dst_len, idiag_ext.
+    out.extend_from_slice(&[0, 0, 0, ext]);
+    out.extend_from_slice(&ports.port.to_be_bytes()); // id.idiag_sport
+    out.extend_from_slice(&[0u8; 46]); // the rest of the socket id: any
+    out.extend_from_slice(&states.to_ne_bytes()); // idiag_states
+    out.extend_from_slice(&0u32.to_ne_bytes()); // idiag_dbs
+    debug_assert_eq!(out.len(), 16 + INET_DIAG_REQ_LEN);
+    push_bytecode(out, &ports.bytecode);
+}
+
+/// Appends `bytecode` (if any) as the request's `INET_DIAG_REQ_BYTECODE` attribute and sets
+/// `nlmsg_len`.
+fn push_bytecode(out: &mut Vec<u8>, bytecode: &[u8]) {
+    if !bytecode.is_empty() {
+        let nla_len = 4 + bytecode.len();
+        out.extend_from_slice(&(nla_len as u16).to_ne_bytes());
+        out.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+        out.extend_from_slice(bytecode);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
     }
     let len = out.len() as u32;
     out[..4].copy_from_slice(&len.to_ne_bytes());
+}
+
+/// Writes into `out` (cleared first) a filter program accepting every request socket (cgroup
+/// id 0, see [`INET_DIAG_BC_CGROUP_COND`]) and the other sockets whose local port is in
+/// `ports`, as [`port_filter`] does. A dump of `TCP_NEW_SYN_RECV` and the states of queued
+/// children with it walks the established hash once for both the SYN queue and the waits.
+///
+/// The cgroup op matching goes on to a jump to the end (accept); failing, past that jump to
+/// the port program. The audit follows `yes` steps only, so the jump sits right after the op
+/// and every op stays on that chain.
+/// No `ports`: request sockets only.
+pub fn request_or_port_filter(ports: &[u16], out: &mut Vec<u8>) {
+    port_filter(ports, out);
+    let rest = out.len();
+    let mut head = Vec::with_capacity(BC_CGROUP + BC_OP);
+    // Failing, past the jump: the port program, or with no ports 4 past the end (reject).
+    push_op(
+        &mut head,
+        INET_DIAG_BC_CGROUP_COND,
+        BC_CGROUP,
+        BC_CGROUP + BC_OP,
+    );
+    head.extend_from_slice(&0u64.to_ne_bytes());
+    if rest > 0 {
+        push_op(&mut head, INET_DIAG_BC_JMP, BC_OP, BC_OP + rest);
+    }
+    out.splice(0..0, head);
 }
 
 /// Writes into `out` (cleared first) an inet_diag filter program accepting sockets whose local
@@ -400,7 +499,9 @@ pub fn decode_datagram(
                 }
                 return Err(DecodeError::Kernel(errno.saturating_neg()));
             }
-            SOCK_DIAG_BY_FAMILY => on_record(&decode_record(payload, with_attributes)?),
+            SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => {
+                on_record(&decode_record(payload, with_attributes)?)
+            }
             _ => {}
         }
     }
@@ -744,10 +845,23 @@ mod tests {
         ));
     }
 
+    /// What a kernel's audit knows: 5.8 and later (with `CONFIG_SOCK_CGROUP_DATA`) the
+    /// cgroup condition, earlier ones not.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Kernel {
+        WithCgroupOp,
+        WithoutCgroupOp,
+    }
+
     /// The kernel's `inet_diag_bc_audit` for the ops we emit, as its source reads: each op's
     /// `yes` and `no` (but a NOP's `no`) a multiple of 4, at least the op's size, at most 4 past
-    /// the end, a `no` inside the program landing on an op reached by `yes` steps.
+    /// the end, a `no` inside the program landing on an op reached by `yes` steps; an op it
+    /// does not know refuses the request (EINVAL).
     fn audit(bc: &[u8]) -> Result<(), String> {
+        audit_on(bc, Kernel::WithCgroupOp)
+    }
+
+    fn audit_on(bc: &[u8], kernel: Kernel) -> Result<(), String> {
         let op = |at: usize| {
             (
                 bc[at],
@@ -783,6 +897,7 @@ mod tests {
             let min_len = match code {
                 INET_DIAG_BC_S_GE | INET_DIAG_BC_S_LE => 8,
                 INET_DIAG_BC_JMP => 4,
+                INET_DIAG_BC_CGROUP_COND if kernel == Kernel::WithCgroupOp => 12,
                 c => return Err(format!("op {c} at {at} not expected")),
             };
             if len < min_len {
@@ -806,8 +921,17 @@ mod tests {
         }
     }
 
-    /// The kernel's `inet_diag_bc_run` for a socket with local port `sport`.
+    /// A full socket's cgroup id: the root cgroup's.
+    const ROOT_CGROUP: u64 = 1;
+
+    /// The kernel's `inet_diag_bc_run` for a full socket with local port `sport`.
     fn run(bc: &[u8], sport: u16) -> bool {
+        run_sk(bc, sport, ROOT_CGROUP)
+    }
+
+    /// The kernel's `inet_diag_bc_run` for a socket with local port `sport` and cgroup id
+    /// `cgroup` (0 for a request socket, `inet_diag_bc_sk`).
+    fn run_sk(bc: &[u8], sport: u16, cgroup: u64) -> bool {
         let mut at = 0i64;
         let len = bc.len() as i64;
         while at < len {
@@ -822,6 +946,9 @@ mod tests {
                 INET_DIAG_BC_JMP => false,
                 INET_DIAG_BC_S_GE => sport >= arg(),
                 INET_DIAG_BC_S_LE => sport <= arg(),
+                INET_DIAG_BC_CGROUP_COND => {
+                    u64::from_ne_bytes(bc[i + 4..i + 12].try_into().unwrap()) == cgroup
+                }
                 _ => true,
             };
             at += if hold { yes } else { no };
@@ -855,6 +982,125 @@ mod tests {
         assert!(
             bc.is_empty(),
             "no ports: no program, not a program rejecting all"
+        );
+    }
+
+    #[test]
+    fn request_or_port_filter_passes_the_audit_and_accepts_request_sockets_and_its_ports_only() {
+        let cases: Vec<Vec<u16>> = vec![
+            vec![80],
+            vec![0],
+            vec![65535],
+            vec![80, 81, 82],
+            vec![443, 80, 8080, 80],
+            (1000..1010).chain([2000, 3000]).collect(),
+            // Past the cap: ranges merged, so more ports pass, never fewer.
+            (0..2 * MAX_PORT_RANGES as u16)
+                .map(|i| 1000 + i * 7)
+                .collect(),
+            vec![],
+        ];
+        let mut bc = Vec::new();
+        let mut ports_only = Vec::new();
+        for ports in cases {
+            request_or_port_filter(&ports, &mut bc);
+            audit(&bc).unwrap_or_else(|e| panic!("{ports:?}: {e}"));
+            assert!(
+                audit_on(&bc, Kernel::WithoutCgroupOp).is_err(),
+                "an older kernel refuses it: the caller falls back"
+            );
+            port_filter(&ports, &mut ports_only);
+            for p in
+                (0..=u16::MAX).filter(|p| p % 97 == 0 || ports.iter().any(|q| q.abs_diff(*p) <= 8))
+            {
+                assert!(run_sk(&bc, p, 0), "{ports:?}: a request socket on {p}");
+                let full = !ports.is_empty() && run(&ports_only, p);
+                for cgroup in [ROOT_CGROUP, 2, 0x1_0000_0001, u64::MAX] {
+                    assert_eq!(
+                        run_sk(&bc, p, cgroup),
+                        full,
+                        "{ports:?}: a full socket on {p} in cgroup {cgroup}"
+                    );
+                }
+                if ports.len() <= MAX_PORT_RANGES {
+                    assert_eq!(run(&bc, p), ports.contains(&p), "{ports:?} port {p}");
+                }
+            }
+        }
+        // A program of ports only is what any kernel takes.
+        port_filter(&[80, 443], &mut ports_only);
+        audit_on(&ports_only, Kernel::WithoutCgroupOp).unwrap();
+    }
+
+    #[test]
+    fn both_families_request_is_the_older_layout_with_the_program() {
+        let mut ports = LocalPorts::default();
+        ports.set_with_request_sockets(&[8080]);
+        let mut bc = Vec::new();
+        request_or_port_filter(&[8080], &mut bc);
+        let mut buf = Vec::new();
+        let states = STATE_NEW_SYN_RECV | STATES_ESTABLISHED_CHILD;
+        build_both_families_request(&mut buf, states, &ports, true, 9);
+        assert_eq!(buf.len(), 16 + 60 + 4 + bc.len());
+        assert_eq!(
+            u32::from_ne_bytes(buf[..4].try_into().unwrap()) as usize,
+            buf.len(),
+            "nlmsg_len"
+        );
+        assert_eq!(u16::from_ne_bytes([buf[4], buf[5]]), 18, "TCPDIAG_GETSOCK");
+        assert_eq!(
+            u16::from_ne_bytes([buf[6], buf[7]]),
+            0x301,
+            "REQUEST | DUMP"
+        );
+        assert_eq!(u32::from_ne_bytes(buf[8..12].try_into().unwrap()), 9, "seq");
+        assert_eq!(&buf[16..19], &[0, 0, 0], "family, src_len, dst_len");
+        assert_eq!(buf[19], 1 << (INET_DIAG_INFO - 1), "idiag_ext: INFO");
+        assert_eq!(
+            &buf[20..22],
+            &[0, 0],
+            "id.idiag_sport: any, or request sockets would go"
+        );
+        assert_eq!(
+            u32::from_ne_bytes(buf[68..72].try_into().unwrap()),
+            (1 << 12) | (1 << 1) | (1 << 8),
+            "NEW_SYN_RECV, ESTABLISHED, CLOSE_WAIT"
+        );
+        assert_eq!(&buf[72..76], &[0; 4], "idiag_dbs");
+        assert_eq!(
+            u16::from_ne_bytes([buf[76], buf[77]]) as usize,
+            4 + bc.len()
+        );
+        assert_eq!(
+            u16::from_ne_bytes([buf[78], buf[79]]),
+            INET_DIAG_REQ_BYTECODE
+        );
+        assert_eq!(&buf[80..], &bc[..]);
+
+        // The SYN queue alone: no program, no extension.
+        build_both_families_request(
+            &mut buf,
+            STATE_NEW_SYN_RECV,
+            &LocalPorts::default(),
+            false,
+            10,
+        );
+        assert_eq!(buf.len(), 16 + 60);
+        assert_eq!(buf[19], 0);
+        assert_eq!(u32::from_ne_bytes(buf[68..72].try_into().unwrap()), 1 << 12);
+    }
+
+    #[test]
+    fn replies_to_the_older_request_are_records_too() {
+        let mut d = Vec::new();
+        let body = inet_diag_msg(10, 3, &Ipv6Addr::LOCALHOST.octets(), 443, 0, 0, 0, 0, 0);
+        message(&mut d, TCPDIAG_GETSOCK, 2, 4, &body);
+        message(&mut d, NLMSG_DONE, 2, 4, &0i32.to_ne_bytes());
+        let (step, recs) = collect(&d, 4);
+        assert_eq!(step, Ok(Step::Done));
+        assert_eq!(
+            (recs.len(), recs[0].family, recs[0].port),
+            (1, AF_INET6, 443)
         );
     }
 

@@ -21,9 +21,9 @@ use crate::filter::Filter;
 use crate::snapshot::{Endpoint, NetnsSnapshot, Socket};
 use crate::warn::Warnings;
 use ifname::IfNames;
-use inet_diag::{LocalPorts, Record, STATE_LISTEN, STATE_NEW_SYN_RECV};
+use inet_diag::{DecodeError, LocalPorts, Record, STATE_LISTEN, STATE_NEW_SYN_RECV};
 use netns::Netns;
-use sock_diag::{CpuCap, DiagSocket, Dumped};
+use sock_diag::{CpuCap, DiagError, DiagSocket, Dumped};
 
 /// Under a SYN flood the request-socket dump could run long; past this much CPU time (see
 /// [`CpuCap`]) the count is dropped for that report rather than delaying it.
@@ -31,6 +31,16 @@ const SYN_DUMP_CAP: Duration = Duration::from_millis(250);
 /// The accept-queue children dump walks the same established hash; past this it is dropped for
 /// that report too.
 const QUEUE_WAIT_DUMP_CAP: Duration = Duration::from_millis(250);
+/// The one walk that counts the SYN queue and finds the queued connections together costs what
+/// the SYN-queue dump does (the same walk, the same request sockets) plus the queued ports'
+/// own sockets, so it gets the SYN dump's cap: a flood that would cut one cuts the other at the
+/// same point. Cut, the SYN count is lost as it was, and the waits are asked apart within
+/// [`QUEUE_WAIT_DUMP_CAP`]: a report costs at most what the two dumps cost apart.
+const ONE_WALK_DUMP_CAP: Duration = SYN_DUMP_CAP;
+/// When set (to anything but empty or `0`), every report walks the established hash as a
+/// kernel before 5.8 makes it: the SYN-queue dump and the queued connections' dump apart, each
+/// family on its own.
+pub const SEPARATE_DUMPS_ENV: &str = "ACCEPTQ_DEBUG_SEPARATE_DUMPS";
 /// The Fast Open children dump, made only for ports with children still missing, brings their
 /// request sockets along; past this the waits of the first dump stand alone.
 const FAST_OPEN_DUMP_CAP: Duration = Duration::from_millis(250);
@@ -75,9 +85,56 @@ pub struct NsSources {
     /// The children dump's ports, reused.
     ports: Vec<u16>,
     local_ports: LocalPorts,
-    /// [`FAST_OPEN_DUMP_CAP`]; a test shortens it.
+    walks: Walks,
+    /// [`ONE_WALK_DUMP_CAP`] and [`FAST_OPEN_DUMP_CAP`]; a test shortens them.
+    one_walk_cap: Duration,
     fast_open_cap: Duration,
+    /// A test makes the one-walk program one that no kernel takes.
+    #[cfg(test)]
+    spoil_one_walk: bool,
     text: String,
+}
+
+/// Which requests that walk the established hash once this kernel has taken; each is given up
+/// at its first refusal, silently: what the report holds is the same either way, only its cost
+/// differs (see the README's Performance section).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Walks {
+    /// `TCPDIAG_GETSOCK`: both address families in one walk.
+    both_families: bool,
+    /// A program keeping every request socket and the queued ports' connections (Linux 5.8).
+    requests_and_children: bool,
+}
+
+impl Walks {
+    fn from_env() -> Walks {
+        let separate =
+            std::env::var_os(SEPARATE_DUMPS_ENV).is_some_and(|v| !v.is_empty() && v != "0");
+        Walks {
+            both_families: !separate,
+            requests_and_children: !separate,
+        }
+    }
+}
+
+/// A count or a wait in ms per local endpoint, as the SYN queue and the waits are kept.
+type ByEndpoint = HashMap<Endpoint, u32>;
+
+/// How the one walk for the SYN queue and the waits went.
+enum OneWalk {
+    /// The SYN queue's counts; the waits are whole too.
+    Whole(HashMap<Endpoint, u32>),
+    /// Cut short or failed (said once): no SYN count, no wait.
+    Lost,
+    /// The kernel does not take the request.
+    Refused,
+}
+
+/// Whether the kernel refused a request as one it cannot take (an unknown op, message type
+/// or family), rather than failing a dump it began.
+fn refused(e: &DiagError) -> bool {
+    matches!(e, DiagError::Decode(DecodeError::Kernel(errno))
+        if [libc::EINVAL, libc::EOPNOTSUPP, libc::ENOENT].contains(errno))
 }
 
 pub struct Options {
@@ -150,7 +207,11 @@ impl NsSources {
             asked: Vec::new(),
             ports: Vec::new(),
             local_ports: LocalPorts::default(),
+            walks: Walks::from_env(),
+            one_walk_cap: ONE_WALK_DUMP_CAP,
             fast_open_cap: FAST_OPEN_DUMP_CAP,
+            #[cfg(test)]
+            spoil_one_walk: false,
             text: String::new(),
         })
     }
@@ -182,16 +243,8 @@ impl NsSources {
             None => None,
         };
         self.name_interfaces(&out.sockets, &mut out.interfaces);
-        out.syn_queue = if opts.syn_queue {
-            self.read_syn_queue(warnings)
-        } else {
-            None
-        };
-        out.queue_wait = if opts.queue_wait {
-            self.read_queue_wait(&out.sockets, &out.interfaces, &opts.filter, warnings)
-        } else {
-            None
-        };
+        (out.syn_queue, out.queue_wait) =
+            self.read_established(opts, &out.sockets, &out.interfaces, warnings);
         out.sysctls = sysctl::read(&self.sysctls, &mut self.text);
     }
 
@@ -249,7 +302,97 @@ impl NsSources {
         }
     }
 
-    /// Counts request sockets by local endpoint without storing them, within [`SYN_DUMP_CAP`].
+    /// The SYN queue's request sockets by local endpoint (`opts.syn_queue`) and the waits of
+    /// the connections in accept queues (`opts.queue_wait`), both in the kernel's established
+    /// hash: in one walk when some queue holds connections and this kernel takes the program
+    /// telling the two apart, else a walk for each.
+    fn read_established(
+        &mut self,
+        opts: &Options,
+        listeners: &[Socket],
+        interfaces: &HashMap<u32, String>,
+        warnings: &mut Warnings<impl Write>,
+    ) -> (Option<ByEndpoint>, Option<ByEndpoint>) {
+        let walks = self.walks;
+        if opts.syn_queue && opts.queue_wait && walks.both_families && walks.requests_and_children {
+            self.queued_ports(listeners, interfaces, &opts.filter);
+            if self.diag.is_some() && !self.ports.is_empty() {
+                let mut waits = Waits::default();
+                match self.dump_requests_and_children(&mut waits, warnings) {
+                    OneWalk::Whole(counts) => {
+                        let waits = self.finish_waits(listeners, waits, true, warnings);
+                        return (Some(counts), waits);
+                    }
+                    OneWalk::Lost => {
+                        return (None, self.finish_waits(listeners, waits, false, warnings));
+                    }
+                    OneWalk::Refused => self.walks.requests_and_children = false,
+                }
+            }
+        }
+        let syn = match opts.syn_queue {
+            true => self.read_syn_queue(warnings),
+            false => None,
+        };
+        let waits = match opts.queue_wait {
+            true => self.read_queue_wait(listeners, interfaces, &opts.filter, warnings),
+            false => None,
+        };
+        (syn, waits)
+    }
+
+    /// One walk for both jobs: every request socket, counted by local endpoint as
+    /// [`Self::read_syn_queue`] counts them, and the `ESTABLISHED` and `CLOSE_WAIT` sockets of
+    /// `ports`, timed as [`Self::dump_established_children`] times them, within
+    /// [`ONE_WALK_DUMP_CAP`]. Cut short, the SYN count is lost as a cut SYN dump loses it (said
+    /// once) and the waits are left to the children dump.
+    fn dump_requests_and_children(
+        &mut self,
+        waits: &mut Waits,
+        warnings: &mut Warnings<impl Write>,
+    ) -> OneWalk {
+        let Some(diag) = self.diag.as_mut() else {
+            return OneWalk::Lost;
+        };
+        self.local_ports.set_with_request_sockets(&self.ports);
+        #[cfg(test)]
+        if self.spoil_one_walk {
+            self.local_ports.spoil();
+        }
+        let mut counts: HashMap<Endpoint, u32> = HashMap::new();
+        let cap = CpuCap::start(self.one_walk_cap);
+        let states = STATE_NEW_SYN_RECV | inet_diag::STATES_ESTABLISHED_CHILD;
+        let result =
+            diag.dump_both_families(states, &self.local_ports, true, Some(cap), &mut |r| {
+                // No full socket is asked in SYN_RECV: that state is a request socket's.
+                if r.state == inet_diag::TCP_SYN_RECV {
+                    *counts.entry(r.endpoint()).or_insert(0) += 1;
+                } else {
+                    waits.take(Dumped::Record(r));
+                }
+            });
+        say_short_info(waits, warnings);
+        match result {
+            Ok(()) => {
+                waits.all_done(&self.asked);
+                OneWalk::Whole(counts)
+            }
+            Err(e) => {
+                waits.pending.clear();
+                if refused(&e) {
+                    return OneWalk::Refused;
+                }
+                warnings.once(
+                    &key("syn-dump", &self.netns),
+                    format!("SYN queue not counted in netns {}: {e}", self.netns.name),
+                );
+                OneWalk::Lost
+            }
+        }
+    }
+
+    /// Counts request sockets by local endpoint without storing them, within [`SYN_DUMP_CAP`],
+    /// both families in one walk where the kernel takes that request.
     /// A cut loses the whole count, even a family dumped whole: the report reads a listener
     /// missing from the counts as an empty SYN queue, which would be a false 0, not a bound.
     fn read_syn_queue(
@@ -259,9 +402,19 @@ impl NsSources {
         let diag = self.diag.as_mut()?;
         let mut counts: HashMap<Endpoint, u32> = HashMap::new();
         let cap = CpuCap::start(SYN_DUMP_CAP);
-        match diag.dump(STATE_NEW_SYN_RECV, false, Some(cap), &mut |r| {
-            *counts.entry(r.endpoint()).or_insert(0) += 1;
-        }) {
+        let mut count = |r: &Record| *counts.entry(r.endpoint()).or_insert(0) += 1;
+        let mut result = Err(DiagError::Deadline { records: 0 });
+        if self.walks.both_families {
+            let any = LocalPorts::default();
+            result =
+                diag.dump_both_families(STATE_NEW_SYN_RECV, &any, false, Some(cap), &mut count);
+            // Refused before any record: the family dumps start from nothing.
+            self.walks.both_families = !result.as_ref().is_err_and(refused);
+        }
+        if !self.walks.both_families {
+            result = diag.dump(STATE_NEW_SYN_RECV, false, Some(cap), &mut count);
+        }
+        match result {
             Ok(()) => Some(counts),
             Err(e) => {
                 warnings.once(
@@ -291,12 +444,24 @@ impl NsSources {
         warnings: &mut Warnings<impl Write>,
     ) -> Option<HashMap<Endpoint, u32>> {
         self.diag.as_ref()?;
-        let mut waits = Waits::default();
         self.queued_ports(listeners, interfaces, filter);
+        self.finish_waits(listeners, Waits::default(), false, warnings)
+    }
+
+    /// The waits of the connections queued on `ports`, those in `ESTABLISHED` and
+    /// `CLOSE_WAIT` already in `waits` when `established_found`, else dumped now; then the
+    /// Fast Open children where some are missing, as [`Self::read_queue_wait`] says.
+    fn finish_waits(
+        &mut self,
+        listeners: &[Socket],
+        mut waits: Waits,
+        established_found: bool,
+        warnings: &mut Warnings<impl Write>,
+    ) -> Option<HashMap<Endpoint, u32>> {
         if self.ports.is_empty() {
             return Some(waits.done);
         }
-        if !self.dump_established_children(&mut waits, warnings) {
+        if !established_found && !self.dump_established_children(&mut waits, warnings) {
             return (!waits.families_done.is_empty()).then_some(waits.done);
         }
         // Ports whose listeners hold more connections than were found: a Fast Open child may be
@@ -362,14 +527,7 @@ impl NsSources {
             Some(cap),
             &mut |d| waits.take(d),
         );
-        if waits.short_info {
-            // tcp_info's length is the kernel's, the same in every namespace: said once.
-            warnings.once(
-                "tcp_info",
-                "this kernel's tcp_info has no tcpi_last_data_sent: queue_wait_max will be missing"
-                    .to_string(),
-            );
-        }
+        say_short_info(waits, warnings);
         let Err(e) = result else { return true };
         let what = if waits.families_done.is_empty() {
             "not measured".to_string()
@@ -415,6 +573,18 @@ impl NsSources {
                 ),
             );
         }
+    }
+}
+
+/// Says once that the kernel's `tcp_info` is too short to time queued connections, when a
+/// dump found it so. Its length is the kernel's, the same in every namespace.
+fn say_short_info(waits: &Waits, warnings: &mut Warnings<impl Write>) {
+    if waits.short_info {
+        warnings.once(
+            "tcp_info",
+            "this kernel's tcp_info has no tcpi_last_data_sent: queue_wait_max will be missing"
+                .to_string(),
+        );
     }
 }
 
@@ -466,6 +636,13 @@ impl Waits {
                 }
                 self.families_done.push(family);
             }
+        }
+    }
+
+    /// After a dump of `families` in one walk: all complete at once.
+    fn all_done(&mut self, families: &[u8]) {
+        for &f in families {
+            self.take(Dumped::FamilyDone(f));
         }
     }
 }
@@ -639,6 +816,112 @@ mod tests {
         assert_eq!(said.lines().count(), 1, "{said}");
         assert!(
             said.starts_with("W! [acceptq] Fast Open children still in SYN_RECV not timed in netns own: sock_diag dump cut short after 0 records (time cap); queue_wait_max counts the other queued connections"),
+            "{said}"
+        );
+    }
+
+    fn both() -> Options {
+        Options {
+            syn_queue: true,
+            queue_wait: true,
+            filter: Filter::default(),
+        }
+    }
+
+    /// What one reading of `listeners` gives: the SYN counts and the waits, by port.
+    fn established(
+        src: &mut NsSources,
+        listeners: &[Socket],
+        w: &mut Warnings<Vec<u8>>,
+    ) -> (Option<ByEndpoint>, Option<ByEndpoint>) {
+        src.read_established(&both(), listeners, &HashMap::new(), w)
+    }
+
+    #[test]
+    fn one_walk_finds_what_the_separate_dumps_find() {
+        let (_a, _ca, a) = queued(2);
+        let (_b, _cb, b) = queued(1);
+        let mut one = ours();
+        let mut separate = ours();
+        separate.walks = Walks {
+            both_families: false,
+            requests_and_children: false,
+        };
+        let mut w = Warnings::to(Vec::new());
+        let (syn1, waits1) = established(&mut one, &[a, b], &mut w);
+        let (syn2, waits2) = established(&mut separate, &[a, b], &mut w);
+        let ports = |m: &HashMap<Endpoint, u32>| {
+            let mut p: Vec<u16> = m.keys().map(|e| e.port).collect();
+            p.sort();
+            p
+        };
+        let mut want = vec![a.port, b.port];
+        want.sort();
+        assert_eq!(ports(waits1.as_ref().unwrap()), want);
+        assert_eq!(ports(waits2.as_ref().unwrap()), want);
+        for e in [a.endpoint(), b.endpoint()] {
+            assert!(waits1.as_ref().unwrap()[&e].abs_diff(waits2.as_ref().unwrap()[&e]) < 1000);
+        }
+        // Our handshakes completed: no request socket of these ports, whichever way.
+        for syn in [&syn1, &syn2] {
+            let syn = syn.as_ref().expect("counted");
+            assert!(!syn.contains_key(&a.endpoint()) && !syn.contains_key(&b.endpoint()));
+        }
+        assert_eq!(
+            one.walks,
+            Walks {
+                both_families: true,
+                requests_and_children: true
+            },
+            "this kernel takes both requests"
+        );
+        assert!(
+            w.writer().is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(w.writer())
+        );
+    }
+
+    #[test]
+    fn a_kernel_refusing_the_one_walk_program_gets_the_separate_dumps_silently() {
+        let (_l, _clients, s) = queued(2);
+        let mut src = ours();
+        src.spoil_one_walk = true;
+        let mut w = Warnings::to(Vec::new());
+        for _ in 0..2 {
+            let (syn, waits) = established(&mut src, &[s], &mut w);
+            assert!(syn.is_some(), "the SYN queue counted apart");
+            assert_eq!(waits.unwrap().len(), 1, "the waits found apart");
+            assert!(
+                !src.walks.requests_and_children,
+                "given up after the refusal"
+            );
+            assert!(src.walks.both_families, "the SYN dump still walks once");
+        }
+        assert!(
+            w.writer().is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(w.writer())
+        );
+    }
+
+    #[test]
+    fn a_cut_one_walk_loses_the_syn_count_says_so_once_and_times_the_queue_apart() {
+        let (_l, _clients, s) = queued(2);
+        let mut src = ours();
+        src.one_walk_cap = Duration::ZERO;
+        let mut w = Warnings::to(Vec::new());
+        for _ in 0..2 {
+            let (syn, waits) = established(&mut src, &[s], &mut w);
+            assert_eq!(syn, None, "a cut count would read as empty SYN queues");
+            let waits = waits.expect("the waits, asked apart");
+            assert_eq!(waits.len(), 1, "{waits:?}");
+            assert!(src.walks.requests_and_children, "a cut is no refusal");
+        }
+        let said = String::from_utf8(w.writer().clone()).unwrap();
+        assert_eq!(said.lines().count(), 1, "{said}");
+        assert!(
+            said.starts_with("W! [acceptq] SYN queue not counted in netns own: sock_diag dump cut short after 0 records (time cap)"),
             "{said}"
         );
     }

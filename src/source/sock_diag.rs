@@ -12,6 +12,8 @@ use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
 use super::inet_diag::{self, DecodeError, LocalPorts, Record, Step, FAMILIES};
 use super::netns;
 
+/// What [`DiagSocket::dump_both_families`] passes for its family: the request names none.
+const AF_UNSPEC: u8 = 0;
 /// 64 KiB: the kernel sizes dump datagrams up to 32 KiB; a smaller buffer truncates them.
 const RECV_BUF: usize = 64 * 1024;
 /// A dump that stalls this long is broken; netlink-sys has no timeout of its own.
@@ -95,6 +97,12 @@ enum Request<'a> {
     Children {
         ports: &'a LocalPorts,
         states: u32,
+    },
+    /// Sockets of both families in `states` that `ports` accepts, in one walk.
+    BothFamilies {
+        ports: &'a LocalPorts,
+        states: u32,
+        with_info: bool,
     },
 }
 
@@ -216,6 +224,30 @@ impl DiagSocket {
         Ok(())
     }
 
+    /// Dumps the TCP sockets of both families in `states` that `ports` accepts, with their
+    /// `tcp_info` when `with_info`, in one walk of the kernel's hash (`TCPDIAG_GETSOCK`), as
+    /// [`Self::dump`] otherwise. A kernel that refuses the request answers
+    /// [`DecodeError::Kernel`] before any record.
+    pub fn dump_both_families(
+        &mut self,
+        states: u32,
+        ports: &LocalPorts,
+        with_info: bool,
+        cap: Option<CpuCap>,
+        on_record: &mut dyn FnMut(&Record),
+    ) -> Result<(), DiagError> {
+        if self.poisoned {
+            self.reopen()?;
+        }
+        let mut records = 0;
+        let request = Request::BothFamilies {
+            ports,
+            states,
+            with_info,
+        };
+        self.dump_family(AF_UNSPEC, request, cap, &mut records, on_record)
+    }
+
     /// Dumps the sockets of `families` in `states` on the local `ports`, with their
     /// `tcp_info`, as [`Self::dump`], saying when each family is complete: a caller cut short
     /// by `cap` can keep what the families before the cut found.
@@ -241,7 +273,7 @@ impl DiagSocket {
         Ok(())
     }
 
-    /// Dumps one family; `records` counts what the whole dump has handed over, so that a cut
+    /// Dumps one family (`AF_UNSPEC`: both, for [`Request::BothFamilies`]); `records` counts what the whole dump has handed over, so that a cut
     /// says how far the dump got, not how far its last family did.
     // Longer than most functions here: one request and its receive loop, whose every exit
     // decides whether the socket is left mid-dump (`poisoned`); split, that state would be
@@ -266,6 +298,20 @@ impl DiagSocket {
             Request::Children { ports, states } => {
                 inet_diag::build_children_request(&mut self.req, family, states, ports, self.seq);
                 true
+            }
+            Request::BothFamilies {
+                ports,
+                states,
+                with_info,
+            } => {
+                inet_diag::build_both_families_request(
+                    &mut self.req,
+                    states,
+                    ports,
+                    with_info,
+                    self.seq,
+                );
+                with_info
             }
         };
         loop {
@@ -455,6 +501,38 @@ mod tests {
             Err(DiagError::Deadline { records }) => assert_eq!(records, 2),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn one_walk_of_both_families_keeps_the_asked_ports_sockets_only() {
+        let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let v6 = TcpListener::bind("[::1]:0").unwrap();
+        let unasked = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (p4, p6) = (
+            v4.local_addr().unwrap().port(),
+            v6.local_addr().unwrap().port(),
+        );
+        let _clients: Vec<TcpStream> = [v4.local_addr(), v6.local_addr(), unasked.local_addr()]
+            .into_iter()
+            .map(|a| TcpStream::connect(a.unwrap()).unwrap())
+            .collect();
+        let mut ports = LocalPorts::default();
+        ports.set_with_request_sockets(&[p4, p6]);
+        let mut sock = DiagSocket::open(None).unwrap();
+        let mut found = Vec::new();
+        let states = STATE_NEW_SYN_RECV | STATES_ESTABLISHED_CHILD;
+        sock.dump_both_families(states, &ports, true, None, &mut |r| {
+            if r.state != inet_diag::TCP_SYN_RECV {
+                assert!(r.tcp_info.and_then(|t| t.last_data_sent).is_some(), "{r:?}");
+                found.push((r.family, r.port));
+            }
+        })
+        .unwrap();
+        found.sort();
+        assert_eq!(
+            found,
+            [(libc::AF_INET as u8, p4), (libc::AF_INET6 as u8, p6)]
+        );
     }
 
     #[test]
