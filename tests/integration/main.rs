@@ -38,6 +38,7 @@ mod filters;
 mod gate_attack;
 mod golden;
 mod listeners;
+mod one_walk;
 mod output_identity;
 mod peaks;
 mod queue_wait;
@@ -78,6 +79,7 @@ fn main() -> std::process::ExitCode {
             gate_attack::trials(),
             golden::trials(),
             listeners::trials(),
+            one_walk::trials(),
             output_identity::trials(),
             peaks::trials(),
             queue_wait::trials(),
