@@ -11,6 +11,8 @@
 //! - one LISTEN dump (either kind) is not slower than a whole `ss -ltn` run;
 //! - the accept-queue children dump (one listener with a non-empty queue, port-filtered) finds
 //!   its queued connections and costs no more than the SYN-queue dump plus 1 ms;
+//! - the one walk a report makes instead (request sockets and that listener's children, both
+//!   families in one request) finds them too and costs less than the two dumps it replaces;
 //! - the whole-process comparisons and the report's cost per row of `process.rs`.
 
 mod process;
@@ -245,10 +247,43 @@ fn run(
         })
         .unwrap();
     });
-    // The SYN-queue dump walks the same hash: the report's other per-report dump.
+    // The SYN-queue dump walks the same hash: the report's other per-report dump, as it was
+    // made per family, and as a report makes it now with no queue holding connections.
     let syn_dump = time_iterations(EHASH_ITERATIONS, || {
         diag.dump(STATE_NEW_SYN_RECV, false, None, &mut |_| {})
             .unwrap();
+    });
+    let any_port = LocalPorts::default();
+    let syn_one_walk = time_iterations(EHASH_ITERATIONS, || {
+        diag.dump_both_families(STATE_NEW_SYN_RECV, &any_port, false, None, &mut |_| {})
+            .unwrap();
+    });
+    // What a report makes while a queue holds connections: both jobs in one walk.
+    let mut requests_and_children = LocalPorts::default();
+    requests_and_children.set_with_request_sockets(&[waiting_port]);
+    let one_walk_states = STATE_NEW_SYN_RECV | STATES_ESTABLISHED_CHILD;
+    let mut one_walk_children = 0usize;
+    diag.dump_both_families(
+        one_walk_states,
+        &requests_and_children,
+        true,
+        None,
+        &mut |r| {
+            if r.inode == 0 && r.tcp_info.and_then(|t| t.last_data_sent).is_some() {
+                one_walk_children += 1;
+            }
+        },
+    )
+    .map_err(|e| format!("one walk: {e}"))?;
+    let one_walk = time_iterations(EHASH_ITERATIONS, || {
+        diag.dump_both_families(
+            one_walk_states,
+            &requests_and_children,
+            true,
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
     });
 
     // --- ss -ltn as a process ----------------------------------------------------------------
@@ -412,9 +447,25 @@ fn run(
         ),
     );
     row(
-        "SYN-queue dump (TCP_NEW_SYN_RECV), for comparison",
+        "SYN-queue dump (TCP_NEW_SYN_RECV), one request per family, for comparison",
         &syn_dump,
-        format!("{} iterations; walks the same established hash", syn_dump.n),
+        format!(
+            "{} iterations; walks the same established hash, once per family",
+            syn_dump.n
+        ),
+    );
+    row(
+        "SYN-queue dump, both families in one request (a report with no queue holding connections)",
+        &syn_one_walk,
+        format!("{} iterations; one walk", syn_one_walk.n),
+    );
+    row(
+        "one walk: request sockets + the queued port's children, both families (a report while a queue holds connections)",
+        &one_walk,
+        format!(
+            "{} iterations; {one_walk_children} queued children found; replaces the two dumps above it",
+            one_walk.n
+        ),
     );
     println!(
         "| `ss -ltn` as a process | {} | {} | {SS_RUNS} runs, wall time |",
@@ -496,6 +547,19 @@ fn run(
             ms(syn_dump.median)
         ),
         wait_dump.median <= syn_dump.median + Duration::from_millis(1),
+    ));
+    checks.push((
+        format!("the one walk found the {QUEUED} queued connections: {one_walk_children}"),
+        one_walk_children == QUEUED,
+    ));
+    checks.push((
+        format!(
+            "the one walk ({}) costs less than the SYN-queue dump ({}) and the children dump ({}) it replaces",
+            ms(one_walk.median),
+            ms(syn_dump.median),
+            ms(wait_dump.median)
+        ),
+        one_walk.median < syn_dump.median + wait_dump.median,
     ));
     checks.push((
         format!(
