@@ -262,9 +262,10 @@ pub fn build_children_request(
     push_bytecode(out, &ports.bytecode);
 }
 
-/// Serialises a `TCPDIAG_GETSOCK` dump of the TCP sockets of both families in `states` that
-/// `ports`' program accepts (a port alone in `ports` is asked as with one family), with
-/// `tcp_info` when `with_info`. The crate has no `struct inet_diag_req`: laid out here.
+/// Serialises a `TCPDIAG_GETSOCK` dump of the TCP sockets of both families in `states` on
+/// `ports` (its port in the request or its program, as [`build_children_request`] puts
+/// them), with `tcp_info` when `with_info`. The crate has no `struct inet_diag_req`: laid out
+/// here.
 pub fn build_both_families_request(
     out: &mut Vec<u8>,
     states: u32,
@@ -316,8 +317,7 @@ fn push_bytecode(out: &mut Vec<u8>, bytecode: &[u8]) {
 ///
 /// The cgroup op matching goes on to a jump to the end (accept); failing, past that jump to
 /// the port program. The audit follows `yes` steps only, so the jump sits right after the op
-/// and every op stays on that chain.
-/// No `ports`: request sockets only.
+/// and every op stays on that chain. No `ports`: request sockets only.
 pub fn request_or_port_filter(ports: &[u16], out: &mut Vec<u8>) {
     port_filter(ports, out);
     let rest = out.len();
