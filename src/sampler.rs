@@ -293,7 +293,10 @@ fn counts(t: &Target) -> String {
         Some(_) => "gated",
         None => "no gate",
     };
-    let devices = t.devices.as_ref().map_or("no device tier", DeviceTier::state);
+    let devices = t
+        .devices
+        .as_ref()
+        .map_or("no device tier", DeviceTier::state);
     format!(
         "sampler: netns {}: {} samples, {} dumps, {} passed on received packets, {} on PassiveOpens; {devices} ({gate})",
         t.name,
@@ -369,7 +372,9 @@ fn sample_target(t: &mut Target, records: &mut Vec<Record>) -> Result<Sampled, D
 /// Marks the namespaces whose devices changed since the last sample: one `epoll_wait` that
 /// does not wait, for all of them.
 fn link_events(targets: &mut [Target]) {
-    let Ok(events) = LinkEvents::get() else { return };
+    let Ok(events) = LinkEvents::get() else {
+        return;
+    };
     let mut ready = [0; MAX_EVENTS];
     let n = events.ready(&mut ready);
     for fd in &ready[..n] {

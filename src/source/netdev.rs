@@ -521,12 +521,19 @@ mod tests {
         let s = rx_sum(DEV).unwrap();
         assert_eq!(s.rx_packets, 4_000_000_010);
         let mut swapped = Vec::new();
-        for l in DEV.split(|&b| b == b'\n').collect::<Vec<_>>().into_iter().rev() {
+        for l in DEV
+            .split(|&b| b == b'\n')
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
             swapped.extend_from_slice(l);
             swapped.push(b'\n');
         }
         assert_eq!(rx_sum(&swapped), Some(s));
-        let renamed = String::from_utf8(DEV.to_vec()).unwrap().replace("eth0", "eth1");
+        let renamed = String::from_utf8(DEV.to_vec())
+            .unwrap()
+            .replace("eth0", "eth1");
         assert_ne!(rx_sum(renamed.as_bytes()).unwrap().names, s.names);
         let one = rx_sum(b"  lo: 1 2 0\n").unwrap();
         assert_eq!(one.rx_packets, 2);
