@@ -328,15 +328,13 @@ enum Sampled {
 fn sample_target(t: &mut Target, records: &mut Vec<Record>) -> Result<Sampled, DiagError> {
     t.samples += 1;
     let rx = t.devices.as_mut().and_then(DeviceTier::read);
-    if t.devices.as_ref().is_some_and(|d| d.gate.may_skip(rx)) {
-        t.passed_on_devices += 1;
-        t.since_whole = t.since_whole.saturating_add(1);
-        return Ok(Sampled::Skipped);
-    }
-    let now = t.passive_opens.as_mut().and_then(|p| p.read().ok());
-    if t.gate.may_skip(now) {
-        if let Some(d) = &mut t.devices {
-            d.gate.dumped(rx, true, true);
+    let counter = &mut t.passive_opens;
+    let (pass, now) = two_tiers(t.devices.as_mut().map(|d| &mut d.gate), rx, &t.gate, || {
+        counter.as_mut().and_then(|p| p.read().ok())
+    });
+    if let Some(pass) = pass {
+        if pass == Pass::Devices {
+            t.passed_on_devices += 1;
         }
         t.since_whole = t.since_whole.saturating_add(1);
         return Ok(Sampled::Skipped);
@@ -367,6 +365,37 @@ fn sample_target(t: &mut Target, records: &mut Vec<Record>) -> Result<Sampled, D
         d.gate.dumped(rx, whole, all_empty);
     }
     Ok(Sampled::Dumped)
+}
+
+/// The proof that let a sample pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    Devices,
+    PassiveOpens,
+}
+
+/// The two tiers' decision from the devices' gate (`None`: no device tier) and their received
+/// packets `rx`, then PassiveOpens' gate and the counter, read by `read` only when the devices
+/// prove nothing. A pass on PassiveOpens is what a dump finding every queue empty would have
+/// shown, so the devices' gate learns from it. Also gives the counter read (`None`: not read,
+/// or unreadable), for the dump that follows when neither proves anything.
+fn two_tiers(
+    devices: Option<&mut Gate>,
+    rx: Option<u64>,
+    passive_opens: &Gate,
+    read: impl FnOnce() -> Option<u64>,
+) -> (Option<Pass>, Option<u64>) {
+    if devices.as_deref().is_some_and(|g| g.may_skip(rx)) {
+        return (Some(Pass::Devices), None);
+    }
+    let now = read();
+    if !passive_opens.may_skip(now) {
+        return (None, now);
+    }
+    if let Some(g) = devices {
+        g.dumped(rx, true, true);
+    }
+    (Some(Pass::PassiveOpens), now)
 }
 
 /// Marks the namespaces whose devices changed since the last sample: one `epoll_wait` that
@@ -465,5 +494,59 @@ mod tests {
             blind.dumped(None, true, true);
             assert!(!blind.may_skip(None));
         }
+    }
+
+    /// Both gates settled: the devices at 100 received packets, PassiveOpens at 7.
+    fn settled() -> (Gate, Gate) {
+        let (mut devices, mut passive) = (Gate::default(), Gate::default());
+        for _ in 0..2 {
+            devices.dumped(Some(100), true, true);
+            passive.dumped(Some(7), true, true);
+        }
+        (devices, passive)
+    }
+
+    #[test]
+    fn received_packets_still_pass_without_reading_passive_opens() {
+        let (mut devices, passive) = settled();
+        let got = two_tiers(Some(&mut devices), Some(100), &passive, || {
+            panic!("PassiveOpens read although the devices proved it")
+        });
+        assert_eq!(got, (Some(Pass::Devices), None));
+    }
+
+    #[test]
+    fn chatter_passes_on_passive_opens_and_the_devices_take_over_once_quiet_for_a_period() {
+        let (mut devices, passive) = settled();
+        // Packets without a connection: PassiveOpens decides.
+        let got = two_tiers(Some(&mut devices), Some(130), &passive, || Some(7));
+        assert_eq!(got, (Some(Pass::PassiveOpens), Some(7)));
+        // Quiet since, but the devices' reading of 130 is not trusted yet: PassiveOpens again.
+        let got = two_tiers(Some(&mut devices), Some(130), &passive, || Some(7));
+        assert_eq!(got.0, Some(Pass::PassiveOpens));
+        // Trusted now: the devices alone.
+        let got = two_tiers(Some(&mut devices), Some(130), &passive, || panic!("read"));
+        assert_eq!(got.0, Some(Pass::Devices));
+    }
+
+    #[test]
+    fn a_connection_moves_both_and_the_sample_dumps() {
+        let (mut devices, passive) = settled();
+        let got = two_tiers(Some(&mut devices), Some(103), &passive, || Some(8));
+        assert_eq!(got, (None, Some(8)));
+        // Devices not classified (or of a kind not verified): PassiveOpens alone decides.
+        let (_, passive) = settled();
+        assert_eq!(
+            two_tiers(None, None, &passive, || Some(7)).0,
+            Some(Pass::PassiveOpens)
+        );
+        assert_eq!(two_tiers(None, None, &passive, || Some(8)).0, None);
+        // A device tier without a reading proves nothing, and learns nothing it could trust.
+        let (mut devices, passive) = settled();
+        assert_eq!(
+            two_tiers(Some(&mut devices), None, &passive, || Some(7)).0,
+            Some(Pass::PassiveOpens)
+        );
+        assert!(!devices.may_skip(Some(100)));
     }
 }
