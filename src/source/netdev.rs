@@ -15,10 +15,13 @@
 //!   instructions before the count: a sample read in that gap passes, the next one sees the
 //!   move);
 //! - veth: the receiving device's `rx_packets` is its peer's transmit count, added by
-//!   `veth_xmit` right after `dev_forward_skb` queues the packet, the same way. Until Linux 6.7
-//!   a packet put into a veth by `bpf_redirect_peer` (Cilium's path into a pod) skipped that
-//!   count (fixed by "bpf: Fix dev's rx stats for bpf_redirect_peer traffic"), so veth counts
-//!   only from 6.7 on.
+//!   `veth_xmit` right after the packet is queued on the backlog, the same way. With an XDP
+//!   program or GRO on the veth, packets go through its NAPI ring instead, and `veth_xdp_rcv`
+//!   adds its batch (64 at most) to the count at the batch's end: a sample read during a batch
+//!   may pass, the next one sees the move. `bpf_redirect_peer` (Cilium's path into a pod) puts
+//!   a packet straight into the veth's receive path; `skb_do_redirect` counts it there since
+//!   Linux 6.7 ("bpf: Fix dev's rx stats for bpf_redirect_peer traffic") and not before, so
+//!   veth counts only from 6.7 on.
 //!
 //! Left out, unverified or known not to hold: every hardware driver, and the software kinds not
 //! read here (tun, macvlan, ipvlan, vxlan, geneve, wireguard, bridge, dummy, bond...): a
