@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::source::inet_diag::{Record, FAMILIES, STATE_LISTEN};
+use crate::source::netdev::{Class, LinkEvents, LinkWatch, RxPackets, MAX_EVENTS};
 use crate::source::snmp::PassiveOpens;
 use crate::source::sock_diag::{DiagError, DiagSocket};
 use crate::state::{NsId, Peaks};
@@ -24,7 +25,8 @@ use crate::state::{NsId, Peaks};
 /// namespace it took and how many of them dumped.
 pub const DEBUG_ENV: &str = "ACCEPTQ_DEBUG_SAMPLER";
 
-/// Decides whether a namespace's sample may skip its dump, from `Tcp: PassiveOpens`.
+/// Decides whether a namespace's sample may skip its dump, from one counter: `Tcp:
+/// PassiveOpens`, or the namespace's received packets (see [`DeviceTier`]).
 ///
 /// Between two samples an accept queue grows only by a child the kernel counts in PassiveOpens
 /// (a handshake, a SYN cookie's ACK, a Fast Open SYN), or by a connection migrated from the
@@ -91,6 +93,8 @@ pub struct Target {
     /// `/proc/net/snmp` of the namespace, opened there; `None`: no gate, every sample dumps.
     pub passive_opens: Option<PassiveOpens>,
     pub gate: Gate,
+    /// The cheaper first proof, from the devices' received packets; `None`: not available.
+    pub devices: Option<DeviceTier>,
     /// The last sample of this namespace failed (and that was said).
     pub failing: bool,
     /// Per address family: no listener in the last complete sample. Such a family is dumped
@@ -103,6 +107,8 @@ pub struct Target {
     pub samples: u64,
     /// Samples of this namespace that dumped (the others the gate let pass).
     pub dumps: u64,
+    /// Samples let pass on the devices' received packets, without reading PassiveOpens.
+    pub passed_on_devices: u64,
     /// A failure to say, waiting for the report thread: it says it through its own warnings,
     /// which go where the format wants them (stderr, or collectd notifications). One at most:
     /// said once per failure streak.
@@ -118,11 +124,13 @@ impl Target {
             sock,
             passive_opens: None,
             gate: Gate::default(),
+            devices: None,
             failing: false,
             empty: [false; 2],
             since_whole: FULL_EVERY,
             samples: 0,
             dumps: 0,
+            passed_on_devices: 0,
             news: None,
         }
     }
@@ -131,6 +139,78 @@ impl Target {
     pub fn gated(mut self, passive_opens: PassiveOpens) -> Self {
         self.passive_opens = Some(passive_opens);
         self
+    }
+
+    /// The same, with the devices' received packets as a first proof.
+    pub fn with_devices(mut self, devices: DeviceTier) -> Self {
+        self.devices = Some(devices);
+        self
+    }
+}
+
+/// The first tier of a namespace's gate: the sum of `rx_packets` over its devices, when every
+/// device counts a packet before TCP sees it (`source::netdev` says which do and why). A child
+/// enters an accept queue only through a packet received, so that sum still is as good a proof
+/// as PassiveOpens (same [`Gate`], same trust rule), and `/proc/net/dev` costs a third of
+/// `/proc/net/snmp` to read. It is the only proof read while it holds; when it moved (chatter,
+/// pings) PassiveOpens is read and decides.
+pub struct DeviceTier {
+    rx: RxPackets,
+    links: LinkWatch,
+    /// What the last link dump found; `None`: not classified since the last link event.
+    class: Option<Class>,
+    pub gate: Gate,
+}
+
+impl DeviceTier {
+    /// Opened in the namespace; classified at the first sample.
+    pub fn new(rx: RxPackets, links: LinkWatch) -> Self {
+        DeviceTier {
+            rx,
+            links,
+            class: None,
+            gate: Gate::default(),
+        }
+    }
+
+    /// A link event: the devices must be classified again before their counters prove anything.
+    fn changed(&mut self) {
+        self.class = None;
+        self.gate = Gate::default();
+    }
+
+    /// The received packets now, when every device counts live; `None` otherwise (the
+    /// PassiveOpens tier decides alone). Classifies the devices first if a link event came.
+    fn read(&mut self) -> Option<u64> {
+        if self.class.is_none() {
+            // A dump interrupted by a change leaves its rest (or the event) on the socket, which
+            // brings the next sample back here; one that fails waits for the next event.
+            self.class = Some(match self.links.classify() {
+                Ok(Some(c)) => c,
+                _ => Class::Unverified,
+            });
+        }
+        let Some(Class::Live(names)) = self.class else {
+            return None;
+        };
+        let now = self.rx.read().ok()?;
+        if now.names != names {
+            // A device came or went and its event is still on the way.
+            self.changed();
+            return None;
+        }
+        Some(now.rx_packets)
+    }
+
+    /// For [`DEBUG_ENV`]: whether the devices' counters are a proof.
+    fn state(&self) -> &'static str {
+        match self.class {
+            Some(Class::Live(_)) => "devices count live",
+            Some(Class::Unverified) => {
+                "a device of a kind not verified to count live (or no link dump)"
+            }
+            None => "devices not classified",
+        }
     }
 }
 
@@ -206,15 +286,24 @@ impl Drop for Sampler {
     }
 }
 
-/// What [`DEBUG_ENV`] says of one namespace.
+/// What [`DEBUG_ENV`] says of one namespace: its samples, its dumps, and of the samples let
+/// pass, how many on received packets alone (the rest on PassiveOpens).
 fn counts(t: &Target) -> String {
     let gate = match t.passive_opens {
         Some(_) => "gated",
         None => "no gate",
     };
+    let devices = t
+        .devices
+        .as_ref()
+        .map_or("no device tier", DeviceTier::state);
     format!(
-        "sampler: netns {}: {} samples, {} dumps ({gate})",
-        t.name, t.samples, t.dumps
+        "sampler: netns {}: {} samples, {} dumps, {} passed on received packets, {} on PassiveOpens; {devices} ({gate})",
+        t.name,
+        t.samples,
+        t.dumps,
+        t.passed_on_devices,
+        t.samples - t.dumps - t.passed_on_devices
     )
 }
 
@@ -230,15 +319,30 @@ enum Sampled {
 /// Samples one namespace: reads its PassiveOpens and, unless the gate lets it pass, dumps its
 /// listeners into `records`, skipping families known to be empty except every [`FULL_EVERY`]
 /// samples and whenever the dump could settle the gate.
+///
+/// Two tiers, each sound alone: received packets first (no PassiveOpens read when they prove
+/// it), then PassiveOpens. A tier's [`Gate`] learns only from a reading taken just before a
+/// dump, or just before PassiveOpens proved every queue still empty, which is what a dump
+/// finding them empty would have shown: so the devices' gate settles while PassiveOpens lets
+/// the samples pass, and takes over from it.
 fn sample_target(t: &mut Target, records: &mut Vec<Record>) -> Result<Sampled, DiagError> {
     t.samples += 1;
-    let now = t.passive_opens.as_mut().and_then(|p| p.read().ok());
-    if t.gate.may_skip(now) {
+    let rx = t.devices.as_mut().and_then(DeviceTier::read);
+    let counter = &mut t.passive_opens;
+    let (pass, now) = two_tiers(t.devices.as_mut().map(|d| &mut d.gate), rx, &t.gate, || {
+        counter.as_mut().and_then(|p| p.read().ok())
+    });
+    if let Some(pass) = pass {
+        if pass == Pass::Devices {
+            t.passed_on_devices += 1;
+        }
         t.since_whole = t.since_whole.saturating_add(1);
         return Ok(Sampled::Skipped);
     }
     records.clear();
-    let whole = t.since_whole >= FULL_EVERY || t.gate.wants_whole(now);
+    let whole = t.since_whole >= FULL_EVERY
+        || t.gate.wants_whole(now)
+        || t.devices.as_ref().is_some_and(|d| d.gate.wants_whole(rx));
     t.since_whole = if whole { 1 } else { t.since_whole + 1 };
     t.dumps += 1;
     for (i, family) in FAMILIES.into_iter().enumerate() {
@@ -248,19 +352,76 @@ fn sample_target(t: &mut Target, records: &mut Vec<Record>) -> Result<Sampled, D
         let before = records.len();
         if let Err(e) = t.sock.append_family(family, STATE_LISTEN, false, records) {
             t.gate.failed(now);
+            if let Some(d) = &mut t.devices {
+                d.gate.failed(rx);
+            }
             return Err(e);
         }
         t.empty[i] = records.len() == before;
     }
     let all_empty = records.iter().all(|r| r.rqueue == 0);
     t.gate.dumped(now, whole, all_empty);
+    if let Some(d) = &mut t.devices {
+        d.gate.dumped(rx, whole, all_empty);
+    }
     Ok(Sampled::Dumped)
+}
+
+/// The proof that let a sample pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    Devices,
+    PassiveOpens,
+}
+
+/// The two tiers' decision from the devices' gate (`None`: no device tier) and their received
+/// packets `rx`, then PassiveOpens' gate and the counter, read by `read` only when the devices
+/// prove nothing. A pass on PassiveOpens is what a dump finding every queue empty would have
+/// shown, so the devices' gate learns from it. Also gives the counter read (`None`: not read,
+/// or unreadable), for the dump that follows when neither proves anything.
+fn two_tiers(
+    devices: Option<&mut Gate>,
+    rx: Option<u64>,
+    passive_opens: &Gate,
+    read: impl FnOnce() -> Option<u64>,
+) -> (Option<Pass>, Option<u64>) {
+    if devices.as_deref().is_some_and(|g| g.may_skip(rx)) {
+        return (Some(Pass::Devices), None);
+    }
+    let now = read();
+    if !passive_opens.may_skip(now) {
+        return (None, now);
+    }
+    if let Some(g) = devices {
+        g.dumped(rx, true, true);
+    }
+    (Some(Pass::PassiveOpens), now)
+}
+
+/// Marks the namespaces whose devices changed since the last sample: one `epoll_wait` that
+/// does not wait, for all of them.
+fn link_events(targets: &mut [Target]) {
+    let Ok(events) = LinkEvents::get() else {
+        return;
+    };
+    let mut ready = [0; MAX_EVENTS];
+    let n = events.ready(&mut ready);
+    for fd in &ready[..n] {
+        for d in targets.iter_mut().filter_map(|t| t.devices.as_mut()) {
+            if d.links.fd() == *fd {
+                d.changed();
+            }
+        }
+    }
 }
 
 /// One sample of every namespace: dump outside the peaks lock, record under it. A namespace
 /// the gate let pass counts one sample in which none of its queues was full, with no work per
 /// listener: its peaks stand.
 pub fn sample_once(targets: &mut [Target], records: &mut Vec<Record>, peaks: &Mutex<Peaks>) {
+    if targets.iter().any(|t| t.devices.is_some()) {
+        link_events(targets);
+    }
     let mut first = true;
     for t in targets.iter_mut() {
         let sampled = match sample_target(t, records) {
@@ -333,5 +494,59 @@ mod tests {
             blind.dumped(None, true, true);
             assert!(!blind.may_skip(None));
         }
+    }
+
+    /// Both gates settled: the devices at 100 received packets, PassiveOpens at 7.
+    fn settled() -> (Gate, Gate) {
+        let (mut devices, mut passive) = (Gate::default(), Gate::default());
+        for _ in 0..2 {
+            devices.dumped(Some(100), true, true);
+            passive.dumped(Some(7), true, true);
+        }
+        (devices, passive)
+    }
+
+    #[test]
+    fn received_packets_still_pass_without_reading_passive_opens() {
+        let (mut devices, passive) = settled();
+        let got = two_tiers(Some(&mut devices), Some(100), &passive, || {
+            panic!("PassiveOpens read although the devices proved it")
+        });
+        assert_eq!(got, (Some(Pass::Devices), None));
+    }
+
+    #[test]
+    fn chatter_passes_on_passive_opens_and_the_devices_take_over_once_quiet_for_a_period() {
+        let (mut devices, passive) = settled();
+        // Packets without a connection: PassiveOpens decides.
+        let got = two_tiers(Some(&mut devices), Some(130), &passive, || Some(7));
+        assert_eq!(got, (Some(Pass::PassiveOpens), Some(7)));
+        // Quiet since, but the devices' reading of 130 is not trusted yet: PassiveOpens again.
+        let got = two_tiers(Some(&mut devices), Some(130), &passive, || Some(7));
+        assert_eq!(got.0, Some(Pass::PassiveOpens));
+        // Trusted now: the devices alone.
+        let got = two_tiers(Some(&mut devices), Some(130), &passive, || panic!("read"));
+        assert_eq!(got.0, Some(Pass::Devices));
+    }
+
+    #[test]
+    fn a_connection_moves_both_and_the_sample_dumps() {
+        let (mut devices, passive) = settled();
+        let got = two_tiers(Some(&mut devices), Some(103), &passive, || Some(8));
+        assert_eq!(got, (None, Some(8)));
+        // Devices not classified (or of a kind not verified): PassiveOpens alone decides.
+        let (_, passive) = settled();
+        assert_eq!(
+            two_tiers(None, None, &passive, || Some(7)).0,
+            Some(Pass::PassiveOpens)
+        );
+        assert_eq!(two_tiers(None, None, &passive, || Some(8)).0, None);
+        // A device tier without a reading proves nothing, and learns nothing it could trust.
+        let (mut devices, passive) = settled();
+        assert_eq!(
+            two_tiers(Some(&mut devices), None, &passive, || Some(7)).0,
+            Some(Pass::PassiveOpens)
+        );
+        assert!(!devices.may_skip(Some(100)));
     }
 }

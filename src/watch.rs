@@ -9,9 +9,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::report::NsReading;
-use crate::sampler::{Target, Targets};
+use crate::sampler::{DeviceTier, Target, Targets};
 use crate::snapshot::NetnsSnapshot;
 use crate::source::cgroup;
+use crate::source::netdev::{LinkWatch, RxPackets};
 use crate::source::netns::{self, Found, Identity, Netns, NetnsError};
 use crate::source::snmp::PassiveOpens;
 use crate::source::sock_diag::DiagSocket;
@@ -136,7 +137,15 @@ impl WatchList {
             match DiagSocket::open(file.clone()) {
                 Ok(sock) => {
                     let target = match gate_counter(file.as_deref()) {
-                        Ok(p) => Target::new(id, name, sock).gated(p),
+                        Ok(p) => {
+                            let target = Target::new(id, name, sock).gated(p);
+                            // Without it the PassiveOpens tier alone gates, as sound and
+                            // only dearer: nothing an operator has to act on, so not said.
+                            match device_tier(file.as_deref()) {
+                                Ok(d) => target.with_devices(d),
+                                Err(_) => target,
+                            }
+                        }
                         Err(e) => {
                             warnings.once(
                                 &format!("sampler-gate-{name}"),
@@ -386,8 +395,18 @@ fn gate_counter(ns: Option<&std::fs::File>) -> io::Result<PassiveOpens> {
     Ok(p)
 }
 
-/// A watched namespace holds about ten descriptors (its file, sock_diag sockets, `/proc/net`
-/// files): a node's 110 pods outgrow the soft limit of 1024 a systemd service starts with, so
+/// The sampler's `/proc/net/dev` and link socket of the namespace `ns` (`None`: ours), opened
+/// there once; `/proc/net/dev` read once to know it parses.
+fn device_tier(ns: Option<&std::fs::File>) -> io::Result<DeviceTier> {
+    let (mut rx, links) = netns::run_in(ns, || -> io::Result<_> {
+        Ok((RxPackets::open()?, LinkWatch::open()?))
+    })??;
+    rx.read()?;
+    Ok(DeviceTier::new(rx, links))
+}
+
+/// A watched namespace holds about a dozen descriptors (its file, sock_diag sockets, `/proc/net`
+/// files, the sampler's link socket): a node's 110 pods outgrow the soft limit of 1024 a systemd service starts with, so
 /// `--all-netns` takes the hard limit, as far as it goes.
 fn raise_fd_limit() {
     let mut lim = libc::rlimit {

@@ -1,8 +1,8 @@
-//! The namespace counters' text: `/proc/net/netstat` (TcpExt) and the sysctl files, as any
+//! The namespace counters' text: `/proc/net/netstat` (TcpExt), `/proc/net/dev` and the sysctl files, as any
 //! bytes a kernel, a container runtime's fake /proc or a broken mount could hand over.
 #![no_main]
 
-use acceptq::source::{netstat, snmp, sysctl};
+use acceptq::source::{netdev, netstat, snmp, sysctl};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -40,5 +40,18 @@ fuzz_target!(|data: &[u8]| {
             .unwrap();
         let want = values[4..].split_ascii_whitespace().nth(at).unwrap();
         assert_eq!(want.parse::<u64>().ok(), Some(v));
+    }
+    // /proc/net/dev's received packets, read without allocating: a sum given is the wrapping
+    // sum of the second number after each device's colon, never invented.
+    if let Some(sum) = netdev::rx_sum(data) {
+        let want = text
+            .split('\n')
+            .filter(|l| !l.trim().is_empty() && !l.contains('|'))
+            .map(|l| {
+                let (_, numbers) = l.split_once(':').unwrap();
+                numbers.split_ascii_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+            })
+            .fold(0u64, u64::wrapping_add);
+        assert_eq!(sum.rx_packets, want);
     }
 });

@@ -3,6 +3,7 @@
 pub mod cgroup;
 pub mod ifname;
 pub mod inet_diag;
+pub mod netdev;
 pub mod netns;
 pub mod netstat;
 pub mod owners;

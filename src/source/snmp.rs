@@ -44,7 +44,7 @@ impl PassiveOpens {
 /// Reads a whole `/proc` file from offset 0 into `buf`. A proc file's read hands over all it
 /// generated that fits, so a read that leaves room is the end: no second read, which would make
 /// the kernel generate the whole text again only to find nothing after it.
-fn read_whole(file: &File, buf: &mut Vec<u8>) -> io::Result<()> {
+pub(crate) fn read_whole(file: &File, buf: &mut Vec<u8>) -> io::Result<()> {
     buf.clear();
     loop {
         if buf.len() == buf.capacity() {

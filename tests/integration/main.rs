@@ -32,6 +32,7 @@ mod churn;
 mod cli;
 mod containers;
 mod containers_attack;
+mod device_gate;
 mod faults;
 mod faults_attack;
 mod filters;
@@ -73,6 +74,7 @@ fn main() -> std::process::ExitCode {
             cli::trials(),
             containers::trials(),
             containers_attack::trials(),
+            device_gate::trials(),
             faults::trials(),
             faults_attack::trials(),
             filters::trials(),

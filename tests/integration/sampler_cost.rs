@@ -15,9 +15,10 @@ use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
-use acceptq::sampler::{sample_once, Target};
+use acceptq::sampler::{sample_once, DeviceTier, Target};
 use acceptq::snapshot::Endpoint;
 use acceptq::source::inet_diag::{Record, STATE_LISTEN};
+use acceptq::source::netdev::{LinkWatch, RxPackets};
 use acceptq::source::netns::run_in;
 use acceptq::source::snmp::PassiveOpens;
 use acceptq::source::sock_diag::DiagSocket;
@@ -28,6 +29,7 @@ use crate::support::{netns_gate, note, tests, Netns};
 tests![
     a_sample_allocates_nothing_in_steady_state,
     a_sample_the_gate_lets_pass_allocates_nothing,
+    a_sample_passed_on_received_packets_allocates_nothing_nor_does_a_link_event,
     the_report_dump_with_meminfo_allocates_nothing_after_warm_up
 ];
 
@@ -285,6 +287,67 @@ fn a_sample_the_gate_lets_pass_allocates_nothing() {
     );
     assert_eq!(p.tracked(), 0);
     drop(held);
+}
+
+fn a_sample_passed_on_received_packets_allocates_nothing_nor_does_a_link_event() {
+    let name =
+        "sampler_cost::a_sample_passed_on_received_packets_allocates_nothing_nor_does_a_link_event";
+    if !netns_gate(name) {
+        return;
+    }
+    let ns = Netns::new("devcost");
+    let file = Arc::new(File::open(format!("/run/netns/{}", ns.name)).expect("netns file"));
+    let (counter, rx, links) = run_in(Some(&file), || {
+        (
+            PassiveOpens::open().expect("open /proc/net/snmp"),
+            RxPackets::open().expect("open /proc/net/dev"),
+            LinkWatch::open().expect("open the link socket"),
+        )
+    })
+    .expect("join the namespace");
+    let sock = DiagSocket::open(Some(file.clone())).expect("open sock_diag");
+    let mut targets = vec![Target::new(0, "devices".to_string(), sock)
+        .gated(counter)
+        .with_devices(DeviceTier::new(rx, links))];
+    let mut records: Vec<Record> = Vec::new();
+    let peaks = Mutex::new(Peaks::default());
+    for _ in 0..WARM_UP {
+        sample_once(&mut targets, &mut records, &peaks);
+    }
+    let (dumps, passed) = (targets[0].dumps, targets[0].passed_on_devices);
+    let (made, _) = steady_allocations("sample_once passed on received packets", || {
+        sample_once(&mut targets, &mut records, &peaks);
+        (targets[0].dumps as usize, 0)
+    });
+    assert_eq!(targets[0].dumps, dumps, "no dump while measured");
+    assert!(
+        targets[0].passed_on_devices > passed + MEASURED as u64,
+        "the samples passed on received packets"
+    );
+    assert_eq!(
+        made, 0,
+        "samples passed on received packets allocated {made} times"
+    );
+    // A link event: the next sample reads it, dumps the links again and, the devices' gate
+    // being reset, passes on PassiveOpens; all of it without allocating.
+    let out = ns
+        .cmd("ip", &["link", "set", "lo", "mtu", "65000"])
+        .output()
+        .expect("ip");
+    assert!(out.status.success(), "{out:?}");
+    let passed = targets[0].passed_on_devices;
+    let start = allocations();
+    sample_once(&mut targets, &mut records, &peaks);
+    let made = allocations() - start;
+    assert_eq!(
+        (targets[0].dumps, targets[0].passed_on_devices),
+        (dumps, passed),
+        "the event turned the devices' proof off for this sample, PassiveOpens let it pass"
+    );
+    assert_eq!(
+        made, 0,
+        "a sample after a link event allocated {made} times"
+    );
 }
 
 fn the_report_dump_with_meminfo_allocates_nothing_after_warm_up() {
