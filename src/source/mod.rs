@@ -363,12 +363,15 @@ impl NsSources {
         let mut counts: HashMap<Endpoint, u32> = HashMap::new();
         let cap = CpuCap::start(self.one_walk_cap);
         let states = STATE_NEW_SYN_RECV | inet_diag::STATES_ESTABLISHED_CHILD;
+        let asked = &self.asked;
         let result =
             diag.dump_both_families(states, &self.local_ports, true, Some(cap), &mut |r| {
                 // No full socket is asked in SYN_RECV: that state is a request socket's.
                 if r.state == inet_diag::TCP_SYN_RECV {
                     *counts.entry(r.endpoint()).or_insert(0) += 1;
-                } else {
+                } else if asked.contains(&r.family) {
+                    // As the separate dumps, which ask only the queued listeners' families: a
+                    // connection of another family queued after its listener was read empty.
                     waits.take(Dumped::Record(r));
                 }
             });
@@ -881,6 +884,33 @@ mod tests {
             "{:?}",
             String::from_utf8_lossy(w.writer())
         );
+    }
+
+    #[test]
+    fn one_walk_keeps_the_waits_of_the_queued_listeners_families_only() {
+        // An IPv4 listener read with connections queued, and on its port an IPv6 one read
+        // empty whose connection queued after that reading: the separate dumps ask IPv4 only.
+        let (_a, _ca, a) = queued(2);
+        let _v6 = TcpListener::bind(("::1", a.port)).unwrap();
+        let _c6 = TcpStream::connect(("::1", a.port)).unwrap();
+        let mut one = ours();
+        let mut separate = ours();
+        separate.walks = Walks {
+            both_families: false,
+            requests_and_children: false,
+        };
+        let mut w = Warnings::to(Vec::new());
+        let mut endpoints = Vec::new();
+        for src in [&mut one, &mut separate] {
+            src.families = vec![inet_diag::FAMILIES[0]];
+            let (_, waits) = established(src, &[a], &mut w);
+            let mut e: Vec<Endpoint> = waits.unwrap().into_keys().collect();
+            e.sort();
+            endpoints.push(e);
+        }
+        assert_eq!(endpoints[0], [a.endpoint()], "one walk");
+        assert_eq!(endpoints[1], [a.endpoint()], "separate dumps");
+        assert!(one.walks.requests_and_children, "the one walk was made");
     }
 
     #[test]

@@ -40,6 +40,7 @@ mod gate_attack;
 mod golden;
 mod listeners;
 mod one_walk;
+mod one_walk_attack;
 mod output_identity;
 mod peaks;
 mod queue_wait;
@@ -82,6 +83,7 @@ fn main() -> std::process::ExitCode {
             golden::trials(),
             listeners::trials(),
             one_walk::trials(),
+            one_walk_attack::trials(),
             output_identity::trials(),
             peaks::trials(),
             queue_wait::trials(),
