@@ -1517,22 +1517,22 @@ mod reuse_differential {
     use std::time::Duration;
 
     /// xorshift64*: the same steps on every run, no dependency.
-    struct Rng(u64);
+    pub(super) struct Rng(pub(super) u64);
 
     impl Rng {
-        fn next(&mut self) -> u64 {
+        pub(super) fn next(&mut self) -> u64 {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;
             self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
         }
-        fn below(&mut self, n: u64) -> u64 {
+        pub(super) fn below(&mut self, n: u64) -> u64 {
             self.next() % n
         }
-        fn chance(&mut self, one_in: u64) -> bool {
+        pub(super) fn chance(&mut self, one_in: u64) -> bool {
             self.below(one_in) == 0
         }
-        fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        pub(super) fn pick<T: Copy>(&mut self, from: &[T]) -> T {
             from[self.below(from.len() as u64) as usize]
         }
     }
@@ -1701,6 +1701,356 @@ mod reuse_differential {
                     );
                 }
             }
+        }
+    }
+}
+
+/// The bytes of seeded random reports in every format, pinned: a change to how reports are
+/// built or encoded must leave them byte for byte as they were. Many listeners over odd names
+/// and addresses, IPv6, SO_REUSEPORT groups, peaks, waits, SYN counts, drops deltas, every
+/// optional tag and user tags, first reports and later ones with churn.
+#[cfg(test)]
+mod pinned_bytes {
+    use super::reuse_differential::Rng;
+    use super::*;
+    use crate::encode::collectd::Collectd;
+    use crate::encode::influx::Influx;
+    use crate::encode::json::JsonLines;
+    use crate::encode::prometheus::Prometheus;
+    use crate::encode::{fnv1a64, Encoder, UserTags};
+    use crate::source::netstat::TcpExt;
+    use crate::source::owners::Scan;
+    use crate::source::sysctl::Sysctls;
+    use std::time::Duration;
+
+    const NAMES: [&str; 3] = ["default", "we ird,\"name\"=\\x", "ino-4026532000"];
+    const COMMS: [&str; 6] = [
+        "nginx",
+        "a b,c=d",
+        "q\"uo\\te",
+        "x",
+        "é-ü",
+        "a-fifteen-char-",
+    ];
+    const DEVICES: [&str; 3] = ["eth0", "br-lan", "v 0"];
+
+    fn address(rng: &mut Rng) -> IpAddr {
+        match rng.below(6) {
+            0 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            1 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            2 => IpAddr::V4(Ipv4Addr::from_bits(rng.next() as u32)),
+            3 => IpAddr::V6(Ipv6Addr::from_bits(u128::from(rng.next()) << 64 | 1)),
+            4 => IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, rng.below(3) as u16)),
+            _ => IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + rng.below(3) as u8)),
+        }
+    }
+
+    /// A namespace's listeners: some endpoints held by several sockets (SO_REUSEPORT groups).
+    fn snapshot(rng: &mut Rng, inodes: &mut u32) -> NetnsSnapshot {
+        let mut sockets = Vec::new();
+        for _ in 0..rng.below(150) {
+            let addr = address(rng);
+            let port = rng.pick(&[80, 443, 8080, 1, 65533]) + rng.below(3) as u16;
+            let ifindex = rng.pick(&[0, 0, 0, 0, 3, 7, 9]);
+            for _ in 0..rng.pick(&[1, 1, 1, 2, 4]) {
+                *inodes += 1 + rng.below(3) as u32;
+                sockets.push(Socket {
+                    addr,
+                    port,
+                    ifindex,
+                    inode: *inodes,
+                    depth: rng.pick(&[0, 0, 0, 1, 5, 129, 4097]),
+                    limit: (!rng.chance(10)).then(|| rng.pick(&[4, 128, 4096])),
+                    drops: (!rng.chance(10)).then(|| rng.below(100_000) as u32),
+                });
+            }
+        }
+        let endpoints: Vec<Endpoint> = sockets.iter().map(Socket::endpoint).collect();
+        let mut per_endpoint = |one_in: u64, max: u64| {
+            let mut m = HashMap::new();
+            for e in &endpoints {
+                if rng.chance(one_in) {
+                    m.insert(*e, rng.below(max) as u32);
+                }
+            }
+            m
+        };
+        let syn_queue = Some(per_endpoint(3, 300));
+        let queue_wait = Some(per_endpoint(2, 40_000));
+        let mut interfaces = HashMap::new();
+        for (i, name) in [3, 7]
+            .into_iter()
+            .zip(DEVICES.iter().skip(rng.below(2) as usize))
+        {
+            interfaces.insert(i, name.to_string());
+        }
+        let (syn_queue, queue_wait) = match rng.below(4) {
+            0 => (None, None),
+            _ => (syn_queue, queue_wait),
+        };
+        NetnsSnapshot {
+            sockets,
+            syn_queue,
+            queue_wait,
+            interfaces,
+            tcpext: (!rng.chance(4)).then(|| TcpExt::all(rng.below(1 << 40))),
+            sysctls: Sysctls::default()
+                .with("somaxconn", 4096)
+                .with("tcp_syncookies", rng.below(3)),
+        }
+    }
+
+    fn owners(rng: &mut Rng, inodes: &[u32]) -> OwnerCache {
+        let mut found = HashMap::new();
+        for &inode in inodes {
+            if !rng.chance(4) {
+                let comm = rng.pick(&COMMS);
+                let unit = rng
+                    .chance(2)
+                    .then(|| format!("{comm}@{}.service", rng.below(9)));
+                let pid = 1 + rng.below(100_000) as i32;
+                found.insert(
+                    inode,
+                    Owner {
+                        pid,
+                        comm: comm.into(),
+                        unit,
+                        fd: 3,
+                    },
+                );
+            }
+        }
+        let mut cache = OwnerCache::default();
+        cache.refresh_with(inodes, |_, _| false, |_| Scan { found, denied: 0 });
+        cache
+    }
+
+    fn encoders(user: &UserTags, host: &str) -> Vec<Box<dyn Encoder>> {
+        vec![
+            Box::new(Influx::new(user.clone())),
+            Box::new(Prometheus::new(user.clone())),
+            Box::new(Collectd::new(host, Duration::from_secs(10))),
+            Box::new(JsonLines::new(user.clone())),
+        ]
+    }
+
+    /// FNV-1a of every report of a seed's run, per format (influx, Prometheus, collectd, JSON),
+    /// each report built over the last and encoded by long-lived encoders, as a reporter does.
+    fn digests(seed: u64) -> [u64; 4] {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let opts = ReportOptions {
+            per_socket: rng.chance(3),
+            max_listeners: rng.pick(&[100_000, 100_000, 50]),
+            netns_tag: rng.chance(2),
+            unit_tag: rng.chance(2),
+        };
+        let user: UserTags = match rng.below(3) {
+            0 => vec![],
+            1 => vec![("dc".into(), "east 1,\"x\"=\\y".into())],
+            _ => vec![("zz".into(), "1".into()), ("aa".into(), "é".into())],
+        };
+        let mut encoders = encoders(&user, rng.pick(&["web-1", "h"]));
+        let filter = Filter::default();
+        let mut built = Built::default();
+        let mut prev = Previous::default();
+        let mut out = vec![Vec::new(); 4];
+        let mut inodes = 0;
+        let mut snaps: Vec<NetnsSnapshot> = Vec::new();
+        for step in 0..5 {
+            // Churn: a namespace's listeners kept, changed in their figures, or replaced.
+            let count = 1 + rng.below(3) as usize;
+            snaps.truncate(count);
+            for s in snaps.iter_mut() {
+                if rng.chance(3) {
+                    *s = snapshot(&mut rng, &mut inodes);
+                } else {
+                    for sock in &mut s.sockets {
+                        sock.drops = sock.drops.map(|d| d + rng.pick(&[0, 0, 1, 70]));
+                        sock.depth = rng.pick(&[0, sock.depth, 3]);
+                    }
+                }
+            }
+            while snaps.len() < count {
+                snaps.push(snapshot(&mut rng, &mut inodes));
+            }
+            let tags: Vec<(Option<&str>, Option<&str>)> = (0..count)
+                .map(|i| match i {
+                    0 => (None, None),
+                    _ => (
+                        rng.chance(2).then_some("3f2a9c1b7d4e"),
+                        rng.pick(&[None, Some(""), Some("web-0")]),
+                    ),
+                })
+                .collect();
+            let readings: Vec<NsReading> = snaps
+                .iter()
+                .zip(&tags)
+                .enumerate()
+                .map(|(i, (snap, &(container, pod)))| NsReading {
+                    id: i as NsId,
+                    name: NAMES[i],
+                    container,
+                    pod,
+                    snap,
+                })
+                .collect();
+            let mut peaks = Peaks::default();
+            for _ in 0..rng.below(4) {
+                peaks.begin_sample();
+                for (i, snap) in snaps.iter().enumerate() {
+                    peaks.count_round(i as NsId);
+                    for s in &snap.sockets {
+                        let depth = s.depth + rng.pick(&[0, 0, 3, 200, 5000]);
+                        peaks.observe(i as NsId, s.endpoint(), s.inode, depth, s.limit);
+                    }
+                }
+            }
+            let all: Vec<u32> = snaps
+                .iter()
+                .flat_map(|s| s.sockets.iter().map(|s| s.inode))
+                .collect();
+            let owners = owners(&mut rng, &all);
+            let ctx = Context {
+                peaks: &peaks,
+                owners: &owners,
+                filter: &filter,
+                opts: &opts,
+                timestamp: 1_764_000_000_123_456_789
+                    + step * 10_000_000_000
+                    + rng.below(1000) as i64,
+            };
+            build_into(&readings, &ctx, &mut prev, &mut built);
+            for (enc, out) in encoders.iter_mut().zip(out.iter_mut()) {
+                enc.encode(&built.metrics, out);
+            }
+        }
+        let mut d = [0; 4];
+        for (d, out) in d.iter_mut().zip(&out) {
+            *d = fnv1a64(out);
+        }
+        d
+    }
+
+    #[test]
+    fn seeded_reports_keep_their_bytes_in_every_format() {
+        // Taken from the encoders as they were before their rewrite for speed.
+        let pinned: [(u64, [u64; 4]); 12] = [
+            (
+                1,
+                [
+                    0x2ab3d086d1057817,
+                    0x83b6543c16d25dc2,
+                    0xd321773de5737a7d,
+                    0x70cc27196ba96c14,
+                ],
+            ),
+            (
+                2,
+                [
+                    0x360463359012565f,
+                    0xd612d963e7c9ccea,
+                    0x7092b4251f74d126,
+                    0xf129e9ed4d92babe,
+                ],
+            ),
+            (
+                3,
+                [
+                    0xc306c883b93fe785,
+                    0x930cd4f3d0ca37ab,
+                    0x29b775a986bb91bd,
+                    0x26edb9cdf31984e4,
+                ],
+            ),
+            (
+                4,
+                [
+                    0xbda85d23cf2d241f,
+                    0x4cdfbfc38a1e8964,
+                    0x2e91a1b3623145e8,
+                    0xc76d95392509cc1a,
+                ],
+            ),
+            (
+                5,
+                [
+                    0x43343d3390decc61,
+                    0x863c0236273e1ca4,
+                    0x9c07177c67ef785c,
+                    0x9f560a29554dd605,
+                ],
+            ),
+            (
+                6,
+                [
+                    0xefbd5eb21f8cd5f,
+                    0x83e914d919d63518,
+                    0x1ca56e2b4a1a32ac,
+                    0x2b262dc9616a6d91,
+                ],
+            ),
+            (
+                7,
+                [
+                    0xc86ae724c6d0e705,
+                    0x78a51812143f2196,
+                    0x1831d0548cac855f,
+                    0x5985c4b68764073d,
+                ],
+            ),
+            (
+                8,
+                [
+                    0x8da8f1ba7d5e806f,
+                    0x3d6e0cc29e8f70b8,
+                    0xa5e1274b00848b37,
+                    0xbdfbbec372c787db,
+                ],
+            ),
+            (
+                9,
+                [
+                    0x17dfd1c271dc97e1,
+                    0x2e8a69ae67bc94bf,
+                    0x38b0c2c4f4b5d530,
+                    0x9bd729d4feab6f8e,
+                ],
+            ),
+            (
+                10,
+                [
+                    0x70d8e3321206c25a,
+                    0xada92b1f19297fcc,
+                    0x8588c0d7ea5ba078,
+                    0x85bc533e1a178814,
+                ],
+            ),
+            (
+                11,
+                [
+                    0xb9a46a3c515fef0f,
+                    0x69ace282b556c723,
+                    0x9ce71905c3061af6,
+                    0x57573314667d904f,
+                ],
+            ),
+            (
+                12,
+                [
+                    0x890f505d93f38110,
+                    0xeb8237483fd166d8,
+                    0xdc8d92ca7101eb0c,
+                    0x731acfc4332b506d,
+                ],
+            ),
+        ];
+        for (seed, want) in pinned {
+            let hex = |d: [u64; 4]| d.map(|d| format!("{d:#x}"));
+            assert_eq!(
+                hex(digests(seed)),
+                hex(want),
+                "seed {seed}: influx, Prometheus, collectd, JSON"
+            );
         }
     }
 }
