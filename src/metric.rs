@@ -48,6 +48,173 @@ impl Metric {
     }
 }
 
+/// A report's metrics in a few flat vectors instead of a vector of tags and one of fields per
+/// metric: a report of any size is four allocations (none once the vectors are reused), and a
+/// row's tag text sits next to the last row's. [`Metric`] is the same data one by one, for
+/// readers that keep or make metrics singly.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Metrics {
+    /// Every tag value, one after the other.
+    text: String,
+    /// Every metric's tags: key and end of its value in `text` (it starts where the last ends).
+    tags: Vec<(&'static str, u32)>,
+    fields: Vec<(&'static str, Value)>,
+    heads: Vec<Head>,
+}
+
+/// One metric of [`Metrics`]: its tags and fields end where the next metric's begin.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Head {
+    name: &'static str,
+    timestamp: i64,
+    tags_end: u32,
+    fields_end: u32,
+}
+
+impl Metrics {
+    /// Empties it, keeping its memory; room for `rows` more metrics of about a listener's size.
+    pub fn clear_for(&mut self, rows: usize) {
+        self.text.clear();
+        self.tags.clear();
+        self.fields.clear();
+        self.heads.clear();
+        self.heads.reserve(rows);
+        self.tags.reserve(rows * 3);
+        self.fields.reserve(rows * 8);
+        self.text.reserve(rows * 16);
+    }
+
+    /// Starts a metric: the tags and fields pushed next are its.
+    pub fn begin(&mut self, name: &'static str, timestamp: i64) {
+        self.heads.push(Head {
+            name,
+            timestamp,
+            tags_end: self.tags.len() as u32,
+            fields_end: self.fields.len() as u32,
+        });
+    }
+
+    /// Adds a tag to the last metric begun, its value written by `write`.
+    pub fn tag_with(&mut self, key: &'static str, write: impl FnOnce(&mut String)) {
+        write(&mut self.text);
+        self.tags.push((key, self.text.len() as u32));
+        if let Some(h) = self.heads.last_mut() {
+            h.tags_end = self.tags.len() as u32;
+        }
+    }
+
+    pub fn tag(&mut self, key: &'static str, value: &str) {
+        self.tag_with(key, |t| t.push_str(value));
+    }
+
+    /// Adds a field to the last metric begun.
+    pub fn field(&mut self, key: &'static str, value: Value) {
+        self.fields.push((key, value));
+        if let Some(h) = self.heads.last_mut() {
+            h.fields_end = self.fields.len() as u32;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.heads.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heads.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<MetricRef<'_>> {
+        let head = self.heads.get(i)?;
+        let (tags_start, fields_start) = match i.checked_sub(1) {
+            Some(p) => (self.heads[p].tags_end, self.heads[p].fields_end),
+            None => (0, 0),
+        };
+        let text_start = match tags_start.checked_sub(1) {
+            Some(t) => self.tags[t as usize].1,
+            None => 0,
+        };
+        Some(MetricRef {
+            name: head.name,
+            timestamp: head.timestamp,
+            fields: &self.fields[fields_start as usize..head.fields_end as usize],
+            tags: &self.tags[tags_start as usize..head.tags_end as usize],
+            text_start,
+            text: &self.text,
+        })
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = MetricRef<'_>> + Clone + '_ {
+        (0..self.len()).map(|i| self.get(i).unwrap_or_else(|| unreachable!()))
+    }
+
+    /// The metrics one by one.
+    pub fn to_vec(&self) -> Vec<Metric> {
+        self.iter().map(|m| m.to_metric()).collect()
+    }
+}
+
+impl From<&[Metric]> for Metrics {
+    fn from(metrics: &[Metric]) -> Metrics {
+        let mut all = Metrics::default();
+        for m in metrics {
+            all.begin(m.name, m.timestamp);
+            for (k, v) in &m.tags {
+                all.tag(k, v);
+            }
+            for (k, v) in &m.fields {
+                all.field(k, *v);
+            }
+        }
+        all
+    }
+}
+
+/// One metric of [`Metrics`], borrowed.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricRef<'a> {
+    pub name: &'static str,
+    /// Nanoseconds since the Unix epoch.
+    pub timestamp: i64,
+    pub fields: &'a [(&'static str, Value)],
+    tags: &'a [(&'static str, u32)],
+    /// Where the first tag's value starts in `text`.
+    text_start: u32,
+    text: &'a str,
+}
+
+impl<'a> MetricRef<'a> {
+    /// Tags in the order they were added, with their values.
+    pub fn tags(&self) -> impl Iterator<Item = (&'static str, &'a str)> + Clone + 'a {
+        let text = self.text;
+        let starts = std::iter::once(self.text_start).chain(self.tags.iter().map(|t| t.1));
+        self.tags
+            .iter()
+            .zip(starts)
+            .map(move |(&(k, end), start)| (k, &text[start as usize..end as usize]))
+    }
+
+    pub fn tag(&self, key: &str) -> Option<&'a str> {
+        self.tags().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    pub fn tag_count(&self) -> usize {
+        self.tags.len()
+    }
+
+    pub fn field(&self, key: &str) -> Option<Value> {
+        self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    pub fn to_metric(&self) -> Metric {
+        Metric {
+            name: self.name,
+            tags: self.tags().map(|(k, v)| (k, v.to_string())).collect(),
+            fields: self.fields.to_vec(),
+            timestamp: self.timestamp,
+        }
+    }
+}
+
 /// A whole number's decimal digits, written without `core::fmt`: a report writes several per
 /// row, and `write!` costs several times the digits themselves.
 pub struct Decimal {
@@ -482,7 +649,7 @@ mod tests {
 
     fn encoded(e: &mut dyn crate::encode::Encoder) -> String {
         let mut out = Vec::new();
-        e.encode(&waiting(), &mut out);
+        e.encode_all(&waiting(), &mut out);
         String::from_utf8(out).unwrap()
     }
 

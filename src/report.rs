@@ -6,7 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::filter::Filter;
-use crate::metric::{push_address, Decimal, Metric, Value, LISTENER, NETNS};
+#[cfg(test)]
+use crate::metric::Metric;
+use crate::metric::{push_address, Decimal, Metrics, Value, LISTENER, NETNS};
 use crate::snapshot::{Endpoint, NetnsSnapshot, Socket};
 use crate::source::ifname;
 use crate::source::owners::{Owner, OwnerCache};
@@ -56,7 +58,7 @@ struct Row<'a> {
 
 #[derive(Default)]
 pub struct Built {
-    pub metrics: Vec<Metric>,
+    pub metrics: Metrics,
     /// Rows left out by `--max-listeners`.
     pub omitted: usize,
 }
@@ -98,21 +100,13 @@ pub fn build_into(readings: &[NsReading], ctx: &Context, prev: &mut Previous, bu
     let omitted_per_ns = keep_most_important(&mut rows, readings.len(), ctx.opts.max_listeners);
 
     let metrics = &mut built.metrics;
-    let total = rows.len() + readings.len();
-    metrics.truncate(total);
-    // A new metric has room for a row's tags and fields from the start.
-    metrics.resize_with(total, || Metric {
-        tags: Vec::with_capacity(4),
-        fields: Vec::with_capacity(10),
-        ..Metric::default()
-    });
-    for (row, m) in rows.iter().zip(metrics.iter_mut()) {
-        listener_metric(row, &readings[row.pos], ctx, m);
+    metrics.clear_for(rows.len() + readings.len());
+    for row in &rows {
+        listener_metric(row, &readings[row.pos], ctx, metrics);
     }
-    let netns_metrics = metrics[rows.len()..].iter_mut();
-    for ((pos, reading), m) in readings.iter().enumerate().zip(netns_metrics) {
+    for (pos, reading) in readings.iter().enumerate() {
         let counts = (per_ns_rows[pos], omitted_per_ns[pos]);
-        netns_metric(reading, prev, ctx, counts, m);
+        netns_metric(reading, prev, ctx, counts, metrics);
         if let Some(t) = reading.snap.tcpext {
             next.counters.insert(reading.id, t);
         }
@@ -438,99 +432,61 @@ fn seen_full(r: &Row) -> bool {
     accept_full || was_full || syn_full
 }
 
-fn listener_metric(row: &Row, ns: &NsReading, ctx: &Context, m: &mut Metric) {
+fn listener_metric(row: &Row, ns: &NsReading, ctx: &Context, m: &mut Metrics) {
     let opts = ctx.opts;
-    m.name = LISTENER;
-    m.timestamp = ctx.timestamp;
-    let mut tags = TagWriter::new(&mut m.tags);
-    push_address(&row.key.addr, tags.next("address"));
-    tags.next("port")
-        .push_str(Decimal::new(u64::from(row.key.port)).as_str());
+    m.begin(LISTENER, ctx.timestamp);
+    m.tag_with("address", |t| push_address(&row.key.addr, t));
+    m.tag("port", Decimal::new(u64::from(row.key.port)).as_str());
     if let Some(interface) = &row.interface {
-        tags.next("interface").push_str(interface);
+        m.tag("interface", interface);
     }
     if let Some(owner) = row.owner {
-        tags.next("process").push_str(&owner.comm);
+        m.tag("process", &owner.comm);
         if let Some(unit) = owner.unit.as_ref().filter(|_| opts.unit_tag) {
-            tags.next("unit").push_str(unit);
+            m.tag("unit", unit);
         }
     }
     if let Some(i) = row.key.socket {
-        tags.next("socket")
-            .push_str(Decimal::new(u64::from(i)).as_str());
+        m.tag("socket", Decimal::new(u64::from(i)).as_str());
     }
-    push_netns_tags(&mut tags, ns, opts);
-    tags.finish();
-    let fields = &mut m.fields;
-    fields.clear();
-    fields.push(("queue_depth", Value::Int(row.depth)));
-    fields.push(("queue_depth_max", Value::Int(row.depth_max)));
+    push_netns_tags(m, ns, opts);
+    m.field("queue_depth", Value::Int(row.depth));
+    m.field("queue_depth_max", Value::Int(row.depth_max));
     if let Some(l) = row.limit {
-        fields.push(("queue_limit", Value::Int(l)));
+        m.field("queue_limit", Value::Int(l));
     }
     if let Some(r) = row.full_ratio {
-        fields.push(("queue_full_ratio", Value::Float(r)));
+        m.field("queue_full_ratio", Value::Float(r));
     }
     if let Some(d) = row.drops {
-        fields.push(("drops", Value::Int(d)));
+        m.field("drops", Value::Int(d));
     }
     if let Some(d) = row.drops_delta {
-        fields.push(("drops_delta", Value::Int(d)));
+        m.field("drops_delta", Value::Int(d));
     }
     if let Some(s) = row.syn {
-        fields.push(("syn_queue_depth", Value::Int(s)));
+        m.field("syn_queue_depth", Value::Int(s));
     }
     if let Some(ms) = row.wait_ms {
-        fields.push(("queue_wait_max", Value::Float(f64::from(ms) / 1000.0)));
+        m.field("queue_wait_max", Value::Float(f64::from(ms) / 1000.0));
     }
-    fields.push(("sockets", Value::Int(row.sockets.len() as u64)));
+    m.field("sockets", Value::Int(row.sockets.len() as u64));
     if let Some(pid) = row.owner.map(|o| o.pid) {
-        fields.push(("pid", Value::Int(pid as u64)));
-    }
-}
-
-/// Writes a metric's tags over those of the metric it reuses: each tag's text is written into
-/// the `String` already in its place, so a report like the last allocates no tag text.
-struct TagWriter<'m> {
-    tags: &'m mut Vec<(&'static str, String)>,
-    len: usize,
-}
-
-impl<'m> TagWriter<'m> {
-    fn new(tags: &'m mut Vec<(&'static str, String)>) -> Self {
-        TagWriter { tags, len: 0 }
-    }
-
-    /// The next tag, `key`, with empty text for the caller to write.
-    fn next(&mut self, key: &'static str) -> &mut String {
-        if self.len == self.tags.len() {
-            // Room for an IPv4 address, a port or a process name without regrowing.
-            self.tags.push((key, String::with_capacity(16)));
-        }
-        let tag = &mut self.tags[self.len];
-        self.len += 1;
-        tag.0 = key;
-        tag.1.clear();
-        &mut tag.1
-    }
-
-    /// Drops the tags the reused metric had beyond those written.
-    fn finish(self) {
-        self.tags.truncate(self.len);
+        m.field("pid", Value::Int(pid as u64));
     }
 }
 
 /// The tags naming a row's namespace: `netns` when more than one is watched; `container` and
 /// `pod` whenever known (only a namespace other than the host's has them).
-fn push_netns_tags(tags: &mut TagWriter, ns: &NsReading, opts: &ReportOptions) {
+fn push_netns_tags(m: &mut Metrics, ns: &NsReading, opts: &ReportOptions) {
     if opts.netns_tag {
-        tags.next("netns").push_str(ns.name);
+        m.tag("netns", ns.name);
     }
     if let Some(c) = ns.container {
-        tags.next("container").push_str(c);
+        m.tag("container", c);
     }
     if let Some(p) = ns.pod.filter(|p| !p.is_empty()) {
-        tags.next("pod").push_str(p);
+        m.tag("pod", p);
     }
 }
 
@@ -541,32 +497,27 @@ fn netns_metric(
     prev: &Previous,
     ctx: &Context,
     (rows, omitted): (usize, usize),
-    m: &mut Metric,
+    m: &mut Metrics,
 ) {
-    m.name = NETNS;
-    m.timestamp = ctx.timestamp;
-    let mut tags = TagWriter::new(&mut m.tags);
-    push_netns_tags(&mut tags, reading, ctx.opts);
-    tags.finish();
-    let fields = &mut m.fields;
-    fields.clear();
+    m.begin(NETNS, ctx.timestamp);
+    push_netns_tags(m, reading, ctx.opts);
     if let Some(cur) = reading.snap.tcpext {
         let before = prev.counters.get(&reading.id);
         for (counter, v) in cur.iter() {
             let Some(v) = v else { continue };
-            fields.push((counter.field, Value::Int(v)));
+            m.field(counter.field, Value::Int(v));
             if let Some(d) = delta(before.and_then(|b| b.get(counter.kernel)), Some(v)) {
-                fields.push((counter.delta, Value::Int(d)));
+                m.field(counter.delta, Value::Int(d));
             }
         }
     }
     for (sysctl, v) in reading.snap.sysctls.iter() {
         if let Some(v) = v {
-            fields.push((sysctl.field, Value::Int(v)));
+            m.field(sysctl.field, Value::Int(v));
         }
     }
-    fields.push(("listeners", Value::Int(rows as u64)));
-    fields.push(("listeners_omitted", Value::Int(omitted as u64)));
+    m.field("listeners", Value::Int(rows as u64));
+    m.field("listeners_omitted", Value::Int(omitted as u64));
 }
 
 #[cfg(test)]
@@ -614,6 +565,12 @@ mod tests {
         }
     }
 
+    /// A report's metrics one by one, for tests to index.
+    struct Flat {
+        metrics: Vec<Metric>,
+        omitted: usize,
+    }
+
     /// The one way tests build a report: defaults for the filter and the timestamp.
     fn report_with(
         readings: &[NsReading],
@@ -621,7 +578,7 @@ mod tests {
         owners: &OwnerCache,
         opts: &ReportOptions,
         prev: &mut Previous,
-    ) -> Built {
+    ) -> Flat {
         let ctx = Context {
             peaks,
             owners,
@@ -629,7 +586,11 @@ mod tests {
             opts,
             timestamp: 1,
         };
-        build(readings, &ctx, prev)
+        let built = build(readings, &ctx, prev);
+        Flat {
+            metrics: built.metrics.to_vec(),
+            omitted: built.omitted,
+        }
     }
 
     fn run(snap: &NetnsSnapshot, prev: &mut Previous, o: &ReportOptions) -> Vec<Metric> {
@@ -1108,7 +1069,7 @@ mod tests {
         peaks: &Peaks,
         prev: &mut Previous,
         o: &ReportOptions,
-    ) -> Built {
+    ) -> Flat {
         let readings = [NsReading {
             id: 0,
             name: "default",

@@ -200,8 +200,7 @@ impl Reporter {
         self.output.built = built;
     }
 
-    /// Ends a one-shot run: its report's metrics, a few allocations per row, are given back
-    /// by the process's exit instead of freed one by one.
+    /// Ends a one-shot run: its report's metrics are given back by the process's exit.
     pub fn end_one_shot(mut self) {
         std::mem::forget(std::mem::take(&mut self.output.built));
     }

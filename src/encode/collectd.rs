@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::fnv1a64;
 use super::Encoder;
-use crate::metric::{whole_float, Decimal, Metric, Value, LISTENER, SCHEMA};
+use crate::metric::{whole_float, Decimal, Metric, MetricRef, Metrics, Value, LISTENER, SCHEMA};
 
 pub const PLUGIN: &str = "acceptq";
 pub const MAX_PART: usize = 127;
@@ -161,7 +161,7 @@ fn push_interface_part(dev: &str, out: &mut String) {
 /// known (`web-0.3f2a9c1b7d4e.cni-…`), so a file name says which pod it is and a container
 /// restarted (a new id) starts a new series, as it does with tags.
 /// Written into `out` (cleared first); `false` when the metric has none of those tags.
-fn namespace_label(m: &Metric, out: &mut String) -> bool {
+fn namespace_label(m: &MetricRef, out: &mut String) -> bool {
     out.clear();
     for part in ["pod", "container", "netns"]
         .iter()
@@ -181,7 +181,10 @@ fn namespace_label(m: &Metric, out: &mut String) -> bool {
 /// the address, port and rank, which are never cut.
 pub fn plugin_instance(m: &Metric) -> String {
     let mut out = String::new();
-    write_plugin_instance(m, &mut Scratch::default(), &mut out);
+    let one = Metrics::from(std::slice::from_ref(m));
+    if let Some(m) = one.get(0) {
+        write_plugin_instance(&m, &mut Scratch::default(), &mut out);
+    }
     out
 }
 
@@ -193,7 +196,7 @@ struct Scratch {
 }
 
 /// [`plugin_instance`] into `out` (cleared first).
-fn write_plugin_instance(m: &Metric, scratch: &mut Scratch, out: &mut String) {
+fn write_plugin_instance(m: &MetricRef, scratch: &mut Scratch, out: &mut String) {
     out.clear();
     let Scratch { tail, ns } = scratch;
     let has_ns = namespace_label(m, ns);
@@ -230,7 +233,7 @@ fn write_plugin_instance(m: &Metric, scratch: &mut Scratch, out: &mut String) {
 }
 
 impl Encoder for Collectd {
-    fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
+    fn encode(&mut self, metrics: &Metrics, out: &mut Vec<u8>) {
         // About what a listener's lines take: the buffer grows once, not line by line.
         out.reserve(metrics.len() * 600);
         let Self {
@@ -246,11 +249,11 @@ impl Encoder for Collectd {
         let mut head = String::new();
         let mut when = String::new();
         let mut when_of = None;
-        for m in metrics {
+        for m in metrics.iter() {
             let Some(spec) = SCHEMA.iter().find(|s| s.name == m.name) else {
                 continue;
             };
-            write_plugin_instance(m, scratch, pinst);
+            write_plugin_instance(&m, scratch, pinst);
             head.clear();
             let _ = write!(head, "PUTVAL \"{host}/{PLUGIN}-{pinst}/");
             if when_of != Some(m.timestamp) {
@@ -261,7 +264,7 @@ impl Encoder for Collectd {
             }
             // Fields come in schema order: each one's entry is looked for from the last one's.
             let mut from = 0;
-            for (name, value) in &m.fields {
+            for (name, value) in m.fields {
                 let found = (from..spec.fields.len())
                     .chain(0..from)
                     .find(|&i| spec.fields[i].name == *name);
@@ -518,7 +521,7 @@ pub(crate) mod tests {
 
     fn encode(m: &Metric, host: &str) -> Vec<String> {
         let mut out = Vec::new();
-        Collectd::new(host, Duration::from_secs(10)).encode(std::slice::from_ref(m), &mut out);
+        Collectd::new(host, Duration::from_secs(10)).encode_all(std::slice::from_ref(m), &mut out);
         String::from_utf8(out)
             .unwrap()
             .lines()
@@ -835,7 +838,7 @@ mod prop {
                 ("socket", socket),
             ], depth, ratio);
             let mut out = Vec::new();
-            Collectd::new(&host, Duration::from_secs(10)).encode(&[m], &mut out);
+            Collectd::new(&host, Duration::from_secs(10)).encode_all(&[m], &mut out);
             let text = String::from_utf8(out).unwrap();
             let lines: Vec<&str> = text.lines().collect();
             prop_assert_eq!(lines.len(), 2, "{}", text);

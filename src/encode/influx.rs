@@ -9,7 +9,9 @@
 use std::io::Write as _;
 
 use super::{Encoder, UserTags};
-use crate::metric::{whole_float, Decimal, Metric, Value};
+#[cfg(test)]
+use crate::metric::Metric;
+use crate::metric::{whole_float, Decimal, MetricRef, Metrics, Value};
 
 #[derive(Default)]
 pub struct Influx {
@@ -23,12 +25,12 @@ impl Influx {
 }
 
 impl Encoder for Influx {
-    fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
+    fn encode(&mut self, metrics: &Metrics, out: &mut Vec<u8>) {
         // About what a listener's line takes: the buffer grows once, not line by line.
         out.reserve(metrics.len() * 160);
         let mut stamp = Stamp::default();
-        for m in metrics {
-            line(m, &self.tags, &mut stamp, out);
+        for m in metrics.iter() {
+            line(&m, &self.tags, &mut stamp, out);
         }
     }
 }
@@ -124,7 +126,7 @@ impl Stamp {
     }
 }
 
-fn line(m: &Metric, user_tags: &UserTags, stamp: &mut Stamp, out: &mut Vec<u8>) {
+fn line(m: &MetricRef, user_tags: &UserTags, stamp: &mut Stamp, out: &mut Vec<u8>) {
     // Leave out what would make the line invalid (NaN, infinity, a value past i64) first: a
     // metric with no field left writes nothing.
     let mut fields = m.fields.iter().filter(|(_, v)| match v {
@@ -136,9 +138,8 @@ fn line(m: &Metric, user_tags: &UserTags, stamp: &mut Stamp, out: &mut Vec<u8>) 
     };
     push_escaped(m.name, b", ", out);
     let tags = m
-        .tags
-        .iter()
-        .map(|(k, v)| (*k, v.as_str()))
+        .tags()
+        .map(|(k, v)| (k as &str, v))
         .chain(user_tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     for (k, v) in tags {
         // An empty tag value is invalid line protocol: the tag is absent instead.
@@ -188,7 +189,7 @@ pub(crate) mod tests {
 
     fn encode(m: &Metric) -> String {
         let mut out = Vec::new();
-        Influx::default().encode(std::slice::from_ref(m), &mut out);
+        Influx::default().encode_all(std::slice::from_ref(m), &mut out);
         String::from_utf8(out).unwrap()
     }
 
@@ -348,7 +349,7 @@ pub(crate) mod tests {
                 vec![("queue_depth", Value::Int(1))],
             );
             body.clear();
-            Influx::default().encode(&[m.clone(), m], &mut body);
+            Influx::default().encode_all(&[m.clone(), m], &mut body);
             let read = influxdb1_tag_values(&body);
             assert_eq!(read.len(), 2, "{v:?} made {body:?} into {read:?}");
             let tags = read[0]
@@ -398,7 +399,7 @@ pub(crate) mod tests {
                         vec![("queue_depth", Value::Int(1))],
                     );
                     body.clear();
-                    Influx::default().encode(&[m.clone(), m], &mut body);
+                    Influx::default().encode_all(&[m.clone(), m], &mut body);
                     let read = influxdb1_tag_values(&body);
                     assert_eq!(read.len(), 2, "{}", String::from_utf8_lossy(&body));
                     assert!(read.iter().all(|r| r.as_ref().is_ok_and(|t| t.len() == 3)));
@@ -472,7 +473,7 @@ pub(crate) mod tests {
             ],
         );
         let mut out = Vec::new();
-        Influx::new(vec![("host".into(), "web 1".into())]).encode(&[m], &mut out);
+        Influx::new(vec![("host".into(), "web 1".into())]).encode_all(&[m], &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "acceptq_listener,netns=ab,host=web\\ 1 drops=1i,queue_full_ratio=1 1700000000123456789\n"
@@ -548,7 +549,7 @@ mod prop {
                 timestamp: 1_700_000_000_123_456_789,
             };
             let mut body = Vec::new();
-            Influx::new(vec![("site".into(), user.clone())]).encode(&[m], &mut body);
+            Influx::new(vec![("site".into(), user.clone())]).encode_all(&[m], &mut body);
             let read = influxdb1_tag_values(&body);
             prop_assert_eq!(read.len(), 1, "{}", String::from_utf8_lossy(&body));
             let tags = read[0].clone().map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&body))))?;
@@ -574,7 +575,7 @@ mod prop {
                 timestamp: 1_700_000_000_123_456_789,
             };
             body.clear();
-            Influx::new(vec![("site".into(), no_backslash(&user))]).encode(&[plain], &mut body);
+            Influx::new(vec![("site".into(), no_backslash(&user))]).encode_all(&[plain], &mut body);
             let text = String::from_utf8(body).unwrap();
             let lines: Vec<_> = parse_lines(&text).collect::<Result<_, _>>().map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
             prop_assert_eq!(lines.len(), 1);

@@ -3,7 +3,9 @@
 //! would need `json_name_key`, `tag_keys` and `json_time_key` to read it; use influx there.)
 
 use super::{Encoder, UserTags};
-use crate::metric::{Metric, Value};
+#[cfg(test)]
+use crate::metric::Metric;
+use crate::metric::{Metrics, Value};
 
 /// Tag values go out exactly: JSON strings carry any text (serde_json escapes quotes,
 /// backslashes and control characters).
@@ -35,18 +37,17 @@ macro_rules! string_or_number {
 // per key and value; the bytes are the same: keys in sorted order (serde_json's default map is
 // a BTreeMap), strings and numbers written by serde_json itself.
 impl Encoder for JsonLines {
-    fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
+    fn encode(&mut self, metrics: &Metrics, out: &mut Vec<u8>) {
         let Self { tags: user, order } = self;
         // About what a listener's lines take: the buffer grows once, not line by line.
         out.reserve(metrics.len() * 250);
-        for m in metrics {
-            let tag = |i: usize| match m.tags.get(i) {
-                Some((k, v)) => (*k, v.as_str()),
-                None => {
-                    let (k, v) = &user[i - m.tags.len()];
-                    (k.as_str(), v.as_str())
-                }
-            };
+        // A metric's tags and the user's, in one list for the sort.
+        let mut tags: Vec<(&str, &str)> = Vec::with_capacity(16);
+        for m in metrics.iter() {
+            tags.clear();
+            tags.extend(m.tags().map(|(k, v)| (k as &str, v)));
+            tags.extend(user.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let tag = |i: usize| tags[i];
             out.extend_from_slice(b"{\"fields\":");
             let field = |i: usize| m.fields[i].0;
             write_sorted(m.fields.len(), field, order, out, |i, out| {
@@ -60,7 +61,7 @@ impl Encoder for JsonLines {
             out.extend_from_slice(b",\"name\":");
             string_or_number!(m.name, out);
             out.extend_from_slice(b",\"tags\":");
-            let n_tags = m.tags.len() + user.len();
+            let n_tags = tags.len();
             write_sorted(
                 n_tags,
                 |i| tag(i).0,
@@ -140,7 +141,8 @@ mod tests {
             timestamp: 1_700_000_000_000_000_001,
         };
         let mut out = Vec::new();
-        JsonLines::new(vec![("host".into(), "h \\\"1".into())]).encode(&[m.clone(), m], &mut out);
+        JsonLines::new(vec![("host".into(), "h \\\"1".into())])
+            .encode_all(&[m.clone(), m], &mut out);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 2);
         let v: Json = serde_json::from_str(text.lines().next().unwrap()).unwrap();
@@ -188,7 +190,7 @@ mod prop {
                 timestamp: -5,
             };
             let mut out = Vec::new();
-            JsonLines::new(vec![("site".into(), user.clone())]).encode(&[m], &mut out);
+            JsonLines::new(vec![("site".into(), user.clone())]).encode_all(&[m], &mut out);
             let text = String::from_utf8(out).unwrap();
             prop_assert!(text.ends_with('\n') && text.matches('\n').count() == 1, "{:?}", text);
             let v: Json = serde_json::from_str(&text).unwrap();

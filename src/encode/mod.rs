@@ -9,11 +9,16 @@ pub mod influx;
 pub mod json;
 pub mod prometheus;
 
-use crate::metric::Metric;
+use crate::metric::{Metric, Metrics};
 
 pub trait Encoder {
     /// Appends `metrics`, as one report, to `out`.
-    fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>);
+    fn encode(&mut self, metrics: &Metrics, out: &mut Vec<u8>);
+
+    /// [`Self::encode`] for metrics made one by one.
+    fn encode_all(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
+        self.encode(&Metrics::from(metrics), out);
+    }
 }
 
 /// `--tag KEY=VALUE` pairs, validated (see [`crate::metric::parse_user_tag`]), added to every

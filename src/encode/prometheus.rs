@@ -5,7 +5,9 @@
 use std::io::Write as _;
 
 use super::{Encoder, UserTags};
-use crate::metric::{whole_float, Decimal, FieldSpec, Kind, Metric, Value, SCHEMA};
+#[cfg(test)]
+use crate::metric::Metric;
+use crate::metric::{whole_float, Decimal, FieldSpec, Kind, MetricRef, Metrics, Value, SCHEMA};
 
 /// `--tag` pairs become labels on every series, after acceptq's own.
 #[derive(Default)]
@@ -70,7 +72,7 @@ fn push_help(v: &str, out: &mut Vec<u8>) {
 /// A metric's field `name`, looked for from `next` on and `next` moved past it: fields are in
 /// schema order, as families are written, so the search mostly meets it first. A field
 /// before `next` is still found.
-fn field_from(metric: &Metric, name: &str, next: &mut usize) -> Option<Value> {
+fn field_from(metric: &MetricRef, name: &str, next: &mut usize) -> Option<Value> {
     let after = metric.fields.get(*next..).unwrap_or_default();
     match after.iter().position(|(k, _)| *k == name) {
         Some(i) => {
@@ -82,14 +84,14 @@ fn field_from(metric: &Metric, name: &str, next: &mut usize) -> Option<Value> {
 }
 
 impl Encoder for Prometheus {
-    fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
+    fn encode(&mut self, metrics: &Metrics, out: &mut Vec<u8>) {
         // About what a listener's lines take: the buffer grows once, not line by line.
         out.reserve(metrics.len() * 560);
         // Families are written in schema order, each with all its samples together, as the
         // format requires. Written straight into `out`: a family with no sample is taken back.
         for m in &SCHEMA {
             // Each metric of the measurement, with where its next field is looked for.
-            let mut of_measurement: Vec<(&Metric, usize)> = metrics
+            let mut of_measurement: Vec<(MetricRef, usize)> = metrics
                 .iter()
                 .filter(|x| x.name == m.name)
                 .map(|x| (x, 0))
@@ -122,9 +124,8 @@ impl Encoder for Prometheus {
                     }
                     out.extend_from_within(name.clone());
                     let tags = metric
-                        .tags
-                        .iter()
-                        .map(|(k, v)| (*k, v.as_str()))
+                        .tags()
+                        .map(|(k, v)| (k as &str, v))
                         .chain(self.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                         .filter(|(_, v)| !v.is_empty());
                     let mut open = false;
@@ -239,7 +240,7 @@ mod tests {
             timestamp: 1,
         };
         let mut out = Vec::new();
-        Prometheus::new(vec![("host".into(), "h\\".into())]).encode(&[m], &mut out);
+        Prometheus::new(vec![("host".into(), "h\\".into())]).encode_all(&[m], &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("acceptq_listener_queue_depth{process=\"a\\nb\",host=\"h\\\\\"} 1\n"),
@@ -250,7 +251,7 @@ mod tests {
     #[test]
     fn exposition_is_well_formed() {
         let mut out = Vec::new();
-        Prometheus::default().encode(&report(), &mut out);
+        Prometheus::default().encode_all(&report(), &mut out);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(exposition::check_exposition(&text), Ok(4), "{text}");
         assert!(text.contains("# TYPE acceptq_listener_drops_total counter\n"));
@@ -358,7 +359,7 @@ mod prop {
                 timestamp: 1,
             };
             let mut out = Vec::new();
-            Prometheus::new(vec![("site".into(), user.clone())]).encode(&[m], &mut out);
+            Prometheus::new(vec![("site".into(), user.clone())]).encode_all(&[m], &mut out);
             let text = String::from_utf8(out).unwrap();
             let samples = parse_exposition(&text).map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
             let mut labels: Vec<(String, String)> = [("process", process), ("netns", netns), ("site", user)]

@@ -126,7 +126,7 @@ fn example_report() -> Vec<Metric> {
             opts: &opts,
             timestamp: TIMESTAMP,
         };
-        metrics = report::build(&readings, &ctx, &mut prev).metrics;
+        metrics = report::build(&readings, &ctx, &mut prev).metrics.to_vec();
     }
     metrics
 }
@@ -149,7 +149,7 @@ fn every_format_matches_its_golden_file() {
     let mut stale = Vec::new();
     for (ext, mut encoder) in encoders() {
         let mut out = Vec::new();
-        encoder.encode(&metrics, &mut out);
+        encoder.encode_all(&metrics, &mut out);
         let out = String::from_utf8(out).unwrap();
         let path = repo().join(format!("tests/golden/example.{ext}"));
         if update {
