@@ -8,19 +8,29 @@
 
 use std::io::Write as _;
 
-use super::{Encoder, UserTags};
+use super::{Encoder, NameMemo, UserTags};
 #[cfg(test)]
 use crate::metric::Metric;
 use crate::metric::{whole_float, Decimal, MetricRef, Metrics, Value};
 
 #[derive(Default)]
 pub struct Influx {
-    tags: UserTags,
+    /// The `--tag`s as every line carries them: `,key=value` each, escaped once.
+    user_tags: Vec<u8>,
+    /// Whether a measurement, tag or field name needs no escaping.
+    plain: NameMemo<bool>,
 }
 
 impl Influx {
     pub fn new(tags: UserTags) -> Self {
-        Influx { tags }
+        let mut user_tags = Vec::new();
+        for (k, v) in &tags {
+            push_tag(k, v, &mut user_tags);
+        }
+        Influx {
+            user_tags,
+            plain: NameMemo::default(),
+        }
     }
 }
 
@@ -30,8 +40,42 @@ impl Encoder for Influx {
         out.reserve(metrics.len() * 160);
         let mut stamp = Stamp::default();
         for m in metrics.iter() {
-            line(&m, &self.tags, &mut stamp, out);
+            line(&m, self, &mut stamp, out);
         }
+    }
+}
+
+/// Appends `,key=value`; nothing for an empty value, which is invalid line protocol (the tag is
+/// absent instead).
+fn push_tag(k: &str, v: &str, out: &mut Vec<u8>) {
+    if v.is_empty() {
+        return;
+    }
+    out.push(b',');
+    push_escaped(k, b", =", out);
+    out.push(b'=');
+    push_tag_value(v, out);
+}
+
+/// Bytes a tag value may hold for it to be written as it is: not `,`, `=`, space or `\`, no
+/// control character and ASCII (what [`carried_exactly`] asks of other text is not needed
+/// then). Addresses, ports and most names are all such bytes.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        t[b] = !matches!(b as u8, b',' | b'=' | b'\\');
+        b += 1;
+    }
+    t
+};
+
+/// Appends a name (measurement, tag or field key) escaped, looking up once whether it needs it.
+fn push_name(name: &'static str, special: &[u8], memo: &mut NameMemo<bool>, out: &mut Vec<u8>) {
+    if memo.get(name, |n| !n.bytes().any(|b| special.contains(&b))) {
+        out.extend_from_slice(name.as_bytes());
+    } else {
+        push_escaped(name, special, out);
     }
 }
 
@@ -126,7 +170,7 @@ impl Stamp {
     }
 }
 
-fn line(m: &MetricRef, user_tags: &UserTags, stamp: &mut Stamp, out: &mut Vec<u8>) {
+fn line(m: &MetricRef, enc: &mut Influx, stamp: &mut Stamp, out: &mut Vec<u8>) {
     // Leave out what would make the line invalid (NaN, infinity, a value past i64) first: a
     // metric with no field left writes nothing.
     let mut fields = m.fields.iter().filter(|(_, v)| match v {
@@ -136,24 +180,22 @@ fn line(m: &MetricRef, user_tags: &UserTags, stamp: &mut Stamp, out: &mut Vec<u8
     let Some(first) = fields.next() else {
         return;
     };
-    push_escaped(m.name, b", ", out);
-    let tags = m
-        .tags()
-        .map(|(k, v)| (k as &str, v))
-        .chain(user_tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    for (k, v) in tags {
-        // An empty tag value is invalid line protocol: the tag is absent instead.
-        if v.is_empty() {
-            continue;
+    let plain = &mut enc.plain;
+    push_name(m.name, b", ", plain, out);
+    for (k, v) in m.tags() {
+        if !v.is_empty() && v.bytes().all(|b| PLAIN[usize::from(b)]) {
+            out.push(b',');
+            push_name(k, b", =", plain, out);
+            out.push(b'=');
+            out.extend_from_slice(v.as_bytes());
+        } else {
+            push_tag(k, v, out);
         }
-        out.push(b',');
-        push_escaped(k, b", =", out);
-        out.push(b'=');
-        push_tag_value(v, out);
     }
+    out.extend_from_slice(&enc.user_tags);
     for (i, (k, v)) in std::iter::once(first).chain(fields).enumerate() {
         out.push(if i == 0 { b' ' } else { b',' });
-        push_escaped(k, b", =", out);
+        push_name(k, b", =", plain, out);
         out.push(b'=');
         match v {
             // Kept by the filter above, so within i64.

@@ -21,6 +21,35 @@ pub trait Encoder {
     }
 }
 
+/// What a format finds about a name that lives as long as the program (a measurement, tag or
+/// field name of the schema), worked out once per name instead of once per row: a name is
+/// looked up by where its text is, which no other text can share while it lives.
+pub struct NameMemo<T: Copy> {
+    slots: [Option<(usize, usize, T)>; 64],
+}
+
+impl<T: Copy> Default for NameMemo<T> {
+    fn default() -> Self {
+        NameMemo { slots: [None; 64] }
+    }
+}
+
+impl<T: Copy> NameMemo<T> {
+    /// `find(name)`, remembered.
+    pub fn get(&mut self, name: &'static str, find: impl FnOnce(&str) -> T) -> T {
+        let at = name.as_ptr() as usize;
+        let slot = &mut self.slots[(at >> 3 ^ name.len()) % 64];
+        match *slot {
+            Some((a, len, v)) if a == at && len == name.len() => v,
+            _ => {
+                let v = find(name);
+                *slot = Some((at, name.len(), v));
+                v
+            }
+        }
+    }
+}
+
 /// `--tag KEY=VALUE` pairs, validated (see [`crate::metric::parse_user_tag`]), added to every
 /// row after acceptq's own tags.
 pub type UserTags = Vec<(String, String)>;
