@@ -161,12 +161,9 @@ fn push_interface_part(dev: &str, out: &mut String) {
 /// known (`web-0.3f2a9c1b7d4e.cni-…`), so a file name says which pod it is and a container
 /// restarted (a new id) starts a new series, as it does with tags.
 /// Written into `out` (cleared first); `false` when the metric has none of those tags.
-fn namespace_label(m: &MetricRef, out: &mut String) -> bool {
+fn namespace_label(t: &Named, out: &mut String) -> bool {
     out.clear();
-    for part in ["pod", "container", "netns"]
-        .iter()
-        .filter_map(|k| m.tag(k))
-    {
+    for part in [t.pod, t.container, t.netns].into_iter().flatten() {
         if !out.is_empty() {
             out.push('.');
         }
@@ -188,6 +185,39 @@ pub fn plugin_instance(m: &Metric) -> String {
     out
 }
 
+/// The tags an identifier is made of, found in one pass over a metric's tags (the first of
+/// each key, as [`MetricRef::tag`] finds it).
+#[derive(Default)]
+struct Named<'a> {
+    pod: Option<&'a str>,
+    container: Option<&'a str>,
+    netns: Option<&'a str>,
+    address: Option<&'a str>,
+    port: Option<&'a str>,
+    interface: Option<&'a str>,
+    socket: Option<&'a str>,
+}
+
+impl<'a> Named<'a> {
+    fn of(m: &MetricRef<'a>) -> Named<'a> {
+        let mut t = Named::default();
+        for (k, v) in m.tags() {
+            let slot = match k {
+                "pod" => &mut t.pod,
+                "container" => &mut t.container,
+                "netns" => &mut t.netns,
+                "address" => &mut t.address,
+                "port" => &mut t.port,
+                "interface" => &mut t.interface,
+                "socket" => &mut t.socket,
+                _ => continue,
+            };
+            slot.get_or_insert(v);
+        }
+        t
+    }
+}
+
 /// Text buffers kept from one metric to the next, so naming one allocates nothing.
 #[derive(Default)]
 struct Scratch {
@@ -199,7 +229,8 @@ struct Scratch {
 fn write_plugin_instance(m: &MetricRef, scratch: &mut Scratch, out: &mut String) {
     out.clear();
     let Scratch { tail, ns } = scratch;
-    let has_ns = namespace_label(m, ns);
+    let t = Named::of(m);
+    let has_ns = namespace_label(&t, ns);
     if m.name != LISTENER {
         out.push_str("netns");
         if has_ns {
@@ -209,14 +240,14 @@ fn write_plugin_instance(m: &MetricRef, scratch: &mut Scratch, out: &mut String)
         return;
     }
     tail.clear();
-    push_address_part(m.tag("address").unwrap_or("unknown"), tail);
+    push_address_part(t.address.unwrap_or("unknown"), tail);
     tail.push('-');
-    push_part(m.tag("port").unwrap_or("0"), MAX_PART, tail);
-    if let Some(dev) = m.tag("interface") {
+    push_part(t.port.unwrap_or("0"), MAX_PART, tail);
+    if let Some(dev) = t.interface {
         tail.push_str("-i");
         push_interface_part(dev, tail);
     }
-    if let Some(i) = m.tag("socket") {
+    if let Some(i) = t.socket {
         tail.push_str("-s");
         push_part(i, MAX_PART, tail);
     }
@@ -255,7 +286,9 @@ impl Encoder for Collectd {
             };
             write_plugin_instance(&m, scratch, pinst);
             head.clear();
-            let _ = write!(head, "PUTVAL \"{host}/{PLUGIN}-{pinst}/");
+            for part in ["PUTVAL \"", host, "/", PLUGIN, "-", pinst, "/"] {
+                head.push_str(part);
+            }
             if when_of != Some(m.timestamp) {
                 when_of = Some(m.timestamp);
                 when.clear();
@@ -273,24 +306,30 @@ impl Encoder for Collectd {
                 let Some((kind, tinst)) = spec.fields[i].collectd else {
                     continue;
                 };
-                line.clear();
-                line.push_str(&head);
-                line.push_str(kind);
-                line.push('-');
-                line.push_str(tinst);
-                line.push_str(&when);
-                match value {
-                    Value::Int(i) => line.push_str(Decimal::new(*i).as_str()),
-                    Value::Float(f) if f.is_finite() => match whole_float(*f) {
-                        Some(d) => line.push_str(d.as_str()),
-                        None => drop(write!(line, "{f}")),
-                    },
-                    Value::Float(_) => continue,
+                // Written straight into `out`, and taken back if it cannot go.
+                let start = out.len();
+                for part in [&head, kind, "-", tinst, &when] {
+                    out.extend_from_slice(part.as_bytes());
                 }
-                line.push('\n');
+                match value {
+                    Value::Int(i) => out.extend_from_slice(Decimal::new(*i).as_bytes()),
+                    Value::Float(f) if f.is_finite() => match whole_float(*f) {
+                        Some(d) => out.extend_from_slice(d.as_bytes()),
+                        None => {
+                            line.clear();
+                            let _ = write!(line, "{f}");
+                            out.extend_from_slice(line.as_bytes());
+                        }
+                    },
+                    Value::Float(_) => {
+                        out.truncate(start);
+                        continue;
+                    }
+                }
+                out.push(b'\n');
                 // Parts are capped, so this holds; a line that did not would stall collectd.
-                if line.len() <= MAX_LINE + 1 {
-                    out.extend_from_slice(line.as_bytes());
+                if out.len() - start > MAX_LINE + 1 {
+                    out.truncate(start);
                 }
             }
         }
