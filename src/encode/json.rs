@@ -12,16 +12,78 @@ use crate::metric::{Metrics, Value};
 #[derive(Default)]
 pub struct JsonLines {
     tags: UserTags,
-    /// The order an object's entries are written in, kept from one object to the next.
-    order: Vec<usize>,
+    /// The order of the last `fields` object's entries, and of the last `tags` object's.
+    fields_order: Order,
+    tags_order: Order,
 }
 
 impl JsonLines {
     pub fn new(tags: UserTags) -> Self {
         JsonLines {
             tags,
-            order: Vec::new(),
+            ..JsonLines::default()
         }
+    }
+}
+
+/// The order an object's entries are written in, kept for the next object: most rows have
+/// the same keys as the row before, and are not sorted again.
+#[derive(Default)]
+struct Order {
+    /// Where each key's text is: keys are the schema's names and the `--tag`s, which stay put,
+    /// so the same places hold the same text.
+    keys: Vec<(usize, usize)>,
+    /// Entry indexes by key, each with whether a later entry has its key (and wins).
+    sorted: Vec<(usize, bool)>,
+    /// Room for sorting.
+    scratch: Vec<usize>,
+}
+
+impl Order {
+    fn of<'k>(&mut self, n: usize, key: impl Fn(usize) -> &'k str) -> &[(usize, bool)] {
+        let place = |i: usize| (key(i).as_ptr() as usize, key(i).len());
+        let same = self.keys.len() == n && (0..n).all(|i| self.keys[i] == place(i));
+        if !same {
+            self.keys.clear();
+            self.keys.extend((0..n).map(place));
+            let order = &mut self.scratch;
+            order.clear();
+            order.extend(0..n);
+            // Stable: of equal keys the later stays later.
+            order.sort_by(|a, b| key(*a).cmp(key(*b)));
+            self.sorted.clear();
+            for (at, &i) in order.iter().enumerate() {
+                let shadowed = order.get(at + 1).is_some_and(|&j| key(j) == key(i));
+                self.sorted.push((i, shadowed));
+            }
+        }
+        &self.sorted
+    }
+}
+
+/// Bytes serde_json writes as they are inside a string: not `"`, `\\` or a control character
+/// below space.
+const VERBATIM: [bool; 256] = {
+    let mut t = [true; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = false;
+        b += 1;
+    }
+    t[b'"' as usize] = false;
+    t[b'\\' as usize] = false;
+    t
+};
+
+/// A JSON string as serde_json writes it; one that needs no escape copied whole.
+fn push_str(s: &str, out: &mut Vec<u8>) {
+    if s.bytes().all(|b| VERBATIM[usize::from(b)]) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Serialising a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
     }
 }
 
@@ -38,7 +100,11 @@ macro_rules! string_or_number {
 // a BTreeMap), strings and numbers written by serde_json itself.
 impl Encoder for JsonLines {
     fn encode(&mut self, metrics: &Metrics, out: &mut Vec<u8>) {
-        let Self { tags: user, order } = self;
+        let Self {
+            tags: user,
+            fields_order,
+            tags_order,
+        } = self;
         // About what a listener's lines take: the buffer grows once, not line by line.
         out.reserve(metrics.len() * 250);
         // A metric's tags and the user's, in one list for the sort.
@@ -50,7 +116,7 @@ impl Encoder for JsonLines {
             let tag = |i: usize| tags[i];
             out.extend_from_slice(b"{\"fields\":");
             let field = |i: usize| m.fields[i].0;
-            write_sorted(m.fields.len(), field, order, out, |i, out| {
+            write_sorted(m.fields.len(), field, fields_order, out, |i, out| {
                 match m.fields[i].1 {
                     Value::Int(n) => string_or_number!(&n, out),
                     Value::Float(f) if f.is_finite() => string_or_number!(&f, out),
@@ -59,13 +125,13 @@ impl Encoder for JsonLines {
                 true
             });
             out.extend_from_slice(b",\"name\":");
-            string_or_number!(m.name, out);
+            push_str(m.name, out);
             out.extend_from_slice(b",\"tags\":");
             let n_tags = tags.len();
             write_sorted(
                 n_tags,
                 |i| tag(i).0,
-                order,
+                tags_order,
                 out,
                 |i, out| {
                     let v = tag(i).1;
@@ -73,7 +139,7 @@ impl Encoder for JsonLines {
                     if v.is_empty() {
                         return false;
                     }
-                    string_or_number!(v, out);
+                    push_str(v, out);
                     true
                 },
             );
@@ -84,31 +150,27 @@ impl Encoder for JsonLines {
     }
 }
 
-/// Writes an object of `n` entries in the byte order of their keys; `order` is room for
-/// sorting them. `value` writes entry `i`'s value, or returns `false` to leave the entry out.
+/// Writes an object of `n` entries in the byte order of their keys; `order` remembers the
+/// last object's. `value` writes entry `i`'s value, or returns `false` to leave the entry out.
 /// Of two entries with one key the later wins, as in a map.
 fn write_sorted<'k>(
     n: usize,
     key: impl Fn(usize) -> &'k str,
-    order: &mut Vec<usize>,
+    order: &mut Order,
     out: &mut Vec<u8>,
     mut value: impl FnMut(usize, &mut Vec<u8>) -> bool,
 ) {
-    order.clear();
-    order.extend(0..n);
-    // Stable: of equal keys the later stays later.
-    order.sort_by(|a, b| key(*a).cmp(key(*b)));
     out.push(b'{');
     let mut first = true;
-    for (at, &i) in order.iter().enumerate() {
-        if order.get(at + 1).is_some_and(|&j| key(j) == key(i)) {
+    for &(i, shadowed) in order.of(n, &key) {
+        if shadowed {
             continue;
         }
         let mark = out.len();
         if !first {
             out.push(b',');
         }
-        string_or_number!(key(i), out);
+        push_str(key(i), out);
         out.push(b':');
         if value(i, out) {
             first = false;
