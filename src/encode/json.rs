@@ -33,14 +33,15 @@ struct Order {
     /// Where each key's text is: keys are the schema's names and the `--tag`s, which stay put,
     /// so the same places hold the same text.
     keys: Vec<(usize, usize)>,
-    /// Entry indexes by key, each with whether a later entry has its key (and wins).
-    sorted: Vec<(usize, bool)>,
+    /// Entry indexes by key, each with whether a later entry has its key (and wins), and
+    /// whether its key is written as it is.
+    sorted: Vec<(usize, bool, bool)>,
     /// Room for sorting.
     scratch: Vec<usize>,
 }
 
 impl Order {
-    fn of<'k>(&mut self, n: usize, key: impl Fn(usize) -> &'k str) -> &[(usize, bool)] {
+    fn of<'k>(&mut self, n: usize, key: impl Fn(usize) -> &'k str) -> &[(usize, bool, bool)] {
         let place = |i: usize| (key(i).as_ptr() as usize, key(i).len());
         let same = self.keys.len() == n && (0..n).all(|i| self.keys[i] == place(i));
         if !same {
@@ -54,7 +55,7 @@ impl Order {
             self.sorted.clear();
             for (at, &i) in order.iter().enumerate() {
                 let shadowed = order.get(at + 1).is_some_and(|&j| key(j) == key(i));
-                self.sorted.push((i, shadowed));
+                self.sorted.push((i, shadowed, verbatim(key(i))));
             }
         }
         &self.sorted
@@ -75,9 +76,13 @@ const VERBATIM: [bool; 256] = {
     t
 };
 
+fn verbatim(s: &str) -> bool {
+    s.bytes().all(|b| VERBATIM[usize::from(b)])
+}
+
 /// A JSON string as serde_json writes it; one that needs no escape copied whole.
 fn push_str(s: &str, out: &mut Vec<u8>) {
-    if s.bytes().all(|b| VERBATIM[usize::from(b)]) {
+    if verbatim(s) {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
@@ -162,7 +167,7 @@ fn write_sorted<'k>(
 ) {
     out.push(b'{');
     let mut first = true;
-    for &(i, shadowed) in order.of(n, &key) {
+    for &(i, shadowed, plain) in order.of(n, &key) {
         if shadowed {
             continue;
         }
@@ -170,8 +175,14 @@ fn write_sorted<'k>(
         if !first {
             out.push(b',');
         }
-        push_str(key(i), out);
-        out.push(b':');
+        if plain {
+            out.push(b'"');
+            out.extend_from_slice(key(i).as_bytes());
+            out.extend_from_slice(b"\":");
+        } else {
+            push_str(key(i), out);
+            out.push(b':');
+        }
         if value(i, out) {
             first = false;
         } else {
