@@ -154,7 +154,8 @@ impl Reporter {
             output: Output {
                 encoder,
                 sink,
-                buf: Vec::with_capacity(64 * 1024),
+                // Sized by the first report's encoder: a one-shot run copies nothing into it.
+                buf: Vec::new(),
                 built: Built::default(),
                 written: 0,
                 failing: false,
