@@ -261,12 +261,20 @@ pub fn whole_float(f: f64) -> Option<Decimal> {
 pub fn push_address(addr: &std::net::IpAddr, out: &mut String) {
     match addr {
         std::net::IpAddr::V4(v4) => {
+            // Written whole first: one UTF-8 check for the address, not one per octet.
+            let mut text = [0u8; 15];
+            let mut len = 0;
             for (i, octet) in v4.octets().iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    text[len] = b'.';
+                    len += 1;
                 }
-                out.push_str(Decimal::new(u64::from(*octet)).as_str());
+                for &d in Decimal::new(u64::from(*octet)).as_bytes() {
+                    text[len] = d;
+                    len += 1;
+                }
             }
+            out.push_str(std::str::from_utf8(&text[..len]).unwrap_or_default());
         }
         std::net::IpAddr::V6(v6) => {
             use std::fmt::Write as _;
