@@ -101,17 +101,24 @@ impl<'a> Job<'a> {
         median(&self.cpu)
     }
 
+    /// Means, not medians: the kernel splits a process's CPU time between user and system in
+    /// the ratio of the timer ticks that found it in each, and a run of a few ms sees one tick
+    /// or none, so one run's split is all or nothing; over many runs it averages out.
     fn user(&self) -> Duration {
-        median(&self.user)
+        mean(&self.user)
     }
 
     fn sys(&self) -> Duration {
-        median(&self.sys)
+        mean(&self.sys)
     }
 
     fn wall(&self) -> Duration {
         median(&self.wall)
     }
+}
+
+fn mean(v: &[Duration]) -> Duration {
+    v.iter().sum::<Duration>() / v.len() as u32
 }
 
 fn median(v: &[Duration]) -> Duration {
@@ -225,7 +232,7 @@ pub fn compare(
     );
     println!();
     println!(
-        "user: the process's user time less the empty namespace's (decoding the dump's records included); system: its system time less the empty namespace's and the dump's CPU (nearly all of it the kernel's)"
+        "user: the process's user time less the empty namespace's (decoding the dump's records included); system: its system time less the empty namespace's and the dump's CPU (nearly all of it the kernel's); both means over the runs (the kernel splits a short process's time by timer ticks)"
     );
     println!();
     println!("| format | with listeners | empty | µs per row | user | system |");
@@ -233,7 +240,7 @@ pub fn compare(
     let mut per_row_checks = Vec::new();
     for (i, f) in FORMATS.iter().enumerate() {
         let (with, without) = (&once_bare[i], &once_empty[i]);
-        // Medians of each part: they need not add up to the median of the whole.
+        // Means of each part: they need not add up to the median of the whole.
         let us = per_row(with.cpu(), without.cpu(), dump);
         let user = per_row(with.user(), without.user(), Duration::ZERO);
         let sys = per_row(with.sys(), without.sys(), dump);
