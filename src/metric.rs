@@ -594,6 +594,57 @@ mod tests {
     }
 
     #[test]
+    fn metrics_laid_flat_read_back_as_they_were_made() {
+        let one =
+            |name, tags: &[(&'static str, &str)], fields: &[(&'static str, Value)], t| Metric {
+                name,
+                tags: tags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+                fields: fields.to_vec(),
+                timestamp: t,
+            };
+        let made = vec![
+            one(NETNS, &[], &[], 1),
+            one(
+                LISTENER,
+                &[("address", "::1"), ("port", ""), ("process", "a b")],
+                &[
+                    ("queue_depth", Value::Int(3)),
+                    ("queue_full_ratio", Value::Float(0.5)),
+                ],
+                2,
+            ),
+            one(LISTENER, &[("port", "80")], &[], 3),
+            one(NETNS, &[], &[("listeners", Value::Int(2))], 4),
+            one(NETNS, &[("netns", "x"), ("netns", "y")], &[], -5),
+        ];
+        let flat = Metrics::from(&made[..]);
+        assert_eq!(flat.len(), made.len());
+        assert_eq!(flat.to_vec(), made);
+        let second = flat.get(1).unwrap();
+        assert_eq!(second.tag("process"), Some("a b"));
+        assert_eq!(second.tag("port"), Some(""));
+        assert_eq!(second.tag("pod"), None);
+        assert_eq!(second.field("queue_depth"), Some(Value::Int(3)));
+        // The first of a key twice, as `Metric::tag` finds it.
+        assert_eq!(flat.get(4).unwrap().tag("netns"), Some("x"));
+        assert!(flat.get(5).is_none());
+        // Emptied and filled again, it holds the new metrics only.
+        let mut reused = flat.clone();
+        reused.clear_for(1);
+        assert!(reused.is_empty());
+        reused.begin(LISTENER, 9);
+        reused.tag("address", "10.0.0.1");
+        reused.field("sockets", Value::Int(1));
+        let want = one(
+            LISTENER,
+            &[("address", "10.0.0.1")],
+            &[("sockets", Value::Int(1))],
+            9,
+        );
+        assert_eq!(reused.to_vec(), vec![want]);
+    }
+
+    #[test]
     fn decimals_and_addresses_read_as_display_writes_them() {
         for v in [
             0,

@@ -70,6 +70,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_name_memo_answers_for_each_name_whatever_shares_its_slot() {
+        // More names than slots: some share one, and each must still get its own answer.
+        let names: Vec<&'static str> = (0..200)
+            .map(|i| {
+                &*Box::leak(format!("n{i}{}", if i % 3 == 0 { " x" } else { "" }).into_boxed_str())
+            })
+            .collect();
+        let mut memo = NameMemo::default();
+        for _ in 0..3 {
+            for name in &names {
+                assert_eq!(
+                    memo.get(name, |n| n.contains(' ')),
+                    name.contains(' '),
+                    "{name}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn fnv1a64_matches_the_published_test_vectors() {
         // From the FNV reference test suite: the empty string, "a" and "foobar".
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
