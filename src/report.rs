@@ -72,6 +72,8 @@ pub struct Context<'a> {
     pub opts: &'a ReportOptions,
     /// Nanoseconds since the Unix epoch, the same on every metric of the report.
     pub timestamp: i64,
+    /// No report follows (`--once`): the counters a next report's deltas need are not kept.
+    pub last: bool,
 }
 
 /// Builds the report's metrics and replaces `prev` with this report's counters: rows from the
@@ -87,7 +89,10 @@ pub fn build(readings: &[NsReading], ctx: &Context, prev: &mut Previous) -> Buil
 /// buffers per report.
 pub fn build_into(readings: &[NsReading], ctx: &Context, prev: &mut Previous, built: &mut Built) {
     let sockets = readings.iter().map(|r| r.snap.sockets.len()).sum();
-    let mut next = Previous::with_capacity(sockets, readings.len());
+    let mut next = match ctx.last {
+        true => Previous::default(),
+        false => Previous::with_capacity(sockets, readings.len()),
+    };
     let sorted: Vec<Vec<&Socket>> = readings.iter().map(|r| by_listener(r.snap)).collect();
     let mut rows = Vec::with_capacity(sorted.iter().map(Vec::len).sum());
     for (pos, reading) in readings.iter().enumerate() {
@@ -107,11 +112,13 @@ pub fn build_into(readings: &[NsReading], ctx: &Context, prev: &mut Previous, bu
     for (pos, reading) in readings.iter().enumerate() {
         let counts = (per_ns_rows[pos], omitted_per_ns[pos]);
         netns_metric(reading, prev, ctx, counts, metrics);
-        if let Some(t) = reading.snap.tcpext {
+        if let Some(t) = reading.snap.tcpext.filter(|_| !ctx.last) {
             next.counters.insert(reading.id, t);
         }
     }
-    *prev = next;
+    if !ctx.last {
+        *prev = next;
+    }
     built.omitted = omitted_per_ns.iter().sum();
 }
 
@@ -140,7 +147,7 @@ fn namespace_rows<'a>(
     for group in sorted.chunk_by(|a, b| a.endpoint() == b.endpoint()) {
         let endpoint = group[0].endpoint();
         let shared = Shared::of(snap, endpoint, group, syn.as_ref(), waits.as_ref());
-        for s in group {
+        for s in group.iter().filter(|_| !ctx.last) {
             if let Some(d) = s.drops {
                 next.socket_drops.insert((ns, s.inode), d);
             }
@@ -155,7 +162,9 @@ fn namespace_rows<'a>(
             };
             let pairs = members.iter().map(|s| (s.inode, s.drops));
             let drops_delta = prev.row_drops_delta(&key, pairs);
-            next.rows.insert(key);
+            if !ctx.last {
+                next.rows.insert(key);
+            }
             // Each SO_REUSEPORT socket may belong to another process.
             let owner = ctx.owners.owner_of(members.iter().map(|s| s.inode));
             let row = Row {
@@ -585,6 +594,7 @@ mod tests {
             filter: &Filter::default(),
             opts,
             timestamp: 1,
+            last: false,
         };
         let built = build(readings, &ctx, prev);
         Flat {
@@ -609,6 +619,44 @@ mod tests {
             prev,
         )
         .metrics
+    }
+
+    #[test]
+    fn the_last_report_keeps_no_counters_and_reads_as_any_other() {
+        let snap = NetnsSnapshot {
+            sockets: vec![sock(LO, 80, 1, 3, 2, 14), sock(LO, 81, 2, 0, 2, 1)],
+            tcpext: Some(TcpExt::all(5)),
+            ..Default::default()
+        };
+        let readings = [NsReading {
+            id: 0,
+            name: "default",
+            container: None,
+            pod: None,
+            snap: &snap,
+        }];
+        let (peaks, owners, filter, o) = (
+            Peaks::default(),
+            OwnerCache::default(),
+            Filter::default(),
+            opts(),
+        );
+        let ctx = |last| Context {
+            peaks: &peaks,
+            owners: &owners,
+            filter: &filter,
+            opts: &o,
+            timestamp: 1,
+            last,
+        };
+        let mut kept = Previous::default();
+        let mut dropped = Previous::default();
+        let usual = build(&readings, &ctx(false), &mut kept);
+        let last = build(&readings, &ctx(true), &mut dropped);
+        assert_eq!(usual.metrics, last.metrics);
+        assert_eq!(kept.rows.len(), 2);
+        assert!(dropped.rows.is_empty() && dropped.socket_drops.is_empty());
+        assert!(dropped.counters.is_empty());
     }
 
     #[test]
@@ -1115,6 +1163,7 @@ mod tests {
             filter: &filter,
             opts: o,
             timestamp: 5,
+            last: false,
         };
         // Every order of a bigger and a smaller report, with and without the namespace tags.
         for (first, second, o) in [
@@ -1646,6 +1695,7 @@ mod reuse_differential {
                     filter: &filter,
                     opts: &opts,
                     timestamp: 1_700_000_000_000_000_000 + step,
+                    last: false,
                 };
                 build_into(&readings, &ctx, &mut prev_reused, &mut reused);
                 let fresh = build(&readings, &ctx, &mut prev_fresh);
@@ -1879,6 +1929,8 @@ mod pinned_bytes {
                 timestamp: 1_764_000_000_123_456_789
                     + step * 10_000_000_000
                     + rng.below(1000) as i64,
+                // The last report keeps no counters for a next one, and reads the same.
+                last: step == 4,
             };
             build_into(&readings, &ctx, &mut prev, &mut built);
             for (enc, out) in encoders.iter_mut().zip(out.iter_mut()) {

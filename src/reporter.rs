@@ -54,6 +54,8 @@ struct Settings {
     read_opts: Options,
     /// What is left when the filters match no listener, said in the warning.
     left_when_unmatched: &'static str,
+    /// A plain `--once`: one report, and none after it to need its counters.
+    one_report: bool,
 }
 
 impl Settings {
@@ -80,6 +82,7 @@ impl Settings {
                 unit_tag: args.unit,
             },
             left_when_unmatched: "only acceptq_netns is reported",
+            one_report: false,
         }
     }
 }
@@ -150,7 +153,10 @@ impl Reporter {
                 owners: (!args.select.no_process).then(OwnerCache::default),
                 ..Carried::default()
             },
-            settings: Settings::from_args(args, args.select.all_netns || namespaces.len() > 1),
+            settings: Settings {
+                one_report: one_reading,
+                ..Settings::from_args(args, args.select.all_netns || namespaces.len() > 1)
+            },
             output: Output {
                 encoder,
                 sink,
@@ -256,6 +262,7 @@ impl Reporter {
             filter: &self.settings.filter,
             opts: &self.settings.opts,
             timestamp,
+            last: self.settings.one_report,
         };
         report::build_into(&readings, &ctx, &mut self.carried.prev, built);
         let seen = readings.iter().map(|r| r.snap.sockets.len()).sum();

@@ -125,6 +125,7 @@ fn example_report() -> Vec<Metric> {
             filter: &filter,
             opts: &opts,
             timestamp: TIMESTAMP,
+            last: false,
         };
         metrics = report::build(&readings, &ctx, &mut prev).metrics.to_vec();
     }
