@@ -64,7 +64,7 @@ pub fn run(args: &CheckArgs) -> Result<Option<bool>, RunError> {
     let early_answer = output::stop_on_signals().is_ok();
     let mut window = Window::default();
     let start = Instant::now();
-    let metrics = reporter.read().metrics;
+    let metrics = reporter.read().metrics.to_vec();
     window.add(&metrics, &reporter.socket_inodes(), None);
     let mut last = Instant::now();
     let mut stopped = false;
@@ -78,7 +78,7 @@ pub fn run(args: &CheckArgs) -> Result<Option<bool>, RunError> {
             Wake::Stopped if early_answer => stopped = true,
             _ => {}
         }
-        let metrics = reporter.read().metrics;
+        let metrics = reporter.read().metrics.to_vec();
         let now = Instant::now();
         window.add(&metrics, &reporter.socket_inodes(), Some(now - last));
         last = now;

@@ -48,6 +48,173 @@ impl Metric {
     }
 }
 
+/// A report's metrics in a few flat vectors instead of a vector of tags and one of fields per
+/// metric: a report of any size is four allocations (none once the vectors are reused), and a
+/// row's tag text sits next to the last row's. [`Metric`] is the same data one by one, for
+/// readers that keep or make metrics singly.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Metrics {
+    /// Every tag value, one after the other.
+    text: String,
+    /// Every metric's tags: key and end of its value in `text` (it starts where the last ends).
+    tags: Vec<(&'static str, u32)>,
+    fields: Vec<(&'static str, Value)>,
+    heads: Vec<Head>,
+}
+
+/// One metric of [`Metrics`]: its tags and fields end where the next metric's begin.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Head {
+    name: &'static str,
+    timestamp: i64,
+    tags_end: u32,
+    fields_end: u32,
+}
+
+impl Metrics {
+    /// Empties it, keeping its memory; room for `rows` more metrics of about a listener's size.
+    pub fn clear_for(&mut self, rows: usize) {
+        self.text.clear();
+        self.tags.clear();
+        self.fields.clear();
+        self.heads.clear();
+        self.heads.reserve(rows);
+        self.tags.reserve(rows * 3);
+        self.fields.reserve(rows * 8);
+        self.text.reserve(rows * 16);
+    }
+
+    /// Starts a metric: the tags and fields pushed next are its.
+    pub fn begin(&mut self, name: &'static str, timestamp: i64) {
+        self.heads.push(Head {
+            name,
+            timestamp,
+            tags_end: self.tags.len() as u32,
+            fields_end: self.fields.len() as u32,
+        });
+    }
+
+    /// Adds a tag to the last metric begun, its value written by `write`.
+    pub fn tag_with(&mut self, key: &'static str, write: impl FnOnce(&mut String)) {
+        write(&mut self.text);
+        self.tags.push((key, self.text.len() as u32));
+        if let Some(h) = self.heads.last_mut() {
+            h.tags_end = self.tags.len() as u32;
+        }
+    }
+
+    pub fn tag(&mut self, key: &'static str, value: &str) {
+        self.tag_with(key, |t| t.push_str(value));
+    }
+
+    /// Adds a field to the last metric begun.
+    pub fn field(&mut self, key: &'static str, value: Value) {
+        self.fields.push((key, value));
+        if let Some(h) = self.heads.last_mut() {
+            h.fields_end = self.fields.len() as u32;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.heads.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heads.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<MetricRef<'_>> {
+        let head = self.heads.get(i)?;
+        let (tags_start, fields_start) = match i.checked_sub(1) {
+            Some(p) => (self.heads[p].tags_end, self.heads[p].fields_end),
+            None => (0, 0),
+        };
+        let text_start = match tags_start.checked_sub(1) {
+            Some(t) => self.tags[t as usize].1,
+            None => 0,
+        };
+        Some(MetricRef {
+            name: head.name,
+            timestamp: head.timestamp,
+            fields: &self.fields[fields_start as usize..head.fields_end as usize],
+            tags: &self.tags[tags_start as usize..head.tags_end as usize],
+            text_start,
+            text: &self.text,
+        })
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = MetricRef<'_>> + Clone + '_ {
+        (0..self.len()).map(|i| self.get(i).unwrap_or_else(|| unreachable!()))
+    }
+
+    /// The metrics one by one.
+    pub fn to_vec(&self) -> Vec<Metric> {
+        self.iter().map(|m| m.to_metric()).collect()
+    }
+}
+
+impl From<&[Metric]> for Metrics {
+    fn from(metrics: &[Metric]) -> Metrics {
+        let mut all = Metrics::default();
+        for m in metrics {
+            all.begin(m.name, m.timestamp);
+            for (k, v) in &m.tags {
+                all.tag(k, v);
+            }
+            for (k, v) in &m.fields {
+                all.field(k, *v);
+            }
+        }
+        all
+    }
+}
+
+/// One metric of [`Metrics`], borrowed.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricRef<'a> {
+    pub name: &'static str,
+    /// Nanoseconds since the Unix epoch.
+    pub timestamp: i64,
+    pub fields: &'a [(&'static str, Value)],
+    tags: &'a [(&'static str, u32)],
+    /// Where the first tag's value starts in `text`.
+    text_start: u32,
+    text: &'a str,
+}
+
+impl<'a> MetricRef<'a> {
+    /// Tags in the order they were added, with their values.
+    pub fn tags(&self) -> impl Iterator<Item = (&'static str, &'a str)> + Clone + 'a {
+        let text = self.text;
+        let starts = std::iter::once(self.text_start).chain(self.tags.iter().map(|t| t.1));
+        self.tags
+            .iter()
+            .zip(starts)
+            .map(move |(&(k, end), start)| (k, &text[start as usize..end as usize]))
+    }
+
+    pub fn tag(&self, key: &str) -> Option<&'a str> {
+        self.tags().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    pub fn tag_count(&self) -> usize {
+        self.tags.len()
+    }
+
+    pub fn field(&self, key: &str) -> Option<Value> {
+        self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    pub fn to_metric(&self) -> Metric {
+        Metric {
+            name: self.name,
+            tags: self.tags().map(|(k, v)| (k, v.to_string())).collect(),
+            fields: self.fields.to_vec(),
+            timestamp: self.timestamp,
+        }
+    }
+}
+
 /// A whole number's decimal digits, written without `core::fmt`: a report writes several per
 /// row, and `write!` costs several times the digits themselves.
 pub struct Decimal {
@@ -94,12 +261,20 @@ pub fn whole_float(f: f64) -> Option<Decimal> {
 pub fn push_address(addr: &std::net::IpAddr, out: &mut String) {
     match addr {
         std::net::IpAddr::V4(v4) => {
+            // Written whole first: one UTF-8 check for the address, not one per octet.
+            let mut text = [0u8; 15];
+            let mut len = 0;
             for (i, octet) in v4.octets().iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    text[len] = b'.';
+                    len += 1;
                 }
-                out.push_str(Decimal::new(u64::from(*octet)).as_str());
+                for &d in Decimal::new(u64::from(*octet)).as_bytes() {
+                    text[len] = d;
+                    len += 1;
+                }
             }
+            out.push_str(std::str::from_utf8(&text[..len]).unwrap_or_default());
         }
         std::net::IpAddr::V6(v6) => {
             use std::fmt::Write as _;
@@ -419,6 +594,57 @@ mod tests {
     }
 
     #[test]
+    fn metrics_laid_flat_read_back_as_they_were_made() {
+        let one =
+            |name, tags: &[(&'static str, &str)], fields: &[(&'static str, Value)], t| Metric {
+                name,
+                tags: tags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+                fields: fields.to_vec(),
+                timestamp: t,
+            };
+        let made = vec![
+            one(NETNS, &[], &[], 1),
+            one(
+                LISTENER,
+                &[("address", "::1"), ("port", ""), ("process", "a b")],
+                &[
+                    ("queue_depth", Value::Int(3)),
+                    ("queue_full_ratio", Value::Float(0.5)),
+                ],
+                2,
+            ),
+            one(LISTENER, &[("port", "80")], &[], 3),
+            one(NETNS, &[], &[("listeners", Value::Int(2))], 4),
+            one(NETNS, &[("netns", "x"), ("netns", "y")], &[], -5),
+        ];
+        let flat = Metrics::from(&made[..]);
+        assert_eq!(flat.len(), made.len());
+        assert_eq!(flat.to_vec(), made);
+        let second = flat.get(1).unwrap();
+        assert_eq!(second.tag("process"), Some("a b"));
+        assert_eq!(second.tag("port"), Some(""));
+        assert_eq!(second.tag("pod"), None);
+        assert_eq!(second.field("queue_depth"), Some(Value::Int(3)));
+        // The first of a key twice, as `Metric::tag` finds it.
+        assert_eq!(flat.get(4).unwrap().tag("netns"), Some("x"));
+        assert!(flat.get(5).is_none());
+        // Emptied and filled again, it holds the new metrics only.
+        let mut reused = flat.clone();
+        reused.clear_for(1);
+        assert!(reused.is_empty());
+        reused.begin(LISTENER, 9);
+        reused.tag("address", "10.0.0.1");
+        reused.field("sockets", Value::Int(1));
+        let want = one(
+            LISTENER,
+            &[("address", "10.0.0.1")],
+            &[("sockets", Value::Int(1))],
+            9,
+        );
+        assert_eq!(reused.to_vec(), vec![want]);
+    }
+
+    #[test]
     fn decimals_and_addresses_read_as_display_writes_them() {
         for v in [
             0,
@@ -482,7 +708,7 @@ mod tests {
 
     fn encoded(e: &mut dyn crate::encode::Encoder) -> String {
         let mut out = Vec::new();
-        e.encode(&waiting(), &mut out);
+        e.encode_all(&waiting(), &mut out);
         String::from_utf8(out).unwrap()
     }
 

@@ -54,6 +54,8 @@ struct Settings {
     read_opts: Options,
     /// What is left when the filters match no listener, said in the warning.
     left_when_unmatched: &'static str,
+    /// A plain `--once`: one report, and none after it to need its counters.
+    one_report: bool,
 }
 
 impl Settings {
@@ -80,6 +82,7 @@ impl Settings {
                 unit_tag: args.unit,
             },
             left_when_unmatched: "only acceptq_netns is reported",
+            one_report: false,
         }
     }
 }
@@ -150,11 +153,15 @@ impl Reporter {
                 owners: (!args.select.no_process).then(OwnerCache::default),
                 ..Carried::default()
             },
-            settings: Settings::from_args(args, args.select.all_netns || namespaces.len() > 1),
+            settings: Settings {
+                one_report: one_reading,
+                ..Settings::from_args(args, args.select.all_netns || namespaces.len() > 1)
+            },
             output: Output {
                 encoder,
                 sink,
-                buf: Vec::with_capacity(64 * 1024),
+                // Sized by the first report's encoder: a one-shot run copies nothing into it.
+                buf: Vec::new(),
                 built: Built::default(),
                 written: 0,
                 failing: false,
@@ -200,8 +207,7 @@ impl Reporter {
         self.output.built = built;
     }
 
-    /// Ends a one-shot run: its report's metrics, a few allocations per row, are given back
-    /// by the process's exit instead of freed one by one.
+    /// Ends a one-shot run: its report's metrics are given back by the process's exit.
     pub fn end_one_shot(mut self) {
         std::mem::forget(std::mem::take(&mut self.output.built));
     }
@@ -256,6 +262,7 @@ impl Reporter {
             filter: &self.settings.filter,
             opts: &self.settings.opts,
             timestamp,
+            last: self.settings.one_report,
         };
         report::build_into(&readings, &ctx, &mut self.carried.prev, built);
         let seen = readings.iter().map(|r| r.snap.sockets.len()).sum();

@@ -250,7 +250,7 @@ impl App {
         let built = self.reporter.read();
         let elapsed = self.read_at.map(|t| now.duration_since(t));
         self.read_at = Some(now);
-        self.model.update(&built.metrics, elapsed);
+        self.model.update(&built.metrics.to_vec(), elapsed);
         self.ui.clock = clock(SystemTime::now());
         self.take_warnings();
     }

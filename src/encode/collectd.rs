@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::fnv1a64;
 use super::Encoder;
-use crate::metric::{whole_float, Decimal, Metric, Value, LISTENER, SCHEMA};
+use crate::metric::{whole_float, Decimal, Metric, MetricRef, Metrics, Value, LISTENER, SCHEMA};
 
 pub const PLUGIN: &str = "acceptq";
 pub const MAX_PART: usize = 127;
@@ -161,12 +161,9 @@ fn push_interface_part(dev: &str, out: &mut String) {
 /// known (`web-0.3f2a9c1b7d4e.cni-…`), so a file name says which pod it is and a container
 /// restarted (a new id) starts a new series, as it does with tags.
 /// Written into `out` (cleared first); `false` when the metric has none of those tags.
-fn namespace_label(m: &Metric, out: &mut String) -> bool {
+fn namespace_label(t: &Named, out: &mut String) -> bool {
     out.clear();
-    for part in ["pod", "container", "netns"]
-        .iter()
-        .filter_map(|k| m.tag(k))
-    {
+    for part in [t.pod, t.container, t.netns].into_iter().flatten() {
         if !out.is_empty() {
             out.push('.');
         }
@@ -181,8 +178,44 @@ fn namespace_label(m: &Metric, out: &mut String) -> bool {
 /// the address, port and rank, which are never cut.
 pub fn plugin_instance(m: &Metric) -> String {
     let mut out = String::new();
-    write_plugin_instance(m, &mut Scratch::default(), &mut out);
+    let one = Metrics::from(std::slice::from_ref(m));
+    if let Some(m) = one.get(0) {
+        write_plugin_instance(&m, &mut Scratch::default(), &mut out);
+    }
     out
+}
+
+/// The tags an identifier is made of, found in one pass over a metric's tags (the first of
+/// each key, as [`MetricRef::tag`] finds it).
+#[derive(Default)]
+struct Named<'a> {
+    pod: Option<&'a str>,
+    container: Option<&'a str>,
+    netns: Option<&'a str>,
+    address: Option<&'a str>,
+    port: Option<&'a str>,
+    interface: Option<&'a str>,
+    socket: Option<&'a str>,
+}
+
+impl<'a> Named<'a> {
+    fn of(m: &MetricRef<'a>) -> Named<'a> {
+        let mut t = Named::default();
+        for (k, v) in m.tags() {
+            let slot = match k {
+                "pod" => &mut t.pod,
+                "container" => &mut t.container,
+                "netns" => &mut t.netns,
+                "address" => &mut t.address,
+                "port" => &mut t.port,
+                "interface" => &mut t.interface,
+                "socket" => &mut t.socket,
+                _ => continue,
+            };
+            slot.get_or_insert(v);
+        }
+        t
+    }
 }
 
 /// Text buffers kept from one metric to the next, so naming one allocates nothing.
@@ -193,10 +226,11 @@ struct Scratch {
 }
 
 /// [`plugin_instance`] into `out` (cleared first).
-fn write_plugin_instance(m: &Metric, scratch: &mut Scratch, out: &mut String) {
+fn write_plugin_instance(m: &MetricRef, scratch: &mut Scratch, out: &mut String) {
     out.clear();
     let Scratch { tail, ns } = scratch;
-    let has_ns = namespace_label(m, ns);
+    let t = Named::of(m);
+    let has_ns = namespace_label(&t, ns);
     if m.name != LISTENER {
         out.push_str("netns");
         if has_ns {
@@ -206,14 +240,14 @@ fn write_plugin_instance(m: &Metric, scratch: &mut Scratch, out: &mut String) {
         return;
     }
     tail.clear();
-    push_address_part(m.tag("address").unwrap_or("unknown"), tail);
+    push_address_part(t.address.unwrap_or("unknown"), tail);
     tail.push('-');
-    push_part(m.tag("port").unwrap_or("0"), MAX_PART, tail);
-    if let Some(dev) = m.tag("interface") {
+    push_part(t.port.unwrap_or("0"), MAX_PART, tail);
+    if let Some(dev) = t.interface {
         tail.push_str("-i");
         push_interface_part(dev, tail);
     }
-    if let Some(i) = m.tag("socket") {
+    if let Some(i) = t.socket {
         tail.push_str("-s");
         push_part(i, MAX_PART, tail);
     }
@@ -230,7 +264,7 @@ fn write_plugin_instance(m: &Metric, scratch: &mut Scratch, out: &mut String) {
 }
 
 impl Encoder for Collectd {
-    fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
+    fn encode(&mut self, metrics: &Metrics, out: &mut Vec<u8>) {
         // About what a listener's lines take: the buffer grows once, not line by line.
         out.reserve(metrics.len() * 600);
         let Self {
@@ -246,13 +280,15 @@ impl Encoder for Collectd {
         let mut head = String::new();
         let mut when = String::new();
         let mut when_of = None;
-        for m in metrics {
+        for m in metrics.iter() {
             let Some(spec) = SCHEMA.iter().find(|s| s.name == m.name) else {
                 continue;
             };
-            write_plugin_instance(m, scratch, pinst);
+            write_plugin_instance(&m, scratch, pinst);
             head.clear();
-            let _ = write!(head, "PUTVAL \"{host}/{PLUGIN}-{pinst}/");
+            for part in ["PUTVAL \"", host, "/", PLUGIN, "-", pinst, "/"] {
+                head.push_str(part);
+            }
             if when_of != Some(m.timestamp) {
                 when_of = Some(m.timestamp);
                 when.clear();
@@ -261,7 +297,7 @@ impl Encoder for Collectd {
             }
             // Fields come in schema order: each one's entry is looked for from the last one's.
             let mut from = 0;
-            for (name, value) in &m.fields {
+            for (name, value) in m.fields {
                 let found = (from..spec.fields.len())
                     .chain(0..from)
                     .find(|&i| spec.fields[i].name == *name);
@@ -270,24 +306,30 @@ impl Encoder for Collectd {
                 let Some((kind, tinst)) = spec.fields[i].collectd else {
                     continue;
                 };
-                line.clear();
-                line.push_str(&head);
-                line.push_str(kind);
-                line.push('-');
-                line.push_str(tinst);
-                line.push_str(&when);
-                match value {
-                    Value::Int(i) => line.push_str(Decimal::new(*i).as_str()),
-                    Value::Float(f) if f.is_finite() => match whole_float(*f) {
-                        Some(d) => line.push_str(d.as_str()),
-                        None => drop(write!(line, "{f}")),
-                    },
-                    Value::Float(_) => continue,
+                // Written straight into `out`, and taken back if it cannot go.
+                let start = out.len();
+                for part in [&head, kind, "-", tinst, &when] {
+                    out.extend_from_slice(part.as_bytes());
                 }
-                line.push('\n');
+                match value {
+                    Value::Int(i) => out.extend_from_slice(Decimal::new(*i).as_bytes()),
+                    Value::Float(f) if f.is_finite() => match whole_float(*f) {
+                        Some(d) => out.extend_from_slice(d.as_bytes()),
+                        None => {
+                            line.clear();
+                            let _ = write!(line, "{f}");
+                            out.extend_from_slice(line.as_bytes());
+                        }
+                    },
+                    Value::Float(_) => {
+                        out.truncate(start);
+                        continue;
+                    }
+                }
+                out.push(b'\n');
                 // Parts are capped, so this holds; a line that did not would stall collectd.
-                if line.len() <= MAX_LINE + 1 {
-                    out.extend_from_slice(line.as_bytes());
+                if out.len() - start > MAX_LINE + 1 {
+                    out.truncate(start);
                 }
             }
         }
@@ -518,7 +560,7 @@ pub(crate) mod tests {
 
     fn encode(m: &Metric, host: &str) -> Vec<String> {
         let mut out = Vec::new();
-        Collectd::new(host, Duration::from_secs(10)).encode(std::slice::from_ref(m), &mut out);
+        Collectd::new(host, Duration::from_secs(10)).encode_all(std::slice::from_ref(m), &mut out);
         String::from_utf8(out)
             .unwrap()
             .lines()
@@ -835,7 +877,7 @@ mod prop {
                 ("socket", socket),
             ], depth, ratio);
             let mut out = Vec::new();
-            Collectd::new(&host, Duration::from_secs(10)).encode(&[m], &mut out);
+            Collectd::new(&host, Duration::from_secs(10)).encode_all(&[m], &mut out);
             let text = String::from_utf8(out).unwrap();
             let lines: Vec<&str> = text.lines().collect();
             prop_assert_eq!(lines.len(), 2, "{}", text);

@@ -8,28 +8,74 @@
 
 use std::io::Write as _;
 
-use super::{Encoder, UserTags};
-use crate::metric::{whole_float, Decimal, Metric, Value};
+use super::{Encoder, NameMemo, UserTags};
+#[cfg(test)]
+use crate::metric::Metric;
+use crate::metric::{whole_float, Decimal, MetricRef, Metrics, Value};
 
 #[derive(Default)]
 pub struct Influx {
-    tags: UserTags,
+    /// The `--tag`s as every line carries them: `,key=value` each, escaped once.
+    user_tags: Vec<u8>,
+    /// Whether a measurement, tag or field name needs no escaping.
+    plain: NameMemo<bool>,
 }
 
 impl Influx {
     pub fn new(tags: UserTags) -> Self {
-        Influx { tags }
+        let mut user_tags = Vec::new();
+        for (k, v) in &tags {
+            push_tag(k, v, &mut user_tags);
+        }
+        Influx {
+            user_tags,
+            plain: NameMemo::default(),
+        }
     }
 }
 
 impl Encoder for Influx {
-    fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
+    fn encode(&mut self, metrics: &Metrics, out: &mut Vec<u8>) {
         // About what a listener's line takes: the buffer grows once, not line by line.
         out.reserve(metrics.len() * 160);
         let mut stamp = Stamp::default();
-        for m in metrics {
-            line(m, &self.tags, &mut stamp, out);
+        for m in metrics.iter() {
+            line(&m, self, &mut stamp, out);
         }
+    }
+}
+
+/// Appends `,key=value`; nothing for an empty value, which is invalid line protocol (the tag is
+/// absent instead).
+fn push_tag(k: &str, v: &str, out: &mut Vec<u8>) {
+    if v.is_empty() {
+        return;
+    }
+    out.push(b',');
+    push_escaped(k, b", =", out);
+    out.push(b'=');
+    push_tag_value(v, out);
+}
+
+/// Bytes a tag value may hold for it to be written as it is: not `,`, `=`, space or `\`, no
+/// control character and ASCII (what [`carried_exactly`] asks of other text is not needed
+/// then). Addresses, ports and most names are all such bytes.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        t[b] = !matches!(b as u8, b',' | b'=' | b'\\');
+        b += 1;
+    }
+    t
+};
+
+/// Appends a name (measurement, tag or field key) escaped, looking up once whether it needs it.
+fn push_name(name: &'static str, special: &[u8], memo: &mut NameMemo<bool>, out: &mut Vec<u8>) {
+    if memo.get(name, |n| !n.bytes().any(|b| special.contains(&b))) {
+        out.extend_from_slice(name.as_bytes());
+    } else {
+        push_escaped(name, special, out);
     }
 }
 
@@ -124,7 +170,7 @@ impl Stamp {
     }
 }
 
-fn line(m: &Metric, user_tags: &UserTags, stamp: &mut Stamp, out: &mut Vec<u8>) {
+fn line(m: &MetricRef, enc: &mut Influx, stamp: &mut Stamp, out: &mut Vec<u8>) {
     // Leave out what would make the line invalid (NaN, infinity, a value past i64) first: a
     // metric with no field left writes nothing.
     let mut fields = m.fields.iter().filter(|(_, v)| match v {
@@ -134,25 +180,22 @@ fn line(m: &Metric, user_tags: &UserTags, stamp: &mut Stamp, out: &mut Vec<u8>) 
     let Some(first) = fields.next() else {
         return;
     };
-    push_escaped(m.name, b", ", out);
-    let tags = m
-        .tags
-        .iter()
-        .map(|(k, v)| (*k, v.as_str()))
-        .chain(user_tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    for (k, v) in tags {
-        // An empty tag value is invalid line protocol: the tag is absent instead.
-        if v.is_empty() {
-            continue;
+    let plain = &mut enc.plain;
+    push_name(m.name, b", ", plain, out);
+    for (k, v) in m.tags() {
+        if !v.is_empty() && v.bytes().all(|b| PLAIN[usize::from(b)]) {
+            out.push(b',');
+            push_name(k, b", =", plain, out);
+            out.push(b'=');
+            out.extend_from_slice(v.as_bytes());
+        } else {
+            push_tag(k, v, out);
         }
-        out.push(b',');
-        push_escaped(k, b", =", out);
-        out.push(b'=');
-        push_tag_value(v, out);
     }
+    out.extend_from_slice(&enc.user_tags);
     for (i, (k, v)) in std::iter::once(first).chain(fields).enumerate() {
         out.push(if i == 0 { b' ' } else { b',' });
-        push_escaped(k, b", =", out);
+        push_name(k, b", =", plain, out);
         out.push(b'=');
         match v {
             // Kept by the filter above, so within i64.
@@ -188,7 +231,7 @@ pub(crate) mod tests {
 
     fn encode(m: &Metric) -> String {
         let mut out = Vec::new();
-        Influx::default().encode(std::slice::from_ref(m), &mut out);
+        Influx::default().encode_all(std::slice::from_ref(m), &mut out);
         String::from_utf8(out).unwrap()
     }
 
@@ -348,7 +391,7 @@ pub(crate) mod tests {
                 vec![("queue_depth", Value::Int(1))],
             );
             body.clear();
-            Influx::default().encode(&[m.clone(), m], &mut body);
+            Influx::default().encode_all(&[m.clone(), m], &mut body);
             let read = influxdb1_tag_values(&body);
             assert_eq!(read.len(), 2, "{v:?} made {body:?} into {read:?}");
             let tags = read[0]
@@ -398,7 +441,7 @@ pub(crate) mod tests {
                         vec![("queue_depth", Value::Int(1))],
                     );
                     body.clear();
-                    Influx::default().encode(&[m.clone(), m], &mut body);
+                    Influx::default().encode_all(&[m.clone(), m], &mut body);
                     let read = influxdb1_tag_values(&body);
                     assert_eq!(read.len(), 2, "{}", String::from_utf8_lossy(&body));
                     assert!(read.iter().all(|r| r.as_ref().is_ok_and(|t| t.len() == 3)));
@@ -472,7 +515,7 @@ pub(crate) mod tests {
             ],
         );
         let mut out = Vec::new();
-        Influx::new(vec![("host".into(), "web 1".into())]).encode(&[m], &mut out);
+        Influx::new(vec![("host".into(), "web 1".into())]).encode_all(&[m], &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "acceptq_listener,netns=ab,host=web\\ 1 drops=1i,queue_full_ratio=1 1700000000123456789\n"
@@ -548,7 +591,7 @@ mod prop {
                 timestamp: 1_700_000_000_123_456_789,
             };
             let mut body = Vec::new();
-            Influx::new(vec![("site".into(), user.clone())]).encode(&[m], &mut body);
+            Influx::new(vec![("site".into(), user.clone())]).encode_all(&[m], &mut body);
             let read = influxdb1_tag_values(&body);
             prop_assert_eq!(read.len(), 1, "{}", String::from_utf8_lossy(&body));
             let tags = read[0].clone().map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&body))))?;
@@ -574,7 +617,7 @@ mod prop {
                 timestamp: 1_700_000_000_123_456_789,
             };
             body.clear();
-            Influx::new(vec![("site".into(), no_backslash(&user))]).encode(&[plain], &mut body);
+            Influx::new(vec![("site".into(), no_backslash(&user))]).encode_all(&[plain], &mut body);
             let text = String::from_utf8(body).unwrap();
             let lines: Vec<_> = parse_lines(&text).collect::<Result<_, _>>().map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
             prop_assert_eq!(lines.len(), 1);

@@ -3,23 +3,92 @@
 //! would need `json_name_key`, `tag_keys` and `json_time_key` to read it; use influx there.)
 
 use super::{Encoder, UserTags};
-use crate::metric::{Metric, Value};
+#[cfg(test)]
+use crate::metric::Metric;
+use crate::metric::{Metrics, Value};
 
 /// Tag values go out exactly: JSON strings carry any text (serde_json escapes quotes,
 /// backslashes and control characters).
 #[derive(Default)]
 pub struct JsonLines {
     tags: UserTags,
-    /// The order an object's entries are written in, kept from one object to the next.
-    order: Vec<usize>,
+    /// The order of the last `fields` object's entries, and of the last `tags` object's.
+    fields_order: Order,
+    tags_order: Order,
 }
 
 impl JsonLines {
     pub fn new(tags: UserTags) -> Self {
         JsonLines {
             tags,
-            order: Vec::new(),
+            ..JsonLines::default()
         }
+    }
+}
+
+/// The order an object's entries are written in, kept for the next object: most rows have
+/// the same keys as the row before, and are not sorted again.
+#[derive(Default)]
+struct Order {
+    /// Where each key's text is: keys are the schema's names and the `--tag`s, which stay put,
+    /// so the same places hold the same text.
+    keys: Vec<(usize, usize)>,
+    /// Entry indexes by key, each with whether a later entry has its key (and wins), and
+    /// whether its key is written as it is.
+    sorted: Vec<(usize, bool, bool)>,
+    /// Room for sorting.
+    scratch: Vec<usize>,
+}
+
+impl Order {
+    fn of<'k>(&mut self, n: usize, key: impl Fn(usize) -> &'k str) -> &[(usize, bool, bool)] {
+        let place = |i: usize| (key(i).as_ptr() as usize, key(i).len());
+        let same = self.keys.len() == n && (0..n).all(|i| self.keys[i] == place(i));
+        if !same {
+            self.keys.clear();
+            self.keys.extend((0..n).map(place));
+            let order = &mut self.scratch;
+            order.clear();
+            order.extend(0..n);
+            // Stable: of equal keys the later stays later.
+            order.sort_by(|a, b| key(*a).cmp(key(*b)));
+            self.sorted.clear();
+            for (at, &i) in order.iter().enumerate() {
+                let shadowed = order.get(at + 1).is_some_and(|&j| key(j) == key(i));
+                self.sorted.push((i, shadowed, verbatim(key(i))));
+            }
+        }
+        &self.sorted
+    }
+}
+
+/// Bytes serde_json writes as they are inside a string: not `"`, `\\` or a control character
+/// below space.
+const VERBATIM: [bool; 256] = {
+    let mut t = [true; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = false;
+        b += 1;
+    }
+    t[b'"' as usize] = false;
+    t[b'\\' as usize] = false;
+    t
+};
+
+fn verbatim(s: &str) -> bool {
+    s.bytes().all(|b| VERBATIM[usize::from(b)])
+}
+
+/// A JSON string as serde_json writes it; one that needs no escape copied whole.
+fn push_str(s: &str, out: &mut Vec<u8>) {
+    if verbatim(s) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Serialising a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
     }
 }
 
@@ -35,21 +104,24 @@ macro_rules! string_or_number {
 // per key and value; the bytes are the same: keys in sorted order (serde_json's default map is
 // a BTreeMap), strings and numbers written by serde_json itself.
 impl Encoder for JsonLines {
-    fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
-        let Self { tags: user, order } = self;
+    fn encode(&mut self, metrics: &Metrics, out: &mut Vec<u8>) {
+        let Self {
+            tags: user,
+            fields_order,
+            tags_order,
+        } = self;
         // About what a listener's lines take: the buffer grows once, not line by line.
         out.reserve(metrics.len() * 250);
-        for m in metrics {
-            let tag = |i: usize| match m.tags.get(i) {
-                Some((k, v)) => (*k, v.as_str()),
-                None => {
-                    let (k, v) = &user[i - m.tags.len()];
-                    (k.as_str(), v.as_str())
-                }
-            };
+        // A metric's tags and the user's, in one list for the sort.
+        let mut tags: Vec<(&str, &str)> = Vec::with_capacity(16);
+        for m in metrics.iter() {
+            tags.clear();
+            tags.extend(m.tags().map(|(k, v)| (k as &str, v)));
+            tags.extend(user.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let tag = |i: usize| tags[i];
             out.extend_from_slice(b"{\"fields\":");
             let field = |i: usize| m.fields[i].0;
-            write_sorted(m.fields.len(), field, order, out, |i, out| {
+            write_sorted(m.fields.len(), field, fields_order, out, |i, out| {
                 match m.fields[i].1 {
                     Value::Int(n) => string_or_number!(&n, out),
                     Value::Float(f) if f.is_finite() => string_or_number!(&f, out),
@@ -58,13 +130,13 @@ impl Encoder for JsonLines {
                 true
             });
             out.extend_from_slice(b",\"name\":");
-            string_or_number!(m.name, out);
+            push_str(m.name, out);
             out.extend_from_slice(b",\"tags\":");
-            let n_tags = m.tags.len() + user.len();
+            let n_tags = tags.len();
             write_sorted(
                 n_tags,
                 |i| tag(i).0,
-                order,
+                tags_order,
                 out,
                 |i, out| {
                     let v = tag(i).1;
@@ -72,7 +144,7 @@ impl Encoder for JsonLines {
                     if v.is_empty() {
                         return false;
                     }
-                    string_or_number!(v, out);
+                    push_str(v, out);
                     true
                 },
             );
@@ -83,32 +155,34 @@ impl Encoder for JsonLines {
     }
 }
 
-/// Writes an object of `n` entries in the byte order of their keys; `order` is room for
-/// sorting them. `value` writes entry `i`'s value, or returns `false` to leave the entry out.
+/// Writes an object of `n` entries in the byte order of their keys; `order` remembers the
+/// last object's. `value` writes entry `i`'s value, or returns `false` to leave the entry out.
 /// Of two entries with one key the later wins, as in a map.
 fn write_sorted<'k>(
     n: usize,
     key: impl Fn(usize) -> &'k str,
-    order: &mut Vec<usize>,
+    order: &mut Order,
     out: &mut Vec<u8>,
     mut value: impl FnMut(usize, &mut Vec<u8>) -> bool,
 ) {
-    order.clear();
-    order.extend(0..n);
-    // Stable: of equal keys the later stays later.
-    order.sort_by(|a, b| key(*a).cmp(key(*b)));
     out.push(b'{');
     let mut first = true;
-    for (at, &i) in order.iter().enumerate() {
-        if order.get(at + 1).is_some_and(|&j| key(j) == key(i)) {
+    for &(i, shadowed, plain) in order.of(n, &key) {
+        if shadowed {
             continue;
         }
         let mark = out.len();
         if !first {
             out.push(b',');
         }
-        string_or_number!(key(i), out);
-        out.push(b':');
+        if plain {
+            out.push(b'"');
+            out.extend_from_slice(key(i).as_bytes());
+            out.extend_from_slice(b"\":");
+        } else {
+            push_str(key(i), out);
+            out.push(b':');
+        }
         if value(i, out) {
             first = false;
         } else {
@@ -140,7 +214,8 @@ mod tests {
             timestamp: 1_700_000_000_000_000_001,
         };
         let mut out = Vec::new();
-        JsonLines::new(vec![("host".into(), "h \\\"1".into())]).encode(&[m.clone(), m], &mut out);
+        JsonLines::new(vec![("host".into(), "h \\\"1".into())])
+            .encode_all(&[m.clone(), m], &mut out);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 2);
         let v: Json = serde_json::from_str(text.lines().next().unwrap()).unwrap();
@@ -188,7 +263,7 @@ mod prop {
                 timestamp: -5,
             };
             let mut out = Vec::new();
-            JsonLines::new(vec![("site".into(), user.clone())]).encode(&[m], &mut out);
+            JsonLines::new(vec![("site".into(), user.clone())]).encode_all(&[m], &mut out);
             let text = String::from_utf8(out).unwrap();
             prop_assert!(text.ends_with('\n') && text.matches('\n').count() == 1, "{:?}", text);
             let v: Json = serde_json::from_str(&text).unwrap();

@@ -9,11 +9,45 @@ pub mod influx;
 pub mod json;
 pub mod prometheus;
 
-use crate::metric::Metric;
+use crate::metric::{Metric, Metrics};
 
 pub trait Encoder {
     /// Appends `metrics`, as one report, to `out`.
-    fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>);
+    fn encode(&mut self, metrics: &Metrics, out: &mut Vec<u8>);
+
+    /// [`Self::encode`] for metrics made one by one.
+    fn encode_all(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
+        self.encode(&Metrics::from(metrics), out);
+    }
+}
+
+/// What a format finds about a name that lives as long as the program (a measurement, tag or
+/// field name of the schema), worked out once per name instead of once per row: a name is
+/// looked up by where its text is, which no other text can share while it lives.
+pub struct NameMemo<T: Copy> {
+    slots: [Option<(usize, usize, T)>; 64],
+}
+
+impl<T: Copy> Default for NameMemo<T> {
+    fn default() -> Self {
+        NameMemo { slots: [None; 64] }
+    }
+}
+
+impl<T: Copy> NameMemo<T> {
+    /// `find(name)`, remembered.
+    pub fn get(&mut self, name: &'static str, find: impl FnOnce(&str) -> T) -> T {
+        let at = name.as_ptr() as usize;
+        let slot = &mut self.slots[(at >> 3 ^ name.len()) % 64];
+        match *slot {
+            Some((a, len, v)) if a == at && len == name.len() => v,
+            _ => {
+                let v = find(name);
+                *slot = Some((at, name.len(), v));
+                v
+            }
+        }
+    }
 }
 
 /// `--tag KEY=VALUE` pairs, validated (see [`crate::metric::parse_user_tag`]), added to every
@@ -34,6 +68,26 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_memo_answers_for_each_name_whatever_shares_its_slot() {
+        // More names than slots: some share one, and each must still get its own answer.
+        let names: Vec<&'static str> = (0..200)
+            .map(|i| {
+                &*Box::leak(format!("n{i}{}", if i % 3 == 0 { " x" } else { "" }).into_boxed_str())
+            })
+            .collect();
+        let mut memo = NameMemo::default();
+        for _ in 0..3 {
+            for name in &names {
+                assert_eq!(
+                    memo.get(name, |n| n.contains(' ')),
+                    name.contains(' '),
+                    "{name}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn fnv1a64_matches_the_published_test_vectors() {

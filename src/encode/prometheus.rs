@@ -5,17 +5,52 @@
 use std::io::Write as _;
 
 use super::{Encoder, UserTags};
-use crate::metric::{whole_float, Decimal, FieldSpec, Kind, Metric, Value, SCHEMA};
+#[cfg(test)]
+use crate::metric::Metric;
+use crate::metric::{whole_float, Decimal, FieldSpec, Kind, MetricRef, Metrics, Value, SCHEMA};
 
 /// `--tag` pairs become labels on every series, after acceptq's own.
 #[derive(Default)]
 pub struct Prometheus {
-    tags: UserTags,
+    /// The `--tag`s as every series carries them: `,key="value"` each, escaped once.
+    user_labels: Vec<u8>,
+    /// Each metric's labels, `{...}` or nothing, written once for all its families' lines.
+    labels: Vec<u8>,
 }
 
 impl Prometheus {
     pub fn new(tags: UserTags) -> Self {
-        Prometheus { tags }
+        let mut user_labels = Vec::new();
+        for (k, v) in tags.iter().filter(|(_, v)| !v.is_empty()) {
+            push_label(k, v, &mut user_labels);
+        }
+        Prometheus {
+            user_labels,
+            labels: Vec::new(),
+        }
+    }
+}
+
+/// Appends `,key="value"`.
+fn push_label(k: &str, v: &str, out: &mut Vec<u8>) {
+    out.push(b',');
+    out.extend_from_slice(k.as_bytes());
+    out.extend_from_slice(b"=\"");
+    escape_label(v, out);
+    out.push(b'"');
+}
+
+/// Appends a metric's labels: `{`, its tags' and the `--tag`s, `}`; nothing when it has none.
+fn push_labels(metric: &MetricRef, user_labels: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    for (k, v) in metric.tags().filter(|(_, v)| !v.is_empty()) {
+        push_label(k, v, out);
+    }
+    out.extend_from_slice(user_labels);
+    if out.len() > start {
+        // The first label's `,` opens the braces instead.
+        out[start] = b'{';
+        out.push(b'}');
     }
 }
 
@@ -70,9 +105,11 @@ fn push_help(v: &str, out: &mut Vec<u8>) {
 /// A metric's field `name`, looked for from `next` on and `next` moved past it: fields are in
 /// schema order, as families are written, so the search mostly meets it first. A field
 /// before `next` is still found.
-fn field_from(metric: &Metric, name: &str, next: &mut usize) -> Option<Value> {
+fn field_from(metric: &MetricRef, name: &str, next: &mut usize) -> Option<Value> {
     let after = metric.fields.get(*next..).unwrap_or_default();
-    match after.iter().position(|(k, _)| *k == name) {
+    // The schema's own text, most often: the same address, no bytes to compare.
+    let same = |k: &str| std::ptr::eq(k, name) || k == name;
+    match after.iter().position(|(k, _)| same(k)) {
         Some(i) => {
             *next += i + 1;
             Some(after[i].1)
@@ -82,17 +119,27 @@ fn field_from(metric: &Metric, name: &str, next: &mut usize) -> Option<Value> {
 }
 
 impl Encoder for Prometheus {
-    fn encode(&mut self, metrics: &[Metric], out: &mut Vec<u8>) {
+    fn encode(&mut self, metrics: &Metrics, out: &mut Vec<u8>) {
         // About what a listener's lines take: the buffer grows once, not line by line.
         out.reserve(metrics.len() * 560);
+        let Self {
+            user_labels,
+            labels,
+        } = self;
+        labels.clear();
         // Families are written in schema order, each with all its samples together, as the
         // format requires. Written straight into `out`: a family with no sample is taken back.
         for m in &SCHEMA {
-            // Each metric of the measurement, with where its next field is looked for.
-            let mut of_measurement: Vec<(&Metric, usize)> = metrics
+            // Each metric of the measurement, with where its labels are in `labels` and where
+            // its next field is looked for.
+            let mut of_measurement: Vec<(MetricRef, std::ops::Range<usize>, usize)> = metrics
                 .iter()
                 .filter(|x| x.name == m.name)
-                .map(|x| (x, 0))
+                .map(|x| {
+                    let start = labels.len();
+                    push_labels(&x, user_labels, labels);
+                    (x, start..labels.len(), 0)
+                })
                 .collect();
             for f in m.fields.iter().filter(|f| f.kind != Kind::Delta) {
                 let start = out.len();
@@ -113,7 +160,7 @@ impl Encoder for Prometheus {
                 };
                 let _ = writeln!(out, " {kind}");
                 let header = out.len();
-                for (metric, next) in &mut of_measurement {
+                for (metric, own, next) in &mut of_measurement {
                     let Some(v) = field_from(metric, f.name, next) else {
                         continue;
                     };
@@ -121,24 +168,7 @@ impl Encoder for Prometheus {
                         continue;
                     }
                     out.extend_from_within(name.clone());
-                    let tags = metric
-                        .tags
-                        .iter()
-                        .map(|(k, v)| (*k, v.as_str()))
-                        .chain(self.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                        .filter(|(_, v)| !v.is_empty());
-                    let mut open = false;
-                    for (k, v) in tags {
-                        out.push(if open { b',' } else { b'{' });
-                        open = true;
-                        out.extend_from_slice(k.as_bytes());
-                        out.extend_from_slice(b"=\"");
-                        escape_label(v, out);
-                        out.push(b'"');
-                    }
-                    if open {
-                        out.push(b'}');
-                    }
+                    out.extend_from_slice(&labels[own.clone()]);
                     out.push(b' ');
                     match v {
                         Value::Int(i) => out.extend_from_slice(Decimal::new(i).as_bytes()),
@@ -239,7 +269,7 @@ mod tests {
             timestamp: 1,
         };
         let mut out = Vec::new();
-        Prometheus::new(vec![("host".into(), "h\\".into())]).encode(&[m], &mut out);
+        Prometheus::new(vec![("host".into(), "h\\".into())]).encode_all(&[m], &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("acceptq_listener_queue_depth{process=\"a\\nb\",host=\"h\\\\\"} 1\n"),
@@ -250,7 +280,7 @@ mod tests {
     #[test]
     fn exposition_is_well_formed() {
         let mut out = Vec::new();
-        Prometheus::default().encode(&report(), &mut out);
+        Prometheus::default().encode_all(&report(), &mut out);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(exposition::check_exposition(&text), Ok(4), "{text}");
         assert!(text.contains("# TYPE acceptq_listener_drops_total counter\n"));
@@ -358,7 +388,7 @@ mod prop {
                 timestamp: 1,
             };
             let mut out = Vec::new();
-            Prometheus::new(vec![("site".into(), user.clone())]).encode(&[m], &mut out);
+            Prometheus::new(vec![("site".into(), user.clone())]).encode_all(&[m], &mut out);
             let text = String::from_utf8(out).unwrap();
             let samples = parse_exposition(&text).map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
             let mut labels: Vec<(String, String)> = [("process", process), ("netns", netns), ("site", user)]

@@ -125,8 +125,9 @@ fn example_report() -> Vec<Metric> {
             filter: &filter,
             opts: &opts,
             timestamp: TIMESTAMP,
+            last: false,
         };
-        metrics = report::build(&readings, &ctx, &mut prev).metrics;
+        metrics = report::build(&readings, &ctx, &mut prev).metrics.to_vec();
     }
     metrics
 }
@@ -149,7 +150,7 @@ fn every_format_matches_its_golden_file() {
     let mut stale = Vec::new();
     for (ext, mut encoder) in encoders() {
         let mut out = Vec::new();
-        encoder.encode(&metrics, &mut out);
+        encoder.encode_all(&metrics, &mut out);
         let out = String::from_utf8(out).unwrap();
         let path = repo().join(format!("tests/golden/example.{ext}"));
         if update {
