@@ -207,7 +207,7 @@ impl DeviceTier {
         match self.class {
             Some(Class::Live(_)) => "devices count live",
             Some(Class::Unverified) => {
-                "a device of a kind not verified to count live (or no link dump)"
+                "a device of a kind not verified to count live, or a qdisc that can hold a filter past the counts (or no link dump)"
             }
             None => "devices not classified",
         }
