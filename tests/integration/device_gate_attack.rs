@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-tests![a_burst_redirected_by_tc_mirred_past_lo_s_counters_is_caught_as_the_peak];
+tests![
+    a_burst_redirected_by_tc_mirred_past_lo_s_counters_is_caught_as_the_peak,
+    a_tc_redirect_added_to_a_settled_namespace_turns_the_device_tier_off_before_its_burst
+];
 
 const DEBUG: (&str, &str) = ("ACCEPTQ_DEBUG_SAMPLER", "1");
 
@@ -117,4 +120,56 @@ fn a_burst_redirected_by_tc_mirred_past_lo_s_counters_is_caught_as_the_peak() {
         int(&f["queue_depth_max"]) >= 36,
         "the burst must show: {f}; {line}"
     );
+}
+
+fn a_tc_redirect_added_to_a_settled_namespace_turns_the_device_tier_off_before_its_burst() {
+    const NAME: &str = "device_gate_attack::a_tc_redirect_added_to_a_settled_namespace_turns_the_device_tier_off_before_its_burst";
+    if !netns_gate(NAME) {
+        return;
+    }
+    let ns = Netns::new("devmir2");
+    // The sysctls alone: lo still counts everything.
+    for key in ["route_localnet", "accept_local"] {
+        ns.sysctl(&format!("net.ipv4.conf.all.{key}"), "1");
+        ns.sysctl(&format!("net.ipv4.conf.lo.{key}"), "1");
+    }
+    let mut d = ns.driver();
+    let (id, port) = d.listen("127.0.0.1", 0, 64, false);
+    let mut live = Live::start_env(&ns, &["--sample", "100ms"], &[DEBUG]);
+    live.report();
+    // Settled on lo's packets, then the filter comes: no device changes, only a qdisc.
+    std::thread::sleep(Duration::from_millis(1000));
+    if !skip_unless(
+        redirect_lo_through_tc(&ns),
+        NAME,
+        "needs tc clsact, u32 and mirred",
+    ) {
+        return;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let rx = lo_rx_packets(&ns);
+    d.connect(id, 40);
+    assert!(
+        wait_for(Duration::from_secs(5), || (queued(&ns, port) == 40)
+            .then_some(()))
+        .is_some(),
+        "40 connections queued"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(accept_all(&mut d, id, 40), 40);
+    assert_eq!(
+        lo_rx_packets(&ns),
+        rx,
+        "the handshakes passed lo's counters by"
+    );
+    let f = listener(&live.report(), port)["fields"].clone();
+    let (status, stderr) = live.finish();
+    assert!(status.success(), "{stderr}");
+    let line = counts_line(&stderr);
+    note!("{line}");
+    assert!(
+        int(&f["queue_depth_max"]) >= 36,
+        "the burst must show: {f}; {line}"
+    );
+    assert!(line.contains("not verified"), "{line}");
 }
