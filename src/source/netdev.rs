@@ -24,14 +24,31 @@
 //!   veth counts only from 6.7 on.
 //!
 //! Left out, unverified or known not to hold: every hardware driver, and the software kinds not
-//! read here (tun, macvlan, ipvlan, vxlan, geneve, wireguard, bridge, dummy, bond...): a
-//! namespace holding one keeps the PassiveOpens gate alone. A packet redirected by tc or BPF
-//! straight into a device's ingress (`mirred ingress`, `bpf_redirect(.., BPF_F_INGRESS)`) is
-//! counted by no device; such a rule sits in the namespace itself, outside what this reads.
+//! read here (tun, macvlan, ipvlan, vxlan, geneve, wireguard, bridge, dummy, bond, netkit...):
+//! a namespace holding one keeps the PassiveOpens gate alone.
+//!
+//! A packet a tc filter hands to the stack is counted by no device: `mirred ingress redirect`
+//! from a device's egress goes through `netif_rx` (seen: lo's transmit turned into its own
+//! receive, 40 handshakes, lo's `rx_packets` still 0), `bpf_redirect(.., BPF_F_INGRESS)`
+//! through `__bpf_rx_skb`, neither past `loopback_xmit` or `veth_xmit`. Such a filter hangs on a
+//! qdisc (`clsact`, `ingress`, or a root qdisc with classes); lo and veth have `noqueue`, which
+//! holds none. So the classification also dumps the namespace's qdiscs, and any qdisc but
+//! `noqueue` or `noop` (a device down) makes it unverified; the socket hears qdisc and filter
+//! events too. Not seen that way: a BPF program attached by tcx (Linux 6.6 on, `bpf_link` or
+//! `BPF_PROG_ATTACH` with `BPF_TCX_INGRESS`/`_EGRESS`), which needs no qdisc and sends no
+//! netlink event; asking for it (`BPF_PROG_QUERY` per device) wants CAP_NET_ADMIN. A namespace
+//! where such a program redirects into an ingress is a hole in this tier.
+//!
+//! Races of a few microseconds, where a packet reaches TCP before it is counted (RPS on lo, a
+//! veth's NAPI batch): a sample read inside one passes although a child was queued, and the
+//! next sees the move. A queue filled from inside that window for exactly one period, gone
+//! just before the next sample, is missed.
 //!
 //! The device set changes (a device added, deleted, renamed, moved in): the link socket is
 //! subscribed to link events, and a namespace whose `/proc/net/dev` names other devices than
-//! those classified is treated as not classified.
+//! those classified is treated as not classified. The classification comes from dumps, never
+//! from the events' contents, so an event lost to a full socket buffer (ENOBUFS) loses
+//! nothing: the socket still reads as ready, and the next sample dumps again.
 //!
 //! The link dump is read by hand over `netlink-sys`: three attributes of one message type, read
 //! in place from a reused buffer, so a classification allocates nothing.
