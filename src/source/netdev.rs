@@ -44,6 +44,13 @@
 //! next sees the move. A queue filled from inside that window for exactly one period, gone
 //! just before the next sample, is missed.
 //!
+//! The other way round, a packet counted long before TCP sees it: the count is taken as the
+//! packet is queued on a CPU's backlog, and PassiveOpens only when its child is queued. If the
+//! backlog waits more than a period (softirqs pushed to a ksoftirqd that a real-time task
+//! starves, async IPsec crypto), the sum moved, PassiveOpens did not, the PassiveOpens passes
+//! settle this tier on the moved sum, and the child queued after is not seen until another
+//! packet moves the sum. PassiveOpens alone has no such gap.
+//!
 //! The device set changes (a device added, deleted, renamed, moved in): the link socket is
 //! subscribed to link events, and a namespace whose `/proc/net/dev` names other devices than
 //! those classified is treated as not classified. The classification comes from dumps, never
