@@ -10,6 +10,7 @@
 //! A dump walks the kernel's whole listening hash, whatever the namespace holds, so a quiet
 //! namespace is not dumped at all: see [`Gate`].
 
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -207,7 +208,7 @@ impl DeviceTier {
         match self.class {
             Some(Class::Live(_)) => "devices count live",
             Some(Class::Unverified) => {
-                "a device of a kind not verified to count live (or no link dump)"
+                "a device of a kind not verified to count live, or a qdisc that can hold a filter past the counts (or no link dump)"
             }
             None => "devices not classified",
         }
@@ -404,13 +405,35 @@ fn link_events(targets: &mut [Target]) {
     let Ok(events) = LinkEvents::get() else {
         return;
     };
-    let mut ready = [0; MAX_EVENTS];
-    let n = events.ready(&mut ready);
-    for fd in &ready[..n] {
-        for d in targets.iter_mut().filter_map(|t| t.devices.as_mut()) {
-            if d.links.fd() == *fd {
-                d.changed();
+    let rounds = targets.len() / MAX_EVENTS + 1;
+    each_ready(
+        |out| events.ready(out),
+        rounds,
+        |fd| {
+            for d in targets.iter_mut().filter_map(|t| t.devices.as_mut()) {
+                if d.links.fd() == fd {
+                    d.changed();
+                }
             }
+        },
+    );
+}
+
+/// Gives `each` every descriptor `ready` reports, asking again while a call fills its array, up
+/// to `rounds` calls: more than [`MAX_EVENTS`] namespaces can change in one period, and one
+/// left for the next sample would be let pass on the devices it had before. (Epoll reports a
+/// socket still readable again after the others, so `rounds` calls cover that many arrays.)
+fn each_ready(
+    mut ready: impl FnMut(&mut [RawFd; MAX_EVENTS]) -> usize,
+    rounds: usize,
+    mut each: impl FnMut(RawFd),
+) {
+    let mut out = [0; MAX_EVENTS];
+    for _ in 0..rounds {
+        let n = ready(&mut out);
+        out[..n].iter().for_each(|&fd| each(fd));
+        if n < MAX_EVENTS {
+            return;
         }
     }
 }
@@ -494,6 +517,36 @@ mod tests {
             blind.dumped(None, true, true);
             assert!(!blind.may_skip(None));
         }
+    }
+
+    #[test]
+    fn every_namespace_whose_devices_changed_is_marked_though_more_than_one_array_of_events_came() {
+        // 150 sockets readable; epoll hands them 64 at a time.
+        let mut pending: Vec<RawFd> = (1000..1150).collect();
+        let mut seen = Vec::new();
+        each_ready(
+            |out| {
+                let n = pending.len().min(MAX_EVENTS);
+                for (o, fd) in out.iter_mut().zip(pending.drain(..n)) {
+                    *o = fd;
+                }
+                n
+            },
+            150 / MAX_EVENTS + 1,
+            |fd| seen.push(fd),
+        );
+        assert_eq!(seen, (1000..1150).collect::<Vec<_>>());
+        // A level-triggered set that never empties: bounded by the rounds asked.
+        let mut calls = 0;
+        each_ready(
+            |_| {
+                calls += 1;
+                MAX_EVENTS
+            },
+            3,
+            |_| {},
+        );
+        assert_eq!(calls, 3);
     }
 
     /// Both gates settled: the devices at 100 received packets, PassiveOpens at 7.

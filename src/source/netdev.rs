@@ -24,14 +24,38 @@
 //!   veth counts only from 6.7 on.
 //!
 //! Left out, unverified or known not to hold: every hardware driver, and the software kinds not
-//! read here (tun, macvlan, ipvlan, vxlan, geneve, wireguard, bridge, dummy, bond...): a
-//! namespace holding one keeps the PassiveOpens gate alone. A packet redirected by tc or BPF
-//! straight into a device's ingress (`mirred ingress`, `bpf_redirect(.., BPF_F_INGRESS)`) is
-//! counted by no device; such a rule sits in the namespace itself, outside what this reads.
+//! read here (tun, macvlan, ipvlan, vxlan, geneve, wireguard, bridge, dummy, bond, netkit...):
+//! a namespace holding one keeps the PassiveOpens gate alone.
+//!
+//! A packet a tc filter hands to the stack is counted by no device: `mirred ingress redirect`
+//! from a device's egress goes through `netif_rx` (seen: lo's transmit turned into its own
+//! receive, 40 handshakes, lo's `rx_packets` still 0), `bpf_redirect(.., BPF_F_INGRESS)`
+//! through `__bpf_rx_skb`, neither past `loopback_xmit` or `veth_xmit`. Such a filter hangs on a
+//! qdisc (`clsact`, `ingress`, or a root qdisc with classes); lo and veth have `noqueue`, which
+//! holds none. So the classification also dumps the namespace's qdiscs, and any qdisc but
+//! `noqueue` or `noop` (a device down) makes it unverified; the socket hears qdisc and filter
+//! events too. Not seen that way: a BPF program attached by tcx (Linux 6.6 on, `bpf_link` or
+//! `BPF_PROG_ATTACH` with `BPF_TCX_INGRESS`/`_EGRESS`), which needs no qdisc and sends no
+//! netlink event; asking for it (`BPF_PROG_QUERY` per device) wants CAP_NET_ADMIN. A namespace
+//! where such a program redirects into an ingress is a hole in this tier.
+//!
+//! Races of a few microseconds, where a packet reaches TCP before it is counted (RPS on lo, a
+//! veth's NAPI batch): a sample read inside one passes although a child was queued, and the
+//! next sees the move. A queue filled from inside that window for exactly one period, gone
+//! just before the next sample, is missed.
+//!
+//! The other way round, a packet counted long before TCP sees it: the count is taken as the
+//! packet is queued on a CPU's backlog, and PassiveOpens only when its child is queued. If the
+//! backlog waits more than a period (softirqs pushed to a ksoftirqd that a real-time task
+//! starves, async IPsec crypto), the sum moved, PassiveOpens did not, the PassiveOpens passes
+//! settle this tier on the moved sum, and the child queued after is not seen until another
+//! packet moves the sum. PassiveOpens alone has no such gap.
 //!
 //! The device set changes (a device added, deleted, renamed, moved in): the link socket is
 //! subscribed to link events, and a namespace whose `/proc/net/dev` names other devices than
-//! those classified is treated as not classified.
+//! those classified is treated as not classified. The classification comes from dumps, never
+//! from the events' contents, so an event lost to a full socket buffer (ENOBUFS) loses
+//! nothing: the socket still reads as ready, and the next sample dumps again.
 //!
 //! The link dump is read by hand over `netlink-sys`: three attributes of one message type, read
 //! in place from a reused buffer, so a classification allocates nothing.
@@ -207,6 +231,20 @@ const IFLA_INFO_KIND: u16 = 1;
 /// The nested and byte-order flags of an attribute's type.
 const NLA_TYPE_MASK: u16 = 0x3fff;
 const RTNLGRP_LINK: u32 = 1;
+const RTM_NEWQDISC: u16 = 36;
+const RTM_GETQDISC: u16 = 38;
+const TCMSG: usize = 20;
+const TCA_KIND: u16 = 1;
+/// Qdisc and filter changes.
+const RTNLGRP_TC: u32 = 4;
+
+/// Whether a qdisc of this kind leaves every packet to the device's own counting: `noqueue`
+/// (lo's and veth's) holds no filter, `noop` (a device down) passes nothing. Any other, root or
+/// `ingress`/`clsact`, can carry a tc filter whose `mirred ingress redirect` or BPF
+/// `bpf_redirect(.., BPF_F_INGRESS)` hands a packet to the stack past every device's count.
+pub fn qdisc_passes_counts(kind: &[u8]) -> bool {
+    kind == b"noqueue" || kind == b"noop"
+}
 
 /// What one buffer of a link dump said.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,6 +332,40 @@ pub fn link_part(
     port: u32,
     mut each: impl FnMut(&Link),
 ) -> Result<Part, LinkError> {
+    dump_part(buf, seq, port, RTM_NEWLINK, |payload| {
+        each(&link(payload)?);
+        Ok(())
+    })
+}
+
+/// Reads one buffer of the answer to a qdisc dump sent with `seq` by port `port`, giving each
+/// qdisc's kind (`noqueue`, `clsact`...) to `each`. Never panics, whatever the bytes.
+pub fn qdisc_part(
+    buf: &[u8],
+    seq: u32,
+    port: u32,
+    mut each: impl FnMut(&[u8]),
+) -> Result<Part, LinkError> {
+    dump_part(buf, seq, port, RTM_NEWQDISC, |payload| {
+        let mut kind: &[u8] = &[];
+        for a in attrs(payload.get(TCMSG..).ok_or(LinkError::Truncated)?) {
+            if let (TCA_KIND, k) = a? {
+                kind = c_str(k);
+            }
+        }
+        each(kind);
+        Ok(())
+    })
+}
+
+/// One buffer of a dump's answer: each message of type `ty` has its payload given to `each`.
+fn dump_part(
+    buf: &[u8],
+    seq: u32,
+    port: u32,
+    ty_wanted: u16,
+    mut each: impl FnMut(&[u8]) -> Result<(), LinkError>,
+) -> Result<Part, LinkError> {
     let mut at = 0;
     while buf.len() - at >= NLMSG_HDR {
         let m = &buf[at..];
@@ -314,7 +386,7 @@ pub fn link_part(
                 let errno = u32_at(payload, 0).ok_or(LinkError::Truncated)? as i32;
                 return Err(LinkError::Kernel(errno.wrapping_neg()));
             }
-            RTM_NEWLINK => each(&link(payload)?),
+            t if t == ty_wanted => each(payload)?,
             _ => {}
         }
         at += (len + 3) & !3;
@@ -373,6 +445,7 @@ impl LinkWatch {
         let mut sock = Socket::new(NETLINK_ROUTE)?;
         let port = sock.bind_auto()?.port_number();
         sock.add_membership(RTNLGRP_LINK)?;
+        sock.add_membership(RTNLGRP_TC)?;
         let tv = libc::timeval {
             tv_sec: DUMP_TIMEOUT.as_secs() as libc::time_t,
             tv_usec: 0,
@@ -404,34 +477,51 @@ impl LinkWatch {
         self.sock.as_raw_fd()
     }
 
-    /// Forgets the events waiting, then dumps the links. `None`: the namespace changed while
-    /// they were read (try again later). Allocates nothing.
+    /// Forgets the events waiting, then dumps the links and the qdiscs. `None`: the namespace
+    /// changed while they were read (try again later). Allocates nothing.
     pub fn classify(&mut self) -> io::Result<Option<Class>> {
         self.drain()?;
+        let mut c = Classifier::new(self.veth_counted);
+        if !self.dump(RTM_GETLINK, |buf, seq, port| {
+            link_part(buf, seq, port, |l| c.add(l))
+        })? {
+            return Ok(None);
+        }
+        let mut plain = true;
+        if !self.dump(RTM_GETQDISC, |buf, seq, port| {
+            qdisc_part(buf, seq, port, |k| plain &= qdisc_passes_counts(k))
+        })? {
+            return Ok(None);
+        }
+        Ok(Some(if plain { c.class() } else { Class::Unverified }))
+    }
+
+    /// Sends a dump request of type `ty` (its header zeroed: every device, every family) and
+    /// reads its answer through `part`. False: the namespace changed while it was read (the
+    /// rest of the dump is read away with the next drain).
+    fn dump(
+        &mut self,
+        ty: u16,
+        mut part: impl FnMut(&[u8], u32, u32) -> Result<Part, LinkError>,
+    ) -> io::Result<bool> {
         self.seq = self.seq.wrapping_add(1);
-        let mut req = [0u8; NLMSG_HDR + IFINFOMSG];
-        req[0..4].copy_from_slice(&((NLMSG_HDR + IFINFOMSG) as u32).to_ne_bytes());
-        req[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
+        // ifinfomsg (16 bytes) or tcmsg (20), family AF_UNSPEC: the longer fits both.
+        let mut req = [0u8; NLMSG_HDR + TCMSG];
+        let len = NLMSG_HDR + if ty == RTM_GETLINK { IFINFOMSG } else { TCMSG };
+        req[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+        req[4..6].copy_from_slice(&ty.to_ne_bytes());
         req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
         req[8..12].copy_from_slice(&self.seq.to_ne_bytes());
-        req[NLMSG_HDR] = libc::AF_UNSPEC as u8;
-        self.sock.send(&req, 0)?;
-        let mut c = Classifier::new(self.veth_counted);
+        self.sock.send(&req[..len], 0)?;
         loop {
             let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
-            match link_part(&self.buf[..n], self.seq, self.port, |l| c.add(l)) {
+            match part(&self.buf[..n], self.seq, self.port) {
                 Ok(Part::More) => {}
-                Ok(Part::Done) => return Ok(Some(c.class())),
-                Ok(Part::Changed) => {
-                    // The rest of the dump is read away with the next drain.
-                    return Ok(None);
-                }
+                Ok(Part::Done) => return Ok(true),
+                Ok(Part::Changed) => return Ok(false),
                 Err(LinkError::Kernel(e)) => return Err(io::Error::from_raw_os_error(e)),
                 Err(LinkError::Truncated) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "truncated link dump",
-                    ))
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "truncated dump"))
                 }
             }
         }
@@ -668,6 +758,41 @@ mod tests {
     }
 
     #[test]
+    fn a_qdisc_other_than_noqueue_or_noop_is_where_a_filter_can_pass_the_counters_by() {
+        // tcmsg (family, pads, ifindex, handle, parent, info), then TCA_KIND.
+        let qdisc = |kind: &str| {
+            let mut p = vec![0u8; TCMSG];
+            p.extend(attr(TCA_KIND, format!("{kind}\0").as_bytes()));
+            msg(RTM_NEWQDISC, 2, 7, 99, &p)
+        };
+        let mut b = qdisc("noqueue");
+        b.extend(qdisc("clsact"));
+        b.extend(msg(NLMSG_DONE, 2, 7, 99, &[0; 4]));
+        let mut kinds = Vec::new();
+        assert_eq!(
+            qdisc_part(&b, 7, 99, |k| kinds.push(k.to_vec())),
+            Ok(Part::Done)
+        );
+        assert_eq!(kinds, [b"noqueue".to_vec(), b"clsact".to_vec()]);
+        for (kind, plain) in [
+            ("noqueue", true),
+            ("noop", true),
+            ("clsact", false),
+            ("ingress", false),
+            ("prio", false),
+            ("fq_codel", false),
+            ("", false),
+        ] {
+            assert_eq!(qdisc_passes_counts(kind.as_bytes()), plain, "{kind}");
+        }
+        for cut in 0..b.len() {
+            let _ = qdisc_part(&b[..cut], 7, 99, |_| {});
+        }
+        let event = msg(RTM_NEWQDISC, 0, 0, 0, &qdisc("clsact")[NLMSG_HDR..]);
+        assert_eq!(qdisc_part(&event, 7, 99, |_| {}), Ok(Part::Changed));
+    }
+
+    #[test]
     fn kernel_releases_compare_by_major_then_minor() {
         assert!(release_at_least(b"6.18.44-fc-v782", (6, 7)));
         assert!(release_at_least(b"6.7.0", (6, 7)));
@@ -704,6 +829,7 @@ mod prop {
         ) {
             let _ = rx_sum(&text);
             let _ = link_part(&text, 1, 2, |_| {});
+            let _ = qdisc_part(&text, 1, 2, |_| {});
         }
     }
 }

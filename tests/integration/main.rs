@@ -33,6 +33,7 @@ mod cli;
 mod containers;
 mod containers_attack;
 mod device_gate;
+mod device_gate_attack;
 mod faults;
 mod faults_attack;
 mod filters;
@@ -76,6 +77,7 @@ fn main() -> std::process::ExitCode {
             containers::trials(),
             containers_attack::trials(),
             device_gate::trials(),
+            device_gate_attack::trials(),
             faults::trials(),
             faults_attack::trials(),
             filters::trials(),
