@@ -340,7 +340,9 @@ fn bare_dump_cost(socks: &mut [DiagSocket], window: Duration) -> Result<Duration
 }
 
 /// One of the gate's checks (`read`: one read and its parse), cold and warm.
-fn check_cost(mut read: impl FnMut() -> Result<(), String>) -> Result<(Duration, Duration), String> {
+fn check_cost(
+    mut read: impl FnMut() -> Result<(), String>,
+) -> Result<(Duration, Duration), String> {
     read()?;
     let mut cold = Vec::with_capacity(CHECK_READS);
     for _ in 0..CHECK_READS {
