@@ -29,14 +29,24 @@ fn ss_syn_recv(ns: &Netns, port: u16) -> usize {
 
 /// The sock_diag requests one `acceptq --once` sends, by message type (strace decodes them),
 /// and its JSON report. `env`: more of its environment.
-struct Run {
-    report: Vec<Json>,
-    by_family: usize,
-    both_families: Vec<String>,
-    took: (Instant, Instant),
+pub(crate) struct Run {
+    pub(crate) report: Vec<Json>,
+    pub(crate) by_family: usize,
+    pub(crate) both_families: Vec<String>,
+    pub(crate) took: (Instant, Instant),
 }
 
-fn run(ns: &Netns, tmp: &TempDir, env: &[(&str, &str)]) -> Run {
+impl Run {
+    /// Whether it made the one walk with its program: the request with a program is longer
+    /// than the bare 76 bytes.
+    pub(crate) fn one_walk(&self) -> bool {
+        self.both_families
+            .iter()
+            .any(|l| !l.contains("nlmsg_len=76,"))
+    }
+}
+
+pub(crate) fn run(ns: &Netns, tmp: &TempDir, env: &[(&str, &str)]) -> Run {
     let trace = tmp.join("strace");
     let mut cmd = ns.cmd(
         "strace",

@@ -8,10 +8,11 @@
 //! SYN counts the request sockets `ss` lists (those without `tcp_info`).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::one_walk::run;
 use crate::support::*;
 
 tests![
@@ -32,48 +33,6 @@ fn gates(test: &str) -> bool {
             test,
             "needs strace to see the one walk made",
         )
-}
-
-/// One `acceptq --once` report in `ns` (JSON), whether it made the one walk with its program,
-/// and when it ran.
-struct Run {
-    report: Vec<Json>,
-    one_walk: bool,
-    took: (Instant, Instant),
-}
-
-fn run(ns: &Netns, tmp: &TempDir, env: &[(&str, &str)]) -> Run {
-    let trace = tmp.join("strace");
-    let mut cmd = ns.cmd(
-        "strace",
-        &[
-            "-f",
-            "-qq",
-            "-e",
-            "trace=sendto",
-            "-o",
-            trace.to_str().unwrap(),
-            acceptq(),
-            "--once",
-            "--format",
-            "json",
-            "--no-process",
-        ],
-    );
-    cmd.envs(env.iter().copied());
-    let start = Instant::now();
-    let report = json_report(&mut cmd);
-    let took = (start, Instant::now());
-    let text = std::fs::read_to_string(Path::new(&trace)).unwrap();
-    // The request with a program is longer than the bare 76 bytes.
-    let one_walk = text
-        .lines()
-        .any(|l| l.contains("nlmsg_type=TCPDIAG_GETSOCK,") && !l.contains("nlmsg_len=76,"));
-    Run {
-        report,
-        one_walk,
-        took,
-    }
 }
 
 /// Request sockets per local port, as `ss` lists them in `SYN_RECV`: those with no `tcp_info`
@@ -128,8 +87,8 @@ fn same_as_separate_and_ss(ns: &Netns, tmp: &TempDir, want: &[(&str, u16, &str, 
     let requests = ss_requests(ns);
     let one = run(ns, tmp, &[]);
     let separate = run(ns, tmp, &[SEPARATE]);
-    assert!(one.one_walk, "the one walk was made");
-    assert!(!separate.one_walk, "the separate dumps were made");
+    assert!(one.one_walk(), "the one walk was made");
+    assert!(!separate.one_walk(), "the separate dumps were made");
     let apart = (separate.took.1 - one.took.0).as_secs_f64();
     let (a, b) = (rows(&one.report), rows(&separate.report));
     note!("one walk: {a:?}\nseparate: {b:?}\nss requests: {requests:?}");
