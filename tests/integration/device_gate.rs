@@ -6,8 +6,9 @@
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::gate_attack::{accept_all, sampler_line};
 use crate::support::*;
 
 tests![
@@ -31,10 +32,7 @@ struct Counts {
 }
 
 fn counts(stderr: &str) -> Counts {
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("D! [acceptq] sampler: netns "))
-        .unwrap_or_else(|| panic!("no sampler counts on stderr: {stderr}"));
+    let line = sampler_line(stderr);
     assert!(line.ends_with("(gated)"), "{line}");
     let num = |word: &str| -> u64 {
         let before = line
@@ -100,25 +98,14 @@ fn clients_from(ns: &Netns, addr: &str, port: u16, n: usize, hold: Duration) -> 
     .unwrap()
 }
 
-/// Accepts until `n` connections were taken, for at most 4 s.
-fn accept_all(d: &mut Driver, id: usize, n: usize) -> usize {
-    let start = Instant::now();
-    let mut accepted = d.accept(id);
-    while accepted < n && start.elapsed() < Duration::from_secs(4) {
-        std::thread::sleep(Duration::from_millis(10));
-        accepted += d.accept(id);
-    }
-    accepted
-}
-
 /// After a quiet second watched by `live`, 40 clients in `from` connect to `addr` (listener
 /// `id` in `server`); all queued, held 300 ms more, then accepted: only the sampler can have
-/// seen them queued. The report's fields and the sampler's counts.
+/// seen them queued. The burst must show as the peak; the sampler's counts.
 fn burst_after_quiet(
     mut live: Live,
     (server, d, id): (&Netns, &mut Driver, usize),
     (from, addr, port): (&Netns, &str, u16),
-) -> (Json, Counts) {
+) -> Counts {
     live.report();
     std::thread::sleep(Duration::from_millis(1000));
     let _clients = Reaped(clients_from(from, addr, port, 40, Duration::from_secs(5)));
@@ -133,7 +120,15 @@ fn burst_after_quiet(
     let f = listener(&live.report(), port)["fields"].clone();
     let (status, stderr) = live.finish();
     assert!(status.success(), "{stderr}");
-    (f, counts(&stderr))
+    let c = counts(&stderr);
+    note!("{}", c.line);
+    assert!(int(&f["queue_depth_max"]) >= 36, "the burst must show: {f}");
+    c
+}
+
+/// acceptq sampling `ns` every 100 ms, saying its sampler's counts at exit.
+fn sampled(ns: &Netns) -> Live {
+    Live::start_env(ns, &["--sample", "100ms"], &[DEBUG])
 }
 
 fn a_burst_over_lo_after_samples_passed_on_received_packets_is_caught_as_the_peak() {
@@ -144,10 +139,8 @@ fn a_burst_over_lo_after_samples_passed_on_received_packets_is_caught_as_the_pea
     quiet_ipv6(&ns);
     let mut d = ns.driver();
     let (id, port) = d.listen("127.0.0.1", 0, 64, false);
-    let live = Live::start_env(&ns, &["--sample", "100ms"], &[DEBUG]);
-    let (f, c) = burst_after_quiet(live, (&ns, &mut d, id), (&ns, "127.0.0.1", port));
-    note!("{}", c.line);
-    assert!(int(&f["queue_depth_max"]) >= 36, "the burst must show: {f}");
+    let live = sampled(&ns);
+    let c = burst_after_quiet(live, (&ns, &mut d, id), (&ns, "127.0.0.1", port));
     assert!(c.line.contains("devices count live"), "{}", c.line);
     // The quiet second passed on the devices' counter alone, so the peak came from a dump
     // their move let through.
@@ -165,10 +158,8 @@ fn a_burst_over_a_veth_from_another_namespace_after_samples_passed_on_received_p
     veth_between(&server, &client);
     let mut d = server.driver();
     let (id, port) = d.listen("10.9.0.1", 0, 64, false);
-    let live = Live::start_env(&server, &["--sample", "100ms"], &[DEBUG]);
-    let (f, c) = burst_after_quiet(live, (&server, &mut d, id), (&client, "10.9.0.1", port));
-    note!("{}", c.line);
-    assert!(int(&f["queue_depth_max"]) >= 36, "the burst must show: {f}");
+    let live = sampled(&server);
+    let c = burst_after_quiet(live, (&server, &mut d, id), (&client, "10.9.0.1", port));
     assert!(c.line.contains("devices count live"), "{}", c.line);
     assert!(c.on_devices >= 5, "{}", c.line);
 }
@@ -193,10 +184,8 @@ fn a_namespace_with_a_device_of_an_unverified_kind_is_gated_on_passive_opens_alo
     }
     let mut d = ns.driver();
     let (id, port) = d.listen("127.0.0.1", 0, 64, false);
-    let live = Live::start_env(&ns, &["--sample", "100ms"], &[DEBUG]);
-    let (f, c) = burst_after_quiet(live, (&ns, &mut d, id), (&ns, "127.0.0.1", port));
-    note!("{}", c.line);
-    assert!(int(&f["queue_depth_max"]) >= 36, "the burst must show: {f}");
+    let live = sampled(&ns);
+    let c = burst_after_quiet(live, (&ns, &mut d, id), (&ns, "127.0.0.1", port));
     assert!(
         c.line.contains("a device of a kind not verified"),
         "{}",
@@ -217,14 +206,12 @@ fn a_veth_added_to_a_settled_namespace_is_classified_and_a_burst_through_it_is_c
     quiet_ipv6(&client);
     let mut d = server.driver();
     let (id, port) = d.listen("0.0.0.0", 0, 64, false);
-    let mut live = Live::start_env(&server, &["--sample", "100ms"], &[DEBUG]);
+    let mut live = sampled(&server);
     live.report();
     // Settled on lo alone, then a device comes.
     std::thread::sleep(Duration::from_millis(1000));
     veth_between(&server, &client);
-    let (f, c) = burst_after_quiet(live, (&server, &mut d, id), (&client, "10.9.0.1", port));
-    note!("{}", c.line);
-    assert!(int(&f["queue_depth_max"]) >= 36, "the burst must show: {f}");
+    let c = burst_after_quiet(live, (&server, &mut d, id), (&client, "10.9.0.1", port));
     // Classified again with the veth, and let samples pass on it after.
     assert!(c.line.contains("devices count live"), "{}", c.line);
     assert!(c.on_devices >= 10, "{}", c.line);
@@ -243,7 +230,7 @@ fn a_veth_replaced_by_a_bridge_of_the_same_name_turns_the_device_tier_off() {
     veth_between(&server, &client);
     let mut d = server.driver();
     d.listen("10.9.0.1", 0, 64, false);
-    let mut live = Live::start_env(&server, &["--sample", "100ms"], &[DEBUG]);
+    let mut live = sampled(&server);
     live.report();
     std::thread::sleep(Duration::from_millis(1000));
     // One `ip` process, a few milliseconds: /proc/net/dev names the same devices before and
@@ -294,7 +281,7 @@ fn chatter_without_connections_leaves_samples_passed_on_passive_opens() {
     for _ in 0..20 {
         d.listen("127.0.0.1", 0, 128, false);
     }
-    let mut live = Live::start_env(&ns, &["--sample", "100ms"], &[DEBUG]);
+    let mut live = sampled(&ns);
     live.report();
     std::thread::sleep(Duration::from_millis(500));
     // 40 UDP datagrams over lo, one each 50 ms: the devices' counter moves every sample, no

@@ -17,12 +17,17 @@ tests![
 
 const DEBUG: (&str, &str) = ("ACCEPTQ_DEBUG_SAMPLER", "1");
 
-/// (samples, dumps) the sampler said at exit for its one namespace.
-fn counts(stderr: &str) -> (u64, u64) {
-    let line = stderr
+/// The sampler's line at exit for its one namespace (under `ACCEPTQ_DEBUG_SAMPLER`).
+pub(crate) fn sampler_line(stderr: &str) -> &str {
+    stderr
         .lines()
         .find(|l| l.starts_with("D! [acceptq] sampler: netns "))
-        .unwrap_or_else(|| panic!("no sampler counts on stderr: {stderr}"));
+        .unwrap_or_else(|| panic!("no sampler counts on stderr: {stderr}"))
+}
+
+/// (samples, dumps) the sampler said at exit for its one namespace.
+fn counts(stderr: &str) -> (u64, u64) {
+    let line = sampler_line(stderr);
     assert!(line.ends_with("(gated)"), "{line}");
     let num = |word: &str| -> u64 {
         let before = line.split(word).next().unwrap();
@@ -32,7 +37,7 @@ fn counts(stderr: &str) -> (u64, u64) {
 }
 
 /// Accepts until `n` connections were taken, for at most 4 s.
-fn accept_all(d: &mut Driver, id: usize, n: usize) -> usize {
+pub(crate) fn accept_all(d: &mut Driver, id: usize, n: usize) -> usize {
     let start = Instant::now();
     let mut accepted = d.accept(id);
     while accepted < n && start.elapsed() < Duration::from_secs(4) {
