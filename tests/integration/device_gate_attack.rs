@@ -3,8 +3,9 @@
 //! action that turns lo's transmit into its own receive skips `loopback_xmit`, where lo counts.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::gate_attack::{accept_all, sampler_line};
 use crate::support::*;
 
 tests![
@@ -13,26 +14,6 @@ tests![
 ];
 
 const DEBUG: (&str, &str) = ("ACCEPTQ_DEBUG_SAMPLER", "1");
-
-/// The sampler's line at exit for its one namespace.
-fn counts_line(stderr: &str) -> String {
-    stderr
-        .lines()
-        .find(|l| l.starts_with("D! [acceptq] sampler: netns "))
-        .unwrap_or_else(|| panic!("no sampler counts on stderr: {stderr}"))
-        .to_string()
-}
-
-/// Accepts until `n` connections were taken, for at most 4 s.
-fn accept_all(d: &mut Driver, id: usize, n: usize) -> usize {
-    let start = Instant::now();
-    let mut accepted = d.accept(id);
-    while accepted < n && start.elapsed() < Duration::from_secs(4) {
-        std::thread::sleep(Duration::from_millis(10));
-        accepted += d.accept(id);
-    }
-    accepted
-}
 
 /// Every packet lo sends goes to its own ingress through tc (clsact, u32 match-all, mirred
 /// ingress redirect), never through `loopback_xmit`: `/proc/net/dev` stays at 0. 127/8 then
@@ -77,6 +58,42 @@ fn lo_rx_packets(ns: &Netns) -> u64 {
         .unwrap()
 }
 
+/// 40 connections to listener `id` on `port`, queued for three periods (the promise is one),
+/// then accepted, none of their packets counted by lo (its received packets stay at `rx`).
+/// The burst must show as the peak in `live`'s report; the sampler's line at exit.
+fn burst_past_lo(
+    mut live: Live,
+    ns: &Netns,
+    d: &mut Driver,
+    (id, port): (usize, u16),
+    rx: u64,
+) -> String {
+    d.connect(id, 40);
+    assert!(
+        wait_for(Duration::from_secs(5), || (queued(ns, port) == 40)
+            .then_some(()))
+        .is_some(),
+        "40 connections queued"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(accept_all(d, id, 40), 40);
+    assert_eq!(
+        lo_rx_packets(ns),
+        rx,
+        "the handshakes passed lo's counters by"
+    );
+    let f = listener(&live.report(), port)["fields"].clone();
+    let (status, stderr) = live.finish();
+    assert!(status.success(), "{stderr}");
+    let line = sampler_line(&stderr).to_string();
+    note!("{line}");
+    assert!(
+        int(&f["queue_depth_max"]) >= 36,
+        "the burst must show: {f}; {line}"
+    );
+    line
+}
+
 fn a_burst_redirected_by_tc_mirred_past_lo_s_counters_is_caught_as_the_peak() {
     const NAME: &str =
         "device_gate_attack::a_burst_redirected_by_tc_mirred_past_lo_s_counters_is_caught_as_the_peak";
@@ -96,30 +113,7 @@ fn a_burst_redirected_by_tc_mirred_past_lo_s_counters_is_caught_as_the_peak() {
     let mut live = Live::start_env(&ns, &["--sample", "100ms"], &[DEBUG]);
     live.report();
     std::thread::sleep(Duration::from_millis(1000));
-    d.connect(id, 40);
-    assert!(
-        wait_for(Duration::from_secs(5), || (queued(&ns, port) == 40)
-            .then_some(()))
-        .is_some(),
-        "40 connections queued"
-    );
-    // Queued for three periods: the promise is one.
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(accept_all(&mut d, id, 40), 40);
-    assert_eq!(
-        lo_rx_packets(&ns),
-        0,
-        "the handshakes passed lo's counters by"
-    );
-    let f = listener(&live.report(), port)["fields"].clone();
-    let (status, stderr) = live.finish();
-    assert!(status.success(), "{stderr}");
-    let line = counts_line(&stderr);
-    note!("{line}");
-    assert!(
-        int(&f["queue_depth_max"]) >= 36,
-        "the burst must show: {f}; {line}"
-    );
+    burst_past_lo(live, &ns, &mut d, (id, port), 0);
 }
 
 fn a_tc_redirect_added_to_a_settled_namespace_turns_the_device_tier_off_before_its_burst() {
@@ -148,28 +142,6 @@ fn a_tc_redirect_added_to_a_settled_namespace_turns_the_device_tier_off_before_i
     }
     std::thread::sleep(Duration::from_millis(500));
     let rx = lo_rx_packets(&ns);
-    d.connect(id, 40);
-    assert!(
-        wait_for(Duration::from_secs(5), || (queued(&ns, port) == 40)
-            .then_some(()))
-        .is_some(),
-        "40 connections queued"
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(accept_all(&mut d, id, 40), 40);
-    assert_eq!(
-        lo_rx_packets(&ns),
-        rx,
-        "the handshakes passed lo's counters by"
-    );
-    let f = listener(&live.report(), port)["fields"].clone();
-    let (status, stderr) = live.finish();
-    assert!(status.success(), "{stderr}");
-    let line = counts_line(&stderr);
-    note!("{line}");
-    assert!(
-        int(&f["queue_depth_max"]) >= 36,
-        "the burst must show: {f}; {line}"
-    );
+    let line = burst_past_lo(live, &ns, &mut d, (id, port), rx);
     assert!(line.contains("not verified"), "{line}");
 }
