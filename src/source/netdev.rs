@@ -68,7 +68,8 @@ use std::time::Duration;
 
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 
-use super::snmp::read_whole;
+use super::snmp::{parse_u64, read_whole};
+use super::sock_diag::set_recv_timeout;
 
 /// The devices a `/proc/net/dev` or a link dump named, without keeping their names: their
 /// number and a sum of their names' hashes, the same whatever the order they come in.
@@ -119,18 +120,6 @@ pub fn rx_sum(text: &[u8]) -> Option<RxSum> {
         sum.names.add(name);
     }
     Some(sum)
-}
-
-fn parse_u64(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |acc, &d| {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
 }
 
 /// The open `/proc/net/dev` of one namespace and the buffer it is read into.
@@ -446,23 +435,7 @@ impl LinkWatch {
         let port = sock.bind_auto()?.port_number();
         sock.add_membership(RTNLGRP_LINK)?;
         sock.add_membership(RTNLGRP_TC)?;
-        let tv = libc::timeval {
-            tv_sec: DUMP_TIMEOUT.as_secs() as libc::time_t,
-            tv_usec: 0,
-        };
-        // SAFETY: setsockopt on our own socket with a local timeval.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        set_recv_timeout(&sock, DUMP_TIMEOUT)?;
         LinkEvents::get()?.add(sock.as_raw_fd())?;
         Ok(LinkWatch {
             sock,

@@ -101,7 +101,9 @@ pub fn counter(text: &[u8], section: &[u8], name: &[u8]) -> Option<u64> {
     }
 }
 
-fn parse_u64(digits: &[u8]) -> Option<u64> {
+/// A counter's decimal digits; `None` for anything else, an empty field, or a value past
+/// `u64` (also for `/proc/net/dev`'s columns).
+pub(super) fn parse_u64(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {
         return None;
     }

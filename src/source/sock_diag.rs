@@ -372,7 +372,8 @@ fn open_socket() -> io::Result<Socket> {
     Ok(sock)
 }
 
-fn set_recv_timeout(sock: &Socket, timeout: Duration) -> io::Result<()> {
+/// Bounds each receive on `sock` by `timeout`.
+pub(super) fn set_recv_timeout(sock: &Socket, timeout: Duration) -> io::Result<()> {
     let tv = libc::timeval {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_usec: timeout.subsec_micros() as libc::suseconds_t,
