@@ -749,6 +749,25 @@ mod tests {
         .unwrap()
     }
 
+    /// [`ours`] making the separate dumps, as `ACCEPTQ_DEBUG_SEPARATE_DUMPS` asks.
+    fn separate_dumps() -> NsSources {
+        let mut src = ours();
+        src.walks = Walks {
+            both_families: false,
+            requests_and_children: false,
+        };
+        src
+    }
+
+    /// Nothing was said on stderr.
+    fn assert_silent(w: &Warnings<Vec<u8>>) {
+        assert!(
+            w.writer().is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(w.writer())
+        );
+    }
+
     #[test]
     fn only_the_ports_the_filter_may_report_are_asked_for_waits() {
         let (_a, _ca, a) = queued(1);
@@ -786,11 +805,7 @@ mod tests {
             ..Filter::default()
         };
         assert_eq!(ports(&by_process, &mut src, &mut w), both);
-        assert!(
-            w.writer().is_empty(),
-            "{:?}",
-            String::from_utf8_lossy(w.writer())
-        );
+        assert_silent(&w);
     }
 
     #[test]
@@ -804,11 +819,7 @@ mod tests {
         // Every queued connection found: no SYN_RECV dump, so no cut.
         let waits = src.read_queue_wait(&[s], &none, &all, &mut w).unwrap();
         assert_eq!(waits.len(), 1, "{waits:?}");
-        assert!(
-            w.writer().is_empty(),
-            "{:?}",
-            String::from_utf8_lossy(w.writer())
-        );
+        assert_silent(&w);
         // One more than found: the SYN_RECV dump is made, and cut at once.
         s.depth = 3;
         for _ in 0..2 {
@@ -846,11 +857,7 @@ mod tests {
         let (_a, _ca, a) = queued(2);
         let (_b, _cb, b) = queued(1);
         let mut one = ours();
-        let mut separate = ours();
-        separate.walks = Walks {
-            both_families: false,
-            requests_and_children: false,
-        };
+        let mut separate = separate_dumps();
         let mut w = Warnings::to(Vec::new());
         let (syn1, waits1) = established(&mut one, &[a, b], &mut w);
         let (syn2, waits2) = established(&mut separate, &[a, b], &mut w);
@@ -879,11 +886,7 @@ mod tests {
             },
             "this kernel takes both requests"
         );
-        assert!(
-            w.writer().is_empty(),
-            "{:?}",
-            String::from_utf8_lossy(w.writer())
-        );
+        assert_silent(&w);
     }
 
     #[test]
@@ -894,11 +897,7 @@ mod tests {
         let _v6 = TcpListener::bind(("::1", a.port)).unwrap();
         let _c6 = TcpStream::connect(("::1", a.port)).unwrap();
         let mut one = ours();
-        let mut separate = ours();
-        separate.walks = Walks {
-            both_families: false,
-            requests_and_children: false,
-        };
+        let mut separate = separate_dumps();
         let mut w = Warnings::to(Vec::new());
         let mut endpoints = Vec::new();
         for src in [&mut one, &mut separate] {
@@ -929,11 +928,7 @@ mod tests {
             );
             assert!(src.walks.both_families, "the SYN dump still walks once");
         }
-        assert!(
-            w.writer().is_empty(),
-            "{:?}",
-            String::from_utf8_lossy(w.writer())
-        );
+        assert_silent(&w);
     }
 
     #[test]
