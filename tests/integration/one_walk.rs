@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
+use crate::syn_queue::ss_syn_recv;
 
 tests![
     one_walk_counts_the_syn_queue_as_ss_and_times_the_queues_as_the_separate_dumps,
@@ -15,17 +16,6 @@ tests![
 const SEPARATE: (&str, &str) = ("ACCEPTQ_DEBUG_SEPARATE_DUMPS", "1");
 /// Jiffy rounding of two readings of one wait, on top of the time between them.
 const SLACK: f64 = 0.05;
-
-/// Request sockets `ss -tn state syn-recv` lists for `port`.
-fn ss_syn_recv(ns: &Netns, port: u16) -> usize {
-    output_ok(&mut ns.cmd(
-        "ss",
-        &["-tnH", "state", "syn-recv", &format!("sport = :{port}")],
-    ))
-    .lines()
-    .filter(|l| !l.trim().is_empty())
-    .count()
-}
 
 /// The sock_diag requests one `acceptq --once` sends, by message type (strace decodes them),
 /// and its JSON report. `env`: more of its environment.

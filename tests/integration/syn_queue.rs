@@ -7,7 +7,7 @@ use crate::support::*;
 tests![syn_queue_depth_counts_request_sockets_per_listener_as_ss_does];
 
 /// Request sockets waiting in `ss -tn state syn-recv` for `port`.
-fn ss_syn_recv(ns: &Netns, port: u16) -> usize {
+pub(crate) fn ss_syn_recv(ns: &Netns, port: u16) -> usize {
     output_ok(&mut ns.cmd(
         "ss",
         &["-tnH", "state", "syn-recv", &format!("sport = :{port}")],
